@@ -1,0 +1,12 @@
+"""fnlearn: train neural networks the functional way in JAX.
+
+Models are pure functions over pytrees of parameters, losses are negative log-likelihoods of a
+distribution head, optimizers are optax-style gradient transformations written by hand.
+This module only re-exports the public API.
+"""
+
+from fnlearn import init, nn, tree
+
+__version__ = "0.1.0"
+
+__all__ = ["init", "nn", "tree", "__version__"]
