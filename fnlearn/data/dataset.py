@@ -1,0 +1,265 @@
+"""The ``Dataset`` record every loader returns, and the checks that guard it.
+
+A dataset is a pair of host numpy arrays plus the little metadata the rest of fnlearn needs:
+
+* ``x``: float32, shape ``[n, *feature_shape]`` (flat ``[n, features]`` for images too; the MLPs
+  are dense and ``image_shape`` tells augmentation how to reshape a row),
+* ``y``: int32 class ids ``[n]`` for classification, float32 ``[n, d]`` for regression,
+* ``task``: ``"classification"`` or ``"regression"``; ``num_classes`` is K for classification.
+
+``check_dataset`` is the one validation the loaders, the splits and the training engine share, so
+that an empty dataset, mismatched lengths, NaN/Inf or labels outside [0, K) are reported once, the
+same way, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from fnlearn.errors import FnlearnError
+
+__all__ = ["Dataset", "TASKS", "check_dataset", "from_arrays"]
+
+TASKS = ("classification", "regression")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Host arrays ``x`` [n, ...] float32 and ``y`` (int32 [n] or float32 [n, d]) with metadata.
+
+    Made directly, the arrays must already have the contract's dtypes; ``from_arrays`` casts
+    ordinary numpy input (float64 features, int64 labels) for you. Validation runs on creation.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    task: str
+    num_classes: int | None = None
+    name: str = "dataset"
+    feature_names: tuple[str, ...] | None = None
+    image_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        _check_metadata(self)
+        check_dataset(self.x, self.y, num_classes=self.num_classes, task=self.task, name=self.name)
+        _check_exact_dtypes(self)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        """Width of a flat input row, prod(feature_shape)."""
+        return int(np.prod(self.x.shape[1:], dtype=np.int64))
+
+    @property
+    def target_dim(self) -> int:
+        """Number of target columns d for regression; 1 (one class id) for classification."""
+        return 1 if self.task == "classification" else int(self.y.shape[1])
+
+    def take(self, indices) -> Dataset:
+        """The examples at ``indices`` (an int array), with the same metadata."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return dataclasses.replace(self, x=self.x[indices], y=self.y[indices])
+
+    def with_arrays(self, x: np.ndarray, y: np.ndarray) -> Dataset:
+        """The same metadata over new arrays (e.g. standardised ones); validated again."""
+        return dataclasses.replace(self, x=x, y=y)
+
+
+def from_arrays(
+    x,
+    y,
+    *,
+    task: str,
+    num_classes: int | None = None,
+    name: str = "dataset",
+    feature_names: Sequence[str] | None = None,
+    image_shape: Sequence[int] | None = None,
+) -> Dataset:
+    """A ``Dataset`` from ordinary arrays: x cast to float32; y to int32 [n] or float32 [n, d].
+
+    For classification K defaults to max(y) + 1. A 1-d regression target becomes [n, 1].
+    Casting never hides a mistake: non-integral class ids and non-numeric arrays are reported.
+    """
+    if task not in TASKS:
+        raise FnlearnError(f"task {task!r} is not one of {', '.join(TASKS)}; pass task='classification' or task='regression'.")
+    x = _as_numeric(x, "x")
+    y = _as_numeric(y, "y")
+    if task == "classification":
+        y = _as_class_ids(y)
+        if num_classes is None and y.size:
+            num_classes = int(y.max()) + 1 if y.max() >= 0 else 1
+    elif y.ndim == 1:
+        y = y[:, None]
+    return Dataset(
+        x=np.ascontiguousarray(x, dtype=np.float32),
+        y=np.ascontiguousarray(y, dtype=np.int32 if task == "classification" else np.float32),
+        task=task,
+        num_classes=num_classes,
+        name=name,
+        feature_names=None if feature_names is None else tuple(str(f) for f in feature_names),
+        image_shape=None if image_shape is None else tuple(int(s) for s in image_shape),
+    )
+
+
+def check_dataset(x, y, *, num_classes: int | None = None, task: str | None = None, name: str = "dataset") -> None:
+    """Raise ``FnlearnError`` naming the first problem with ``(x, y)``; return None when sound.
+
+    Checks, in order: numeric dtypes (x floating; class ids integer and 1-d; regression targets
+    floating and 2-d [n, d]), at least one example, len(x) == len(y), no NaN/Inf in x or y, and for
+    classification every label in [0, K). ``task`` defaults to classification when ``num_classes``
+    is given or y is integer, regression otherwise.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if task is None:
+        task = "classification" if num_classes is not None or np.issubdtype(y.dtype, np.integer) else "regression"
+    _check_dtypes(x, y, task, name)
+    _check_lengths(x, y, name)
+    _check_finite(x, "x", name)
+    _check_finite(y, "y", name)
+    if task == "classification":
+        _check_labels(y, num_classes, name)
+
+
+def _check_dtypes(x: np.ndarray, y: np.ndarray, task: str, name: str) -> None:
+    if not np.issubdtype(x.dtype, np.floating):
+        raise FnlearnError(
+            f"{name}: x has dtype {x.dtype}, expected a floating dtype (float32). "
+            f"Cast it first, e.g. x = x.astype(np.float32) (and divide raw 0-255 pixels by 255)."
+        )
+    if x.ndim < 2:
+        raise FnlearnError(
+            f"{name}: x has shape {x.shape}, expected [n, features]. "
+            f"For a single feature use x[:, None]."
+        )
+    if task == "classification":
+        if not np.issubdtype(y.dtype, np.integer):
+            raise FnlearnError(
+                f"{name}: class labels y have dtype {y.dtype}, expected integer class ids 0..K-1. "
+                f"Cast them with y = y.astype(np.int32), or use task='regression' for real-valued targets."
+            )
+        if y.ndim != 1:
+            raise FnlearnError(
+                f"{name}: class labels y have shape {y.shape}, expected [n] class ids. "
+                f"Convert one-hot rows with y = y.argmax(axis=1)."
+            )
+    else:
+        if not np.issubdtype(y.dtype, np.floating):
+            raise FnlearnError(
+                f"{name}: regression targets y have dtype {y.dtype}, expected floating (float32). "
+                f"Cast them with y = y.astype(np.float32), or pass num_classes for class labels."
+            )
+        if y.ndim != 2:
+            raise FnlearnError(
+                f"{name}: regression targets y have shape {y.shape}, expected [n, d]. "
+                f"For one target column use y[:, None]."
+            )
+
+
+def _check_lengths(x: np.ndarray, y: np.ndarray, name: str) -> None:
+    if x.shape[0] == 0:
+        raise FnlearnError(
+            f"{name}: the dataset is empty (x has shape {x.shape}). "
+            f"Check the file or the filter that produced it; training needs at least one example."
+        )
+    if x.shape[0] != y.shape[0]:
+        raise FnlearnError(
+            f"{name}: x has {x.shape[0]} examples but y has {y.shape[0]}; they must match row for row. "
+            f"Check that features and targets come from the same rows."
+        )
+
+
+def _check_finite(a: np.ndarray, which: str, name: str) -> None:
+    if not np.issubdtype(a.dtype, np.floating):
+        return
+    bad = ~np.isfinite(a)
+    count = int(bad.sum())
+    if count:
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f"row {first[0]}" + (f", column {first[1]}" if len(first) == 2 else "")
+        where += f", position {first[1:]}" if len(first) > 2 else ""
+        raise FnlearnError(
+            f"{name}: {which} contains {count} NaN/Inf value(s), the first at {where}. "
+            f"Drop or impute those rows before training, e.g. keep = np.isfinite({which}).all(axis=1)."
+        )
+
+
+def _check_labels(y: np.ndarray, num_classes: int | None, name: str) -> None:
+    if num_classes is not None and (not isinstance(num_classes, (int, np.integer)) or num_classes < 1):
+        raise FnlearnError(f"{name}: num_classes={num_classes!r}, expected a positive integer K.")
+    upper = np.inf if num_classes is None else num_classes
+    bad = (y < 0) | (y >= upper)
+    count = int(bad.sum())
+    if count:
+        first = int(np.argmax(bad))
+        k = "K" if num_classes is None else str(num_classes)
+        raise FnlearnError(
+            f"{name}: {count} label(s) lie outside [0, {k}), the first is y[{first}] = {int(y[first])}. "
+            f"Class ids must be 0..K-1: remap them (e.g. np.unique(y, return_inverse=True)) "
+            f"or raise num_classes."
+        )
+
+
+def _check_metadata(d: Dataset) -> None:
+    if d.task not in TASKS:
+        raise FnlearnError(f"{d.name}: task {d.task!r} is not one of {', '.join(TASKS)}.")
+    if d.task == "classification" and d.num_classes is None:
+        raise FnlearnError(f"{d.name}: a classification dataset needs num_classes (K); pass num_classes=K.")
+    if d.task == "regression" and d.num_classes is not None:
+        raise FnlearnError(f"{d.name}: a regression dataset has num_classes=None, got {d.num_classes!r}.")
+    if d.image_shape is not None:
+        width = int(np.prod(d.x.shape[1:], dtype=np.int64))
+        if int(np.prod(d.image_shape, dtype=np.int64)) != width:
+            raise FnlearnError(
+                f"{d.name}: image_shape {d.image_shape} holds {int(np.prod(d.image_shape))} values "
+                f"but a row of x has {width}; pass the shape of one image, e.g. (28, 28)."
+            )
+    if d.feature_names is not None and len(d.feature_names) != int(np.prod(d.x.shape[1:], dtype=np.int64)):
+        raise FnlearnError(
+            f"{d.name}: {len(d.feature_names)} feature_names for {d.x.shape[1:]} features; give one name per column."
+        )
+
+
+def _check_exact_dtypes(d: Dataset) -> None:
+    want_y = np.int32 if d.task == "classification" else np.float32
+    if d.x.dtype != np.float32 or d.y.dtype != want_y:
+        raise FnlearnError(
+            f"{d.name}: Dataset holds x as float32 and y as {np.dtype(want_y).name}, got x {d.x.dtype} "
+            f"and y {d.y.dtype}. Build it with fnlearn.data.from_arrays(x, y, task=...), which casts."
+        )
+
+
+def _as_numeric(a, which: str) -> np.ndarray:
+    a = np.asarray(a)
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise FnlearnError(
+            f"{which} has dtype {a.dtype}, expected numbers. Convert text columns first "
+            f"(class names: np.unique(y, return_inverse=True))."
+        )
+    return a
+
+
+def _as_class_ids(y: np.ndarray) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.floating):
+        finite = np.isfinite(y)
+        fractional = finite & (y != np.round(np.where(finite, y, 0)))
+        if fractional.any():
+            first = int(np.argmax(fractional))
+            raise FnlearnError(
+                f"class labels must be whole numbers, y[{first}] = {y[first]}; "
+                f"use task='regression' for real-valued targets."
+            )
+        if not finite.all():
+            first = int(np.argmax(~finite))
+            raise FnlearnError(
+                f"y contains {int((~finite).sum())} NaN/Inf label(s), the first at row {first}; drop those rows."
+            )
+    if y.ndim != 1:
+        raise FnlearnError(f"class labels y have shape {y.shape}, expected [n]; convert one-hot rows with y.argmax(axis=1).")
+    if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
+        raise FnlearnError("class labels do not fit in int32; remap them with np.unique(y, return_inverse=True).")
+    return y.astype(np.int32)

@@ -1,0 +1,67 @@
+"""Small datasets shipped inside scikit-learn (the optional extra ``fnlearn[data]``).
+
+Nothing is downloaded: these five sets live in scikit-learn's package data. scikit-learn is
+imported only when one of them is loaded, so ``import fnlearn`` stays fast without it.
+
+=============== ============== ======= ======== ======================================
+name            task           n       features targets
+=============== ============== ======= ======== ======================================
+digits          classification 1797    64       10 classes, 8x8 images, pixels 0..16
+iris            classification 150     4        3 classes
+breast_cancer   classification 569     30       2 classes
+wine            classification 178     13       3 classes
+diabetes        regression     442     10       1 column (disease progression)
+=============== ============== ======= ======== ======================================
+"""
+
+from __future__ import annotations
+
+from fnlearn.data.dataset import Dataset, from_arrays
+from fnlearn.errors import FnlearnError
+
+__all__ = ["digits", "iris", "breast_cancer", "wine", "diabetes"]
+
+
+def digits() -> Dataset:
+    """scikit-learn's 8x8 handwritten digits: x [1797, 64] pixel intensities 0..16, 10 classes."""
+    bunch = _sklearn_datasets().load_digits()
+    return from_arrays(bunch.data, bunch.target, task="classification", num_classes=10, name="digits",
+                       feature_names=bunch.feature_names, image_shape=(8, 8))
+
+
+def iris() -> Dataset:
+    """Fisher's iris: x [150, 4] (sepal/petal length/width in cm), 3 classes."""
+    return _classification("iris", _sklearn_datasets().load_iris())
+
+
+def breast_cancer() -> Dataset:
+    """Wisconsin diagnostic breast cancer: x [569, 30], 2 classes (0 malignant, 1 benign)."""
+    return _classification("breast_cancer", _sklearn_datasets().load_breast_cancer())
+
+
+def wine() -> Dataset:
+    """Wine recognition: x [178, 13] chemical measurements, 3 cultivars."""
+    return _classification("wine", _sklearn_datasets().load_wine())
+
+
+def diabetes() -> Dataset:
+    """Diabetes progression: x [442, 10] (scikit-learn's mean-centred, scaled features), y [442, 1]."""
+    bunch = _sklearn_datasets().load_diabetes()
+    return from_arrays(bunch.data, bunch.target, task="regression", name="diabetes",
+                       feature_names=bunch.feature_names)
+
+
+def _classification(name: str, bunch) -> Dataset:
+    return from_arrays(bunch.data, bunch.target, task="classification", num_classes=len(bunch.target_names),
+                       name=name, feature_names=bunch.feature_names)
+
+
+def _sklearn_datasets():
+    try:
+        import sklearn.datasets
+    except ImportError as error:
+        raise FnlearnError(
+            "the embedded datasets (digits, iris, breast_cancer, wine, diabetes) come from scikit-learn, "
+            "which is not installed. Install the extra: pip install 'fnlearn[data]'."
+        ) from error
+    return sklearn.datasets
