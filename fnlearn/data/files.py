@@ -44,8 +44,10 @@ def csv(
     columns = {c: i for i, c in enumerate(header)}
     for column in targets + inputs:
         if column not in columns:
+            hint = f" Is the delimiter not {delimiter!r}? Set delimiter=..." if len(header) == 1 else ""
             raise FnlearnError(
-                f"csv: {file} has no column {column!r}.{did_you_mean(column, header)} Columns: {', '.join(header)}."
+                f"csv: {file} has no column {column!r}.{did_you_mean(column, header)} "
+                f"Columns: {', '.join(header)}.{hint}"
             )
     if not inputs:
         raise FnlearnError(f"csv: no feature columns left in {file} besides the target(s); name them with features=[...].")
