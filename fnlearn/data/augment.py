@@ -41,33 +41,33 @@ def gaussian_noise(key: jax.Array, x: jax.Array, std: float) -> jax.Array:
 
 def random_shift(key: jax.Array, x: jax.Array, image_shape: Sequence[int], max_shift: int) -> jax.Array:
     """Shift each image circularly by (dy, dx) ~ U{−max_shift..max_shift}²; pixels wrap around."""
-    images = _as_images(x, image_shape)
-    shifts = jax.random.randint(key, (images.shape[0], 2), -max_shift, max_shift + 1)
-    rolled = jax.vmap(lambda image, s: jnp.roll(image, (s[0], s[1]), axis=(0, 1)))(images, shifts)
-    return rolled.reshape(x.shape)
+    height, width = _image_size(x, image_shape)
+    dy, dx = _offsets(key, x.shape[0], max_shift)
+    rows, cols = _grid(height, width)
+    return _gather(x, image_shape, (rows - dy) % height, (cols - dx) % width)
 
 
 def random_crop(key: jax.Array, x: jax.Array, image_shape: Sequence[int], padding: int) -> jax.Array:
-    """Zero-pad each image by ``padding`` on every side and crop back to H×W at a random offset."""
-    images = _as_images(x, image_shape)
-    height, width = images.shape[1:3]
-    pad = [(0, 0), (padding, padding), (padding, padding)] + [(0, 0)] * (images.ndim - 3)
-    padded = jnp.pad(images, pad)
-    offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * padding + 1)
+    """Zero-pad each image by ``padding`` on every side and crop back to H×W at a random offset.
 
-    def crop(image, offset):
-        start = (offset[0], offset[1]) + (0,) * (image.ndim - 2)
-        return jax.lax.dynamic_slice(image, start, (height, width) + image.shape[2:])
-
-    return jax.vmap(crop)(padded, offsets).reshape(x.shape)
+    Cropping the padded image at offset (p − dy, p − dx) is the shift x̃[r, c] = x[r − dy, c − dx]
+    with zeros where r − dy or c − dx falls outside the image, dy, dx ~ U{−p..p}; computed that way.
+    """
+    height, width = _image_size(x, image_shape)
+    dy, dx = _offsets(key, x.shape[0], padding)
+    rows, cols = _grid(height, width)
+    rows, cols = rows - dy, cols - dx
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    return _gather(x, image_shape, jnp.clip(rows, 0, height - 1), jnp.clip(cols, 0, width - 1), inside)
 
 
 def random_flip(key: jax.Array, x: jax.Array, image_shape: Sequence[int]) -> jax.Array:
     """Mirror each image left-right with probability ½: x̃[r, c] = x[r, W − 1 − c]."""
-    images = _as_images(x, image_shape)
-    flip = jax.random.bernoulli(key, 0.5, (images.shape[0],))
-    flip = flip.reshape((-1,) + (1,) * (images.ndim - 1))
-    return jnp.where(flip, images[:, :, ::-1], images).reshape(x.shape)
+    height, width = _image_size(x, image_shape)
+    flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1))
+    rows, cols = _grid(height, width)
+    return _gather(x, image_shape, jnp.broadcast_to(rows, flip.shape[:1] + rows.shape[1:]),
+                   jnp.where(flip, width - 1 - cols, cols))
 
 
 def identity(key: jax.Array, x: jax.Array) -> jax.Array:
@@ -110,7 +110,8 @@ def make_augment(
     return augment
 
 
-def _as_images(x: jax.Array, image_shape: Sequence[int]) -> jax.Array:
+def _image_size(x: jax.Array, image_shape: Sequence[int]) -> tuple[int, int]:
+    """(H, W) of ``image_shape``, after checking that x holds flat rows of that many values."""
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) not in (2, 3):
         raise FnlearnError(f"augment: image_shape {image_shape}, expected (H, W) or (H, W, C).")
@@ -119,7 +120,29 @@ def _as_images(x: jax.Array, image_shape: Sequence[int]) -> jax.Array:
             f"augment: x has shape {x.shape}, expected flat rows [B, {int(np.prod(image_shape))}] for images of "
             f"shape {image_shape}. Check the dataset's image_shape."
         )
-    return x.reshape((x.shape[0],) + image_shape)
+    return image_shape[0], image_shape[1]
+
+
+def _offsets(key: jax.Array, batch: int, amount: int) -> tuple[jax.Array, jax.Array]:
+    """Per-example (dy, dx), each uniform on {−amount, ..., amount}, shaped [B, 1, 1] to broadcast."""
+    d = jax.random.randint(key, (2, batch, 1, 1), -amount, amount + 1)
+    return d[0], d[1]
+
+
+def _grid(height: int, width: int) -> tuple[jax.Array, jax.Array]:
+    """Row and column index of every pixel, shaped [1, H, 1] and [1, 1, W]."""
+    return jnp.arange(height)[None, :, None], jnp.arange(width)[None, None, :]
+
+
+def _gather(x: jax.Array, image_shape: Sequence[int], rows: jax.Array, cols: jax.Array, keep=None) -> jax.Array:
+    """x̃[b, r, c, :] = x[b, rows[b, r, c], cols[b, r, c], :] (0 where ``keep`` is False): one gather."""
+    batch, (height, width) = x.shape[0], tuple(image_shape[:2])
+    channels = int(np.prod(tuple(image_shape)[2:], dtype=np.int64))
+    source = jnp.broadcast_to(rows * width + cols, (batch, height, width)).reshape(batch, height * width, 1)
+    out = jnp.take_along_axis(x.reshape(batch, height * width, channels), source, axis=1)
+    if keep is not None:
+        out = jnp.where(jnp.broadcast_to(keep, (batch, height, width)).reshape(batch, -1, 1), out, 0)
+    return out.reshape(x.shape)
 
 
 def _check_options(image_shape, noise_std, max_shift, crop_padding, flip) -> None:
