@@ -92,6 +92,8 @@ def test_checksum_mismatch_is_reported_and_can_be_skipped(tmp_path):
     assert "MD5 checksum mismatch" in message and idx.MNIST_MD5["train-images-idx3-ubyte.gz"] in message
     assert "verify=False" in message
     assert len(load("mnist", path=str(tmp_path), verify=False)) == 6
+    with pytest.raises(FnlearnError, match="expected true or false"):
+        load("mnist", path=str(tmp_path), verify="no")
 
 
 def test_matching_checksums_pass(tmp_path):
@@ -133,6 +135,14 @@ def test_truncated_header_and_wrong_magic(tmp_path):
     file.write_bytes(b"PK\x03\x04" + b"\0" * 100)
     with pytest.raises(FnlearnError, match="wrong magic number 0x504b0304"):
         load("mnist", path=str(tmp_path), verify=False)
+
+
+def test_train_and_test_parts_must_have_one_image_size(tmp_path):
+    make_set(tmp_path)
+    write(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(np.zeros((4, 8, 8), np.uint8)), gz=True)
+    with pytest.raises(FnlearnError, match="train images are 28x28 but t10k images are 8x8"):
+        load("mnist", path=str(tmp_path), subset="all", verify=False)
+    assert load("mnist", path=str(tmp_path), subset="test", verify=False).image_shape == (8, 8)
 
 
 def test_mislabelled_files(tmp_path):

@@ -1,5 +1,7 @@
 """Splits (seeded, disjoint, covering, stratified) and standardisation fitted on train only."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -107,6 +109,9 @@ def test_target_standardisation_and_its_inverse():
     np.testing.assert_allclose(scaled.train.y.std(), 1.0, rtol=1e-5)
     np.testing.assert_allclose(scaler.inverse_y(scaled.test.y), parts.test.y, rtol=1e-5)
     np.testing.assert_allclose(scaler.inverse_y_scale(np.ones(1)), parts.train.y.std(), rtol=1e-5)
+    restored = Standardizer.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    np.testing.assert_array_equal(restored.apply(parts.test).y, scaled.test.y)
+    np.testing.assert_array_equal(restored.apply(parts.test).x, scaled.test.x)
     _, plain = standardize(parts)
     assert plain.inverse_y(scaled.test.y) is scaled.test.y
     with pytest.raises(FnlearnError, match="class labels"):

@@ -67,11 +67,13 @@ def mnist(*, path: str | None = None, subset: str = "train", verify: bool = True
 
     ``subset``: "train" (60000), "test" (the official 10000) or "all" (train then test).
     """
+    _check_verify(verify, "mnist")
     return load_idx_set("mnist", path=path, subset=subset, checksums=MNIST_MD5 if verify else None)
 
 
 def fashion_mnist(*, path: str | None = None, subset: str = "train", verify: bool = True) -> Dataset:
     """Fashion-MNIST (Zalando articles): like ``mnist`` with 10 clothing classes."""
+    _check_verify(verify, "fashion_mnist")
     return load_idx_set("fashion_mnist", path=path, subset=subset, checksums=FASHION_MNIST_MD5 if verify else None)
 
 
@@ -85,17 +87,27 @@ def load_idx_set(name: str, *, path=None, subset: str = "train", checksums: dict
         raise FnlearnError(f"{name}: subset={subset!r}, expected one of {', '.join(_SUBSETS)}.")
     directory = _data_directory(name, path)
     parts = ["train", "t10k"] if subset == "all" else ["train" if subset == "train" else "t10k"]
-    xs, ys = [], []
+    xs, ys, image_size = [], [], None
     for part in parts:
         images = _read_verified(name, directory, f"{part}-images-idx3-ubyte", checksums, part)
         labels = _read_verified(name, directory, f"{part}-labels-idx1-ubyte", checksums, part)
         _check_pair(name, part, images, labels)
+        if image_size is not None and images.shape[1:] != image_size:
+            raise FnlearnError(
+                f"{name}: train images are {image_size[0]}x{image_size[1]} but t10k images are "
+                f"{images.shape[1]}x{images.shape[2]}; the two parts come from different datasets."
+            )
+        image_size = images.shape[1:]
         xs.append(images.reshape(images.shape[0], -1))
         ys.append(labels)
     x = np.concatenate(xs).astype(np.float32) / np.float32(255.0)
-    height, width = images.shape[1:]
     return from_arrays(x, np.concatenate(ys), task="classification", num_classes=10, name=name,
-                       image_shape=(height, width))
+                       image_shape=image_size)
+
+
+def _check_verify(verify, name: str) -> None:
+    if not isinstance(verify, bool):
+        raise FnlearnError(f"{name}: verify={verify!r}, expected true or false (false skips the MD5 check).")
 
 
 def _data_directory(name: str, path) -> list[Path]:

@@ -64,7 +64,7 @@ def split(
     if stratify and dataset.task != "classification":
         raise FnlearnError(f"split: stratify=True needs class labels, but {dataset.name} is a regression dataset.")
     n = len(dataset)
-    n_test, n_val = int(round(test_fraction * n)), int(round(val * n))
+    n_test, n_val = round(test_fraction * n), round(val * n)
     for count, fraction, which in ((n_test, test_fraction, "test"), (n_val, val, "val")):
         if fraction > 0 and count == 0:
             raise FnlearnError(
@@ -148,6 +148,16 @@ class Standardizer:
         x = ((dataset.x - self.x_mean) / self.x_scale).astype(np.float32)
         y = dataset.y if self.y_mean is None else ((dataset.y - self.y_mean) / self.y_scale).astype(np.float32)
         return dataset.with_arrays(x, y)
+
+    def to_dict(self) -> dict[str, list | None]:
+        """Plain nested lists, for a run directory's JSON (no pickle); ``from_dict`` reads it back."""
+        return {f.name: None if getattr(self, f.name) is None else getattr(self, f.name).tolist()
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> Standardizer:
+        """The inverse of ``to_dict``."""
+        return cls(**{k: None if v is None else np.asarray(v, np.float32) for k, v in fields.items()})
 
     def inverse_y(self, y):
         """Targets or predicted means back in original units: y = ŷ·s_y + μ_y (identity if unfitted)."""
