@@ -86,7 +86,9 @@ def from_arrays(
     Casting never hides a mistake: non-integral class ids and non-numeric arrays are reported.
     """
     if task not in TASKS:
-        raise FnlearnError(f"task {task!r} is not one of {', '.join(TASKS)}; pass task='classification' or task='regression'.")
+        raise FnlearnError(
+            f"task {task!r} is not one of {', '.join(TASKS)}; pass task='classification' or task='regression'."
+        )
     x = _as_numeric(x, "x")
     y = _as_numeric(y, "y")
     if task == "classification":
@@ -259,7 +261,9 @@ def _as_class_ids(y: np.ndarray) -> np.ndarray:
                 f"y contains {int((~finite).sum())} NaN/Inf label(s), the first at row {first}; drop those rows."
             )
     if y.ndim != 1:
-        raise FnlearnError(f"class labels y have shape {y.shape}, expected [n]; convert one-hot rows with y.argmax(axis=1).")
+        raise FnlearnError(
+            f"class labels y have shape {y.shape}, expected [n]; convert one-hot rows with y.argmax(axis=1)."
+        )
     if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
         raise FnlearnError("class labels do not fit in int32; remap them with np.unique(y, return_inverse=True).")
     return y.astype(np.int32)

@@ -50,7 +50,9 @@ def csv(
                 f"Columns: {', '.join(header)}.{hint}"
             )
     if not inputs:
-        raise FnlearnError(f"csv: no feature columns left in {file} besides the target(s); name them with features=[...].")
+        raise FnlearnError(
+            f"csv: no feature columns left in {file} besides the target(s); name them with features=[...]."
+        )
     x = _numeric_columns(file, rows, [columns[c] for c in inputs], inputs)
     if task == "classification":
         y = _class_column(file, rows, columns[targets[0]], targets[0])
@@ -150,7 +152,9 @@ def _class_column(file: Path, rows, index: int, name: str) -> np.ndarray:
     values = [row[index].strip() for row in rows]
     if "" in values:
         first = values.index("")
-        raise FnlearnError(f"csv: line {first + 2} of {file}: the class label in column {name!r} is missing; drop that row.")
+        raise FnlearnError(
+            f"csv: line {first + 2} of {file}: the class label in column {name!r} is missing; drop that row."
+        )
     try:
         numbers = np.array([float(v) for v in values])
     except ValueError:

@@ -88,8 +88,8 @@ def heteroscedastic(*, n: int = 500, noise: float = 0.5, seed: int = 0) -> Datas
 def two_moons(*, n: int = 400, noise: float = 0.1, seed: int = 0) -> Dataset:
     """Two half circles: class 0 at (cos t, sin t), class 1 at (1 − cos t, 0.5 − sin t), t ∈ [0, π].
 
-    ⌊n/2⌋ points on the upper moon, ⌈n/2⌉ on the lower (as make_moons splits them), t evenly spaced, then N(0, noise²)
-    added to both coordinates and the rows shuffled with the seed.
+    ⌊n/2⌋ points on the upper moon, ⌈n/2⌉ on the lower (as make_moons splits them), t evenly
+    spaced, then N(0, noise²) added to both coordinates and the rows shuffled with the seed.
     """
     _check_common(n, noise, seed)
     rng = np.random.default_rng(seed)
@@ -138,5 +138,6 @@ def _check_common(n, noise, seed) -> None:
 
 
 def _check_real(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not is_number or not np.isfinite(value):
         raise FnlearnError(f"{name}={value!r}: expected a finite number.")
