@@ -116,3 +116,11 @@ def test_target_standardisation_and_its_inverse():
     assert plain.inverse_y(scaled.test.y) is scaled.test.y
     with pytest.raises(FnlearnError, match="class labels"):
         standardize(split(indexed()), targets=True)
+
+
+def test_split_and_standardised_digits_stay_learnable():
+    """x and y stay aligned through split and standardize: a reference classifier still learns them."""
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    parts, _ = standardize(split(load("digits"), val=0.0, test=0.2, seed=0))
+    model = linear_model.LogisticRegression(max_iter=300).fit(parts.train.x, parts.train.y)
+    assert model.score(parts.test.x, parts.test.y) > 0.95
