@@ -110,18 +110,42 @@ def _two_loop(g, s, y, rho, pairs, memory):
     return -jax.lax.fori_loop(0, memory, forward, gamma * q)
 
 
-def _backtracking(loss_fn, unravel, theta, direction, slope, first_step, c1, shrink, max_steps):
-    """The largest α = α₀·ρ^k (k < max_steps) with L(θ + α·d) ≤ L(θ) + c₁·α·∇Lᵀd (Armijo)."""
+def _weak_wolfe(loss_fn, unravel, theta, direction, slope, first_step, c1, c2, max_steps):
+    """A step α meeting the weak Wolfe conditions, by bracketing and bisection (Lewis & Overton):
+
+        L(θ + α·d) ≤ L(θ) + c₁·α·∇Lᵀd       (sufficient decrease)
+        ∇L(θ + α·d)ᵀd ≥ c₂·∇Lᵀd              (curvature, so that sᵀy > 0)
+
+    Too long (decrease fails): shrink towards the bracket's low end; too short (curvature fails):
+    double, or bisect once an upper end is known. Stops after ``max_steps`` trials.
+    """
+    value_and_grad = jax.value_and_grad(lambda x: loss_fn(unravel(x)))
     f0 = loss_fn(unravel(theta))
 
-    def too_long(carry):
-        alpha, k = carry
-        return (loss_fn(unravel(theta + alpha * direction)) > f0 + c1 * alpha * slope) & (k < max_steps)
+    def verdict(alpha):
+        f, g = value_and_grad(theta + alpha * direction)
+        too_long = ~(f <= f0 + c1 * alpha * slope)  # NaN counts as too long
+        too_short = jnp.dot(g, direction) < c2 * slope
+        return too_long, too_short
 
-    alpha, _ = jax.lax.while_loop(
-        too_long, lambda c: (c[0] * shrink, c[1] + 1), (jnp.asarray(first_step, theta.dtype), 0)
-    )
-    return alpha
+    def searching(carry):
+        alpha, _, _, k = carry
+        too_long, too_short = verdict(alpha)
+        return (too_long | too_short) & (k < max_steps)
+
+    def refine(carry):
+        alpha, low, high, k = carry
+        too_long, _ = verdict(alpha)
+        low = jnp.where(too_long, low, alpha)
+        high = jnp.where(too_long, alpha, high)
+        alpha = jnp.where(jnp.isinf(high), 2 * low, (low + high) / 2)
+        return alpha, low, high, k + 1
+
+    zero = jnp.zeros([], theta.dtype)
+    start = (jnp.asarray(first_step, theta.dtype), zero, jnp.asarray(jnp.inf, theta.dtype), 0)
+    alpha, low, _, _ = jax.lax.while_loop(searching, refine, start)
+    too_long, _ = verdict(alpha)
+    return jnp.where(too_long, low, alpha)  # never return a step that increases the loss
 
 
 def lbfgs(
@@ -130,22 +154,23 @@ def lbfgs(
     memory_size: int = 10,
     max_linesearch_steps: int = 30,
     c1: float = 1e-4,
-    shrink: float = 0.5,
+    c2: float = 0.9,
 ) -> GradientTransformation:
-    """L-BFGS with a backtracking (Armijo) line search::
+    """L-BFGS with a weak-Wolfe line search::
 
         d = −H_k·∇L(θ)          (two-loop recursion over the last ``memory_size`` pairs)
-        α = max{α₀·ρ^k : L(θ + α·d) ≤ L(θ) + c₁·α·∇Lᵀd}
+        α: L(θ + α·d) ≤ L(θ) + c₁·α·∇Lᵀd  and  ∇L(θ + α·d)ᵀd ≥ c₂·∇Lᵀd   (first trial α₀)
         θ ← θ + α·d
 
-    α₀ = ``learning_rate``, ρ = ``shrink``. A pair with sᵀy ≤ 0 is not stored (it would break
-    positive definiteness); if d is not a descent direction the step falls back to d = −∇L.
+    α₀ = ``learning_rate``. The curvature condition keeps sᵀy > 0, so the inverse-Hessian
+    estimate stays positive definite; a pair with sᵀy ≤ 0 (a failed search) is not stored, and if
+    d is not a descent direction the step falls back to d = −∇L.
     """
     check_rate("learning_rate", learning_rate, "lbfgs")
     if int(memory_size) < 1:
         raise FnlearnError(f"lbfgs: memory_size={memory_size!r} must be >= 1, e.g. 10.")
-    if not 0 < shrink < 1:
-        raise FnlearnError(f"lbfgs: shrink={shrink!r} must lie in (0, 1), e.g. 0.5.")
+    if not 0 < c1 < c2 < 1:
+        raise FnlearnError(f"lbfgs: need 0 < c1 < c2 < 1 for a Wolfe line search, got c1={c1!r}, c2={c2!r}.")
 
     def init_fn(params):
         theta, _ = ravel_pytree(params)
@@ -178,8 +203,8 @@ def lbfgs(
         slope = jnp.dot(g, direction)
         direction = jnp.where(slope < 0, direction, -g)
         slope = jnp.where(slope < 0, slope, -jnp.dot(g, g))
-        alpha = _backtracking(
-            loss_fn, unravel, theta, direction, slope, learning_rate, c1, shrink, max_linesearch_steps
+        alpha = _weak_wolfe(
+            loss_fn, unravel, theta, direction, slope, learning_rate, c1, c2, max_linesearch_steps
         )
         new_state = LbfgsState(safe_increment(state.count), theta, g, mem_s, mem_y, rho, pairs, alpha)
         return unravel(alpha * direction), new_state
