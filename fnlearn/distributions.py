@@ -570,6 +570,8 @@ def _categorical_targets(spec: str, logits: jax.Array, y) -> tuple[str, jax.Arra
         return "onehot", y.astype(logits.dtype)
     if y.shape == batch + (1,):
         y = y[..., 0]
+    if y.shape[:-1] == batch and y.ndim == logits.ndim and y.shape[-1] > 1:
+        raise _width_error(spec, y.shape[-1], logits.shape[-1], f"one logit per class, one-hot targets have {y.shape[-1]} columns")
     if y.shape != batch:
         raise FnlearnError(
             f"{spec}: targets of shape {tuple(y.shape)} do not fit logits of shape {tuple(logits.shape)}: "
