@@ -132,3 +132,15 @@ def test_wrong_row_width_is_reported_at_trace_time():
     fn = augment.make_augment(image_shape=(8, 8), flip=True)
     with pytest.raises(FnlearnError, match="expected flat rows \\[B, 64\\]"):
         jax.jit(fn)(jax.random.key(0), jnp.zeros((4, 60)))
+
+
+def test_gradients_flow_through_the_transforms():
+    """d/dx Σ aug(x): 1 for every pixel a permutation moves, 1 or 0 (kept or cropped away) for crops."""
+    x, key = batch(16), jax.random.key(7)
+    shift_flip = augment.make_augment(image_shape=SHAPE, max_shift=2, flip=True, noise_std=0.1)
+    grad = jax.jit(jax.grad(lambda v: shift_flip(key, v).sum()))(x)
+    np.testing.assert_array_equal(grad, np.ones(x.shape))
+    crop = jax.jit(augment.make_augment(image_shape=SHAPE, crop_padding=2))
+    grad, out = jax.jit(jax.grad(lambda v: crop(key, v).sum()))(x), np.asarray(crop(key, x))
+    kept = np.isin(np.asarray(x), out)  # pixel values are distinct, so "kept" is exact
+    np.testing.assert_array_equal(grad, kept.astype(np.float32))
