@@ -5,8 +5,8 @@ distribution head, optimizers are optax-style gradient transformations written b
 This module only re-exports the public API.
 """
 
-from fnlearn import errors, init, nn, tree
+from fnlearn import data, distributions, errors, init, losses, nn, optim, tree
 
 __version__ = "0.1.0"
 
-__all__ = ["errors", "init", "nn", "tree", "__version__"]
+__all__ = ["data", "distributions", "errors", "init", "losses", "nn", "optim", "tree", "__version__"]

@@ -257,8 +257,17 @@ def _gelu(z):
     return 0.5 * z * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
 
 
-def _elu(alpha):
-    return lambda z: np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
+def _phi_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _elu_gain(alpha: float) -> float:
+    """1/sqrt(E[elu(z)²]) in closed form, from ∫_{z<0} e^{tz} φ(z) dz = e^{t²/2} Φ(−t):
+
+    E[elu(z)²] = 1/2 + α²·(e²Φ(−2) − 2·e^{1/2}Φ(−1) + 1/2).
+    """
+    negative_part = math.exp(2.0) * _phi_cdf(-2.0) - 2.0 * math.exp(0.5) * _phi_cdf(-1.0) + 0.5
+    return 1.0 / math.sqrt(0.5 + alpha * alpha * negative_part)
 
 
 def gain(activation: str, param: float | None = None) -> float:
@@ -275,8 +284,9 @@ def gain(activation: str, param: float | None = None) -> float:
     leaky_relu       sqrt(2 / (1 + a²)), a = 0.01    E[leaky(z)²] = (1 + a²)/2
     selu             3/4                             PyTorch's convention (use with LeCun:
                                                      self-normalising nets want gain 1)
-    gelu, elu        1/sqrt(E[f(z)²]), z ~ N(0, 1)   the ReLU rule applied to f, by quadrature
-                                                     (gelu ≈ 1.5335, elu(α=1) ≈ 1.2452)
+    gelu, elu        1/sqrt(E[f(z)²]), z ~ N(0, 1)   the ReLU rule applied to f (elu in closed
+                                                     form, gelu by Gauss–Hermite quadrature):
+                                                     gelu ≈ 1.5335, elu(α=1) ≈ 1.2452
     ===============  ==============================  ==========================================
     """
     name = activation.lower()
@@ -294,7 +304,7 @@ def gain(activation: str, param: float | None = None) -> float:
     if name == "gelu":
         return _second_moment_gain(_gelu)
     if name == "elu":
-        return _second_moment_gain(_elu(1.0 if param is None else float(param)))
+        return _elu_gain(1.0 if param is None else float(param))
     raise unknown_name(
         "activation for gain()", activation,
         ["identity", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu", "gelu", "elu"],

@@ -1,0 +1,37 @@
+"""The experiments run end to end in --quick mode and show what they claim."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_init_variance(tmp_path):
+    load("init_variance").main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "init_variance.png").stat().st_size > 10_000
+    results = json.loads((tmp_path / "init_variance.json").read_text())
+    deep = results["deep_relu"]["second_moment"]
+    he = np.asarray(deep["He"]["mean"])
+    assert np.all((he / he[0] > 1 / 3) & (he / he[0] < 3))
+    small = np.asarray(deep["N(0,0.01²)"]["mean"])
+    assert small[-1] < 1e-10 * small[0]
+    large = deep["N(0,1)"]
+    assert large["first_overflow_layer"] is not None or large["mean"][-1] > 1e10 * large["mean"][0]
+    # Xavier's compromise: LeCun keeps the forward variance, He(fan_out) the backward one
+    comp = results["xavier_compromise"]["variances"]
+    spread = lambda v: np.ptp(np.log(v))  # noqa: E731
+    assert spread(comp["LeCun (fan_in)"]["forward_variance"]) < spread(comp["He fan_out, gain 1"]["forward_variance"])
+    assert spread(comp["He fan_out, gain 1"]["backward_variance"]) < spread(comp["LeCun (fan_in)"]["backward_variance"])
