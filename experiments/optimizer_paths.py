@@ -335,7 +335,7 @@ def main():
         },
         "stable_rates": sweep,
         "second_order_tol": tol,
-        "second_order": second_order_table(tol, 5000 if args.quick else 20000),
+        "second_order": second_order_table(tol, 20000),
     }
     (out / "optimizer_paths.json").write_text(json.dumps(results))
     plot(results, out / "optimizer_paths.png")
