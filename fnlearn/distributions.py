@@ -165,9 +165,9 @@ def _host_targets(spec: str, y) -> np.ndarray:
         y = y.astype(np.int64)
     if not np.issubdtype(y.dtype, np.number):
         raise FnlearnError(f"{spec}: targets must be numeric, got an array of dtype {y.dtype}. Fix: encode them as numbers.")
-    bad = ~np.isfinite(y)
+    bad = np.atleast_1d(~np.isfinite(y))
     if bad.any():
-        rows = np.unique(np.nonzero(bad.reshape(len(y), -1) if y.ndim else bad.reshape(1, 1))[0])
+        rows = np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=-1))[0]
         raise FnlearnError(
             f"{spec}: {int(bad.sum())} target value(s) are NaN or infinite (first rows: "
             f"{rows[:5].tolist()}). Fix: drop or impute those rows before training."
@@ -187,6 +187,7 @@ def _check_width(spec: str, num_outputs, expected: int, why: str) -> None:
 
 
 def _any_real(y: np.ndarray, spec: str) -> None:
+    """Real-valued targets: nothing beyond the finiteness check of ``_host_targets``."""
     del y, spec
 
 

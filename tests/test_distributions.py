@@ -213,6 +213,14 @@ def test_extreme_variance_outputs_are_finite(head, z):
     assert bool(jnp.all(jnp.isfinite(grad))), (head.spec, z)
 
 
+def test_poisson_is_finite_over_the_representable_log_rates():
+    """exp(η) overflows float32 beyond η ≈ 88 (documented); below that loss and gradient stay finite."""
+    eta = jnp.asarray([[-1e4], [-30.0], [0.0], [80.0]], jnp.float32)
+    y = jnp.asarray([0.0, 3.0, 1.0, 5.0])
+    loss, grad = jax.value_and_grad(lambda o: L.nll(D.poisson())(o, y))(eta)
+    assert jnp.isfinite(loss) and bool(jnp.all(jnp.isfinite(grad)))
+
+
 # ----------------------------------------------------------------------------------------------
 # Sampling: sample means against the head's mean (within 5 standard errors of the reference
 # distribution's standard deviation), shapes, and Kolmogorov–Smirnov against scipy.
@@ -506,7 +514,7 @@ def test_shapes_factorisation_and_finiteness(name, learned, batch, d, spread, se
         np.testing.assert_allclose(got["log_prob"], per_dim, rtol=1e-5, atol=1e-4)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(batch=hs.integers(1, 6), classes=hs.integers(2, 6), spread=hs.floats(0.1, 1e4), seed=hs.integers(0, 2**16))
 def test_categorical_is_normalised_and_jit_vmap_consistent(batch, classes, spread, seed):
     head = D.categorical()
