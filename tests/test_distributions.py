@@ -185,7 +185,7 @@ def test_extreme_logits_are_finite(name, z):
     head = D.get(name)
     outputs = jnp.full((4, 3), z, jnp.float32).at[:, 0].set(-z)
     y = jnp.array([0, 1, 2, 1]) if name == "categorical" else jnp.array([[0, 1, 1]] * 4, jnp.float32)
-    loss, grad = jax.value_and_grad(lambda o: L.nll(head)(o, y))(outputs)
+    loss, grad = jax.jit(jax.value_and_grad(lambda o: L.nll(head)(o, y)))(outputs)
     assert jnp.isfinite(loss) and bool(jnp.all(jnp.isfinite(grad)))
     # The loss keeps its exact value instead of saturating (confidently wrong costs ≈ 2|z|).
     o64, y64 = np.asarray(outputs, np.float64), np.asarray(y)
@@ -208,7 +208,7 @@ def test_extreme_variance_outputs_are_finite(head, z):
     loc = jnp.asarray(rng(8).normal(size=(4, width)), jnp.float32)
     outputs = outputs.at[:, : width // 3].set(loc[:, : width // 3])  # keep locations / mixture logits moderate
     y = jnp.asarray(rng(9).normal(size=(4, 2)), jnp.float32)
-    loss, grad = jax.value_and_grad(lambda o: L.nll(head)(o, y))(outputs)
+    loss, grad = jax.jit(jax.value_and_grad(lambda o: L.nll(head)(o, y)))(outputs)
     assert jnp.isfinite(loss), (head.spec, z, loss)
     assert bool(jnp.all(jnp.isfinite(grad))), (head.spec, z)
 
