@@ -68,11 +68,14 @@ def compiled_step(optimizer, apply_updates):
     return step
 
 
-def xla_bytes_accessed(step, args) -> float:
-    """XLA's own count of the bytes the compiled update reads and writes (noise-free)."""
+def xla_cost(step, args) -> dict:
+    """XLA's own count of the bytes the compiled update reads and writes, and of its flops.
+
+    Deterministic, so it compares the two programs where timings on a shared machine cannot.
+    """
     cost = step.lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("bytes accessed", float("nan")))
+    return {"bytes": float(cost.get("bytes accessed", float("nan"))), "flops": float(cost.get("flops", float("nan")))}
 
 
 def time_once(step, args) -> float:
@@ -98,7 +101,7 @@ def bench(total: int, repeats: int):
             for k in order:
                 times[k].append(time_once(*candidates[k]))
         paired = [a / b for a, b in zip(times["fnlearn"], times["optax"])]
-        xla_bytes = {k: xla_bytes_accessed(step, a) for k, (step, a) in candidates.items()}
+        xla = {k: xla_cost(step, a) for k, (step, a) in candidates.items()}
         state_bytes = nbytes(candidates["fnlearn"][1][1])
         # read θ, g, state; write θ, state
         moved = 2 * nbytes(params) + nbytes(grads) + 2 * state_bytes
@@ -110,8 +113,10 @@ def bench(total: int, repeats: int):
                 "optax_ms": 1e3 * t_ref,
                 "ratio": t_ours / t_ref,
                 "paired_ratio_median": statistics.median(paired),
-                "xla_bytes_fnlearn_mb": xla_bytes["fnlearn"] / 1e6,
-                "xla_bytes_optax_mb": xla_bytes["optax"] / 1e6,
+                "xla_bytes_fnlearn": xla["fnlearn"]["bytes"],
+                "xla_bytes_optax": xla["optax"]["bytes"],
+                "xla_flops_fnlearn": xla["fnlearn"]["flops"],
+                "xla_flops_optax": xla["optax"]["flops"],
                 "bytes_moved_mb": moved / 1e6,
                 "fnlearn_gb_s": moved / t_ours / 1e9,
                 "optax_gb_s": moved / t_ref / 1e9,
@@ -120,7 +125,8 @@ def bench(total: int, repeats: int):
         print(
             f"{name:27s} fnlearn {rows[-1]['fnlearn_ms']:8.2f} ms  optax {rows[-1]['optax_ms']:8.2f} ms  "
             f"ratio {rows[-1]['ratio']:.3f} (paired {rows[-1]['paired_ratio_median']:.3f})  "
-            f"XLA bytes {rows[-1]['xla_bytes_fnlearn_mb']:6.1f}/{rows[-1]['xla_bytes_optax_mb']:6.1f} MB  moved {rows[-1]['bytes_moved_mb']:7.1f} MB  "
+            f"XLA bytes +{rows[-1]['xla_bytes_fnlearn'] - rows[-1]['xla_bytes_optax']:.0f} "
+            f"flops +{rows[-1]['xla_flops_fnlearn'] - rows[-1]['xla_flops_optax']:.0f}  moved {rows[-1]['bytes_moved_mb']:7.1f} MB  "
             f"{rows[-1]['fnlearn_gb_s']:6.2f} / {rows[-1]['optax_gb_s']:6.2f} GB/s"
         )
     return params, rows
