@@ -146,6 +146,7 @@ def plot(rows, path: Path, title: str):
     ax1.axvline(1.05, color="tab:red", lw=1, ls="--", label="target 1.05")
     ax1.set_yticks(y, names)
     ax1.set_xlabel("median time fnlearn / optax")
+    ax1.set_xlim(0, 1.45 * max(1.05, max(r["ratio"] for r in rows)))
     ax1.legend(loc="lower right")
     ax1.set_title("update time ratio")
     ax2.barh(y - 0.2, [r["fnlearn_gb_s"] for r in rows], height=0.4, label="fnlearn")
