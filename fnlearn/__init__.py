@@ -5,8 +5,26 @@ distribution head, optimizers are optax-style gradient transformations written b
 This module only re-exports the public API.
 """
 
-from fnlearn import data, distributions, errors, init, losses, nn, optim, tree
+from fnlearn import callbacks, checkpoint, data, distributions, errors, init, losses, nn, optim, train, tree
+from fnlearn.loop import evaluate, fit
+from fnlearn.train import TrainState
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "distributions", "errors", "init", "losses", "nn", "optim", "tree", "__version__"]
+__all__ = [
+    "callbacks",
+    "checkpoint",
+    "data",
+    "distributions",
+    "errors",
+    "init",
+    "losses",
+    "nn",
+    "optim",
+    "train",
+    "tree",
+    "fit",
+    "evaluate",
+    "TrainState",
+    "__version__",
+]

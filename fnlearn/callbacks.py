@@ -1,0 +1,127 @@
+"""Callbacks run by ``fit`` between compiled chunks of steps (never inside them).
+
+A callback gets a ``FitContext`` at the start of fit, at every epoch end and at the end of fit.
+It may set ``ctx.stop_training = True`` or replace ``ctx.state`` (early stopping restores the best
+weights that way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnlearn.errors import FnlearnError
+
+__all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "NonFiniteError"]
+
+
+class NonFiniteError(FnlearnError):
+    """Training produced a NaN or an infinity (raised by fit with on_nonfinite='stop')."""
+
+
+@dataclasses.dataclass
+class FitContext:
+    """What a callback sees: the current state, epoch, step, the history so far and the epoch's record."""
+
+    state: Any
+    epoch: int
+    step: int
+    history: list
+    run_dir: Any = None
+    record: dict = dataclasses.field(default_factory=dict)
+    stop_training: bool = False
+
+
+class Callback:
+    """Override any of the three hooks; each gets the ``FitContext``."""
+
+    def on_fit_start(self, ctx: FitContext) -> None:
+        pass
+
+    def on_epoch_end(self, ctx: FitContext) -> None:
+        pass
+
+    def on_fit_end(self, ctx: FitContext) -> None:
+        pass
+
+
+class LambdaCallback(Callback):
+    """A user hook: ``LambdaCallback(on_epoch_end=lambda ctx: print(ctx.record))``."""
+
+    def __init__(self, on_fit_start: Callable | None = None, on_epoch_end: Callable | None = None, on_fit_end: Callable | None = None):
+        self._hooks = {"on_fit_start": on_fit_start, "on_epoch_end": on_epoch_end, "on_fit_end": on_fit_end}
+
+    def on_fit_start(self, ctx):
+        if self._hooks["on_fit_start"]:
+            self._hooks["on_fit_start"](ctx)
+
+    def on_epoch_end(self, ctx):
+        if self._hooks["on_epoch_end"]:
+            self._hooks["on_epoch_end"](ctx)
+
+    def on_fit_end(self, ctx):
+        if self._hooks["on_fit_end"]:
+            self._hooks["on_fit_end"](ctx)
+
+
+def _copy(tree):
+    """A copy that survives fit donating the state's buffers to the next chunk."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` evaluations.
+
+    Improvement: value < best − min_delta (mode "min") or value > best + min_delta (mode "max";
+    the default for metrics named like accuracy). With ``restore_best=True`` the parameters and
+    model state of the best epoch are put back at the end of fit — **always**, also when the
+    patience never ran out.
+    """
+
+    def __init__(self, monitor: str = "val_loss", *, patience: int = 10, min_delta: float = 0.0,
+                 mode: str | None = None, restore_best: bool = True):
+        if patience < 0 or min_delta < 0:
+            raise FnlearnError(f"EarlyStopping: patience and min_delta must be >= 0, got {patience}, {min_delta}.")
+        mode = mode or ("max" if "accuracy" in monitor else "min")
+        if mode not in ("min", "max"):
+            raise FnlearnError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}.")
+        self.monitor, self.patience, self.min_delta, self.mode, self.restore_best = monitor, patience, min_delta, mode, restore_best
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch = None
+        self.best_weights = None
+        self.wait = 0
+        self.stopped_epoch = None
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, ctx):
+        if self.monitor not in ctx.record:
+            if not any(k.startswith("val_") for k in ctx.record) and self.monitor.startswith("val_"):
+                return  # an epoch without evaluation (eval_every > 1)
+            raise FnlearnError(
+                f"EarlyStopping monitors {self.monitor!r}, which the records do not have. "
+                f"Available: {', '.join(sorted(k for k in ctx.record if k not in ('epoch', 'step', 'time')))}."
+            )
+        value = float(ctx.record[self.monitor])
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, ctx.epoch, 0
+            if self.restore_best:
+                self.best_weights = (_copy(ctx.state.params), _copy(ctx.state.model_state))
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = ctx.epoch
+                ctx.stop_training = True
+
+    def on_fit_end(self, ctx):
+        if self.restore_best and self.best_weights is not None:
+            params, model_state = self.best_weights
+            ctx.state = ctx.state.replace(params=params, model_state=model_state)

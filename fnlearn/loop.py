@@ -1,0 +1,428 @@
+"""The training loop: ``fit`` and ``evaluate``.
+
+Where the speed comes from: the training data lives on the device, and the steps between two host
+interactions run as **one compiled ``lax.scan``** — each step gathers its minibatch from the
+device-resident arrays by index, so there is no Python and no host→device copy per step. The host
+wakes up every ``log_every`` steps and at every epoch end, to log, evaluate, checkpoint and run the
+callbacks. A scan of k steps is compiled once per distinct k (at most three: the chunk, the epoch's
+remainder, the run's last chunk).
+
+Data order: each epoch draws a fresh permutation of the training set from
+``fold_in(order_key, epoch)``, without replacement. With ``drop_last=False`` (the default) the last
+partial batch is filled up with examples of weight 0 — every example counts exactly once per epoch,
+nothing is recompiled, and the zero-weight rows change neither the loss nor its gradient (BatchNorm's
+batch statistics do see them; use ``drop_last=True`` with BatchNorm and tiny datasets). With
+``drop_last=True`` the remainder is skipped (a different remainder every epoch).
+
+For data that does not fit in device memory, pass an iterable of host batches ``(x, y)`` or
+``(x, y, w)`` as ``train`` instead of arrays: the batches are copied to the device one step ahead
+(prefetching) and the jitted step runs once per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnlearn import data as fldata
+from fnlearn.callbacks import Callback, FitContext, NonFiniteError
+from fnlearn.errors import FnlearnError
+from fnlearn.train import Objective, TrainState, eval_sums, make_train_step, objective, train_step
+
+__all__ = ["fit", "evaluate", "History"]
+
+History = list  # one dict per epoch: {"epoch", "step", "time", "train_*", "val_*", ...}
+
+
+# --------------------------------------------------------------------------------------------
+# input checks: before anything is compiled
+
+
+def check_arrays(state: TrainState, x, y, obj: Objective, *, name: str, batch_size: int | None = None) -> None:
+    """One clear error for the usual mistakes in (x, y), before any compilation."""
+    x_np, y_np = np.asarray(x), np.asarray(y)
+    fldata.check_dataset(x_np, y_np, name=name)
+    expected = tuple(state.model.input_shape)
+    if tuple(x_np.shape[1:]) != expected:
+        raise FnlearnError(
+            f"{name}: x has examples of shape {tuple(x_np.shape[1:])}, but the model takes {expected}. "
+            f"Build the model for this data (the first entry of mlp's sizes is the input width)."
+        )
+    if obj.head is not None:
+        obj.head.check_targets(y_np, state.model.output_shape[-1])
+    if batch_size is not None and not 0 < batch_size <= len(x_np):
+        raise FnlearnError(
+            f"{name}: batch_size={batch_size} but the data has {len(x_np)} examples. "
+            f"Use a batch size between 1 and {len(x_np)}."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# the data order, on the device
+
+
+def epoch_order(order_key, epoch, n: int, batch_size: int, drop_last: bool):
+    """Indices [steps, batch] and weights [steps, batch] of one epoch: a permutation, padded with
+    weight-0 repeats of its first examples (or truncated, with ``drop_last``)."""
+    perm = jax.random.permutation(jax.random.fold_in(order_key, epoch), n)
+    steps = n // batch_size if drop_last else -(-n // batch_size)
+    total = steps * batch_size
+    if total <= n:
+        return perm[:total].reshape(steps, batch_size), jnp.ones((steps, batch_size), jnp.float32)
+    pad = total - n
+    indices = jnp.concatenate([perm, perm[:pad]])
+    weights = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
+    return indices.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+def _scan_steps(state, x, y, indices, weights, obj, augment):
+    """k train steps as one lax.scan over rows of (indices, weights); returns stacked metrics."""
+
+    def body(state, row):
+        idx, w = row
+        return train_step(state, (x[idx], y[idx], w), obj, augment)
+
+    return jax.lax.scan(body, state, (indices, weights))
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _eval_scan(state, x, y, w, obj):
+    def body(total, batch):
+        sums = eval_sums(state, batch, obj)
+        return jax.tree.map(jnp.add, total, sums), None
+
+    first = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: eval_sums(state, (x[0], y[0], w[0]), obj)))
+    return jax.lax.scan(body, first, (x, y, w))[0]
+
+
+_eval_scan_jit = jax.jit(_eval_scan, static_argnums=(4,))
+
+
+def evaluate(state: TrainState, data, loss=None, *, batch_size: int = 512, objective_=None) -> dict:
+    """Mean loss and metrics over a whole dataset ``(x, y)``, without dropout and with running
+    BatchNorm statistics. The data is padded to a multiple of ``batch_size`` with weight-0 rows and
+    evaluated in one compiled scan, so the means are exact for any dataset size."""
+    obj = objective_ or objective(loss)
+    x, y = data
+    check_arrays(state, x, y, obj, name="evaluation data")
+    n = len(x)
+    batch_size = min(batch_size, n)
+    batches = -(-n // batch_size)
+    pad = batches * batch_size - n
+    idx = np.concatenate([np.arange(n), np.zeros(pad, np.int64)])
+    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    xb = jnp.asarray(np.asarray(x)[idx]).reshape(batches, batch_size, *np.shape(x)[1:])
+    yb = jnp.asarray(np.asarray(y)[idx]).reshape(batches, batch_size, *np.shape(y)[1:])
+    sums = _eval_scan_jit(state, xb, yb, jnp.asarray(w).reshape(batches, batch_size), obj)
+    sums = jax.device_get(sums)
+    total = float(sums.pop("weight"))
+    return {name: float(value) / total for name, value in sums.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# fit
+
+
+@dataclasses.dataclass
+class _Plan:
+    n: int
+    batch_size: int
+    drop_last: bool
+    steps_per_epoch: int
+    total_steps: int
+    chunk: int
+
+
+def _plan(n, batch_size, drop_last, epochs, steps, log_every) -> _Plan:
+    if (epochs is None) == (steps is None):
+        raise FnlearnError("fit needs exactly one of epochs=... or steps=... (how long to train).")
+    spe = steps_per_epoch(n, batch_size, drop_last)
+    total = epochs * spe if epochs is not None else int(steps)
+    if total < 1:
+        raise FnlearnError(f"fit: nothing to train (epochs={epochs}, steps={steps}); give a positive number.")
+    chunk = spe if log_every is None else max(1, min(int(log_every), spe))
+    return _Plan(n, batch_size, drop_last, spe, total, chunk)
+
+
+class _Accumulator:
+    """Sums per-step metrics between epoch ends, so an epoch's record is its mean over steps."""
+
+    def __init__(self):
+        self.sums, self.count = {}, 0
+
+    def add(self, stacked: dict) -> dict:
+        host = jax.device_get(stacked)
+        k = len(next(iter(host.values())))
+        for name, values in host.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(np.sum(values))
+        self.count += k
+        return host
+
+    def means(self) -> dict:
+        out = {f"train_{name}": value / self.count for name, value in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return out
+
+
+def _first_nonfinite(host: dict, first_step: int) -> str | None:
+    """'loss = nan at step 17' for the first step (1-based) with a non-finite metric, else None."""
+    for i in range(len(next(iter(host.values())))):
+        for name, values in host.items():
+            if not np.isfinite(values[i]):
+                return f"{name} = {values[i]} at step {first_step + i + 1}"
+    return None
+
+
+def fit(
+    state: TrainState,
+    train,
+    *,
+    loss,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 32,
+    eval=None,  # noqa: A002 - the natural name for the evaluation data
+    eval_every: int = 1,
+    eval_batch_size: int = 512,
+    penalty: Callable | None = None,
+    augment: Callable | None = None,
+    callbacks: Sequence[Callback] = (),
+    run_dir: str | Path | None = None,
+    log_every: int | None = None,
+    drop_last: bool = False,
+    on_nonfinite: str = "stop",
+    progress: bool | None = None,
+    checkpoint_every: int | None = 1,
+    keep_checkpoints: int = 3,
+    best_metric: str | None = None,
+    resume: bool = False,
+    config: dict | None = None,
+) -> tuple[TrainState, History]:
+    """Train ``state`` on ``train = (x, y)`` and return ``(state, history)``.
+
+    Args (every one but ``loss`` and the length has a default):
+      loss: a distribution head (its mean NLL is minimised) or ``loss(outputs, y, w) -> scalar``.
+      epochs / steps: how long (exactly one of them).
+      batch_size, drop_last: see the module docstring.
+      eval: ``(x, y)`` evaluated every ``eval_every`` epochs (records get ``val_*`` entries).
+      penalty: ``penalty(params) -> scalar`` added to the loss, e.g. ``fl.losses.l2(1e-4)``.
+      augment: ``augment(key, x) -> x`` applied on the device inside the compiled steps.
+      callbacks: ``fl.callbacks.EarlyStopping(...)``, ``LambdaCallback(...)``, your own ``Callback``.
+      run_dir: where ``metrics.jsonl`` (one JSON object per logging point, flushed as it goes) and
+        ``checkpoints/`` (orbax: the last ``keep_checkpoints``, and the best by ``best_metric``)
+        are written; ``checkpoint_every`` epochs (None: never).
+      resume: continue from the last checkpoint in ``run_dir`` (bit-identical to an uninterrupted
+        run on the same machine).
+      log_every: host interaction every this many steps (default: once per epoch).
+      on_nonfinite: "stop" raises ``NonFiniteError`` naming the step and the first non-finite
+        metric; "skip" needs an optimizer wrapped in ``fl.optim.apply_if_finite`` and only logs
+        how many updates it skipped.
+      progress: a tqdm bar (epoch, loss, examples/s); default: on when stderr is a terminal.
+      config: a dict stored with every checkpoint (the CLI stores the resolved config).
+    """
+    if on_nonfinite not in ("stop", "skip"):
+        raise FnlearnError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}.")
+    obj = objective(loss, penalty)
+    if on_nonfinite == "skip":
+        from fnlearn import optim  # noqa: PLC0415
+
+        if optim.skipped_steps(state.opt_state) is None:
+            raise FnlearnError(
+                "on_nonfinite='skip' needs an optimizer that can skip updates: build the state with "
+                "tx = fl.optim.apply_if_finite(your_optimizer, max_consecutive_errors=5)."
+            )
+    if eval is not None:
+        check_arrays(state, *eval, obj, name="evaluation data")
+    if not isinstance(train, tuple):
+        return _fit_streaming(state, train, obj, epochs=epochs, steps=steps, augment=augment, callbacks=callbacks, run_dir=run_dir, eval=eval, eval_batch_size=eval_batch_size, progress=progress)
+    x, y = train
+    check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
+    plan = _plan(len(x), batch_size, drop_last, epochs, steps, log_every)
+    x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
+
+    from fnlearn.checkpoint import RunCheckpoints  # noqa: PLC0415 - orbax loads only when used
+
+    checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints", keep=keep_checkpoints) if run_dir is not None and checkpoint_every else None
+    order_key = jax.random.fold_in(state.key, 0x0D47A)  # data order: fixed for the whole run
+    history: History = []
+    start_time = time.perf_counter()
+    if resume:
+        if checkpoints is None:
+            raise FnlearnError("resume=True needs run_dir=... (where the checkpoints are) and checkpoint_every set.")
+        restored = checkpoints.restore_latest(state)
+        if restored is not None:
+            state, extra = restored
+            order_key = jax.random.wrap_key_data(jnp.asarray(extra["order_key"], jnp.uint32))
+            history = list(extra["history"])
+            start_time -= extra.get("elapsed", 0.0)
+
+    metrics_file = _open_metrics(run_dir, resume, history)
+    run_chunk = jax.jit(
+        lambda s, x, y, i, w: _scan_steps(s, x, y, i, w, obj, augment),
+        donate_argnums=(0,),
+    )
+    order = jax.jit(epoch_order, static_argnums=(2, 3, 4))
+    ctx = FitContext(state=state, epoch=0, step=int(state.step), history=history, run_dir=run_dir)
+    for cb in callbacks:
+        cb.on_fit_start(ctx)
+    bar = _progress_bar(progress, plan.total_steps, int(state.step))
+    accumulate = _Accumulator()
+    indices = weights = None
+    current_epoch = -1
+    step = int(state.step)
+    try:
+        while step < plan.total_steps and not ctx.stop_training:
+            epoch, position = divmod(step, plan.steps_per_epoch)
+            if epoch != current_epoch:
+                indices, weights = order(order_key, epoch, plan.n, plan.batch_size, plan.drop_last)
+                current_epoch = epoch
+                chunk_start_time = time.perf_counter()
+            k = min(plan.chunk, plan.steps_per_epoch - position, plan.total_steps - step)
+            tick = time.perf_counter()
+            state, stacked = run_chunk(state, x, y, indices[position:position + k], weights[position:position + k])
+            host = accumulate.add(stacked)
+            bad = None if on_nonfinite == "skip" else _first_nonfinite(host, step)
+            if bad is not None:
+                raise NonFiniteError(
+                    f"training diverged: {bad} (first non-finite metric). Lower the learning rate, clip "
+                    f"gradients (optimizer clipping), or pass on_nonfinite='skip' with "
+                    f"fl.optim.apply_if_finite. The last good checkpoint is kept."
+                )
+            step += k
+            if bar is not None:
+                bar.update(k)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{float(np.mean(host['loss'])):.4f}",
+                                ex_per_s=f"{k * plan.batch_size / max(time.perf_counter() - tick, 1e-9):.0f}")
+            epoch_done = (step % plan.steps_per_epoch == 0) or step == plan.total_steps
+            if log_every is not None and not epoch_done:
+                record = {"step": step, "epoch": epoch + position / plan.steps_per_epoch + k / plan.steps_per_epoch,
+                          "time": time.perf_counter() - start_time}
+                record |= {f"train_{n}": float(np.mean(v)) for n, v in host.items()}
+                _write(metrics_file, record)
+                continue
+            if not epoch_done:
+                continue
+            record = {"epoch": epoch + 1, "step": step, "time": time.perf_counter() - start_time}
+            record |= accumulate.means()
+            record["examples_per_second"] = plan.batch_size * plan.steps_per_epoch / max(time.perf_counter() - chunk_start_time, 1e-9)
+            if eval is not None and ((epoch + 1) % eval_every == 0 or step == plan.total_steps):
+                record |= {f"val_{n}": v for n, v in evaluate(state, eval, batch_size=eval_batch_size, objective_=obj).items()}
+            history.append(record)
+            _write(metrics_file, record)
+            ctx = dataclasses.replace(ctx, state=state, epoch=epoch + 1, step=step, record=record)
+            for cb in callbacks:
+                cb.on_epoch_end(ctx)
+            state = ctx.state
+            if checkpoints is not None and ((epoch + 1) % checkpoint_every == 0 or step == plan.total_steps or ctx.stop_training):
+                extra = {"order_key": np.asarray(jax.random.key_data(order_key)).tolist(), "history": history,
+                         "elapsed": time.perf_counter() - start_time, "config": config or {}}
+                checkpoints.save(state, step, extra, best=None if best_metric is None else (best_metric, record.get(best_metric)))
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics_file is not None:
+            metrics_file.close()
+        if checkpoints is not None:
+            checkpoints.close()
+    for cb in callbacks:
+        cb.on_fit_end(ctx)
+    return ctx.state if ctx.state is not None else state, history
+
+
+def _fit_streaming(state, batches: Iterable, obj, *, epochs, steps, augment, callbacks, run_dir, eval, eval_batch_size, progress):
+    """The path for data that does not fit on the device: one jitted step per host batch, the next
+    batch copied to the device while the current one trains. ``batches`` is an iterable (re-iterated
+    once per epoch when ``epochs`` is given) of ``(x, y)`` or ``(x, y, w)`` with a fixed batch shape."""
+    if (epochs is None) == (steps is None):
+        raise FnlearnError("fit needs exactly one of epochs=... or steps=... (how long to train).")
+    step_fn = make_train_step(obj, augment=augment)
+    history: History = []
+    metrics_file = _open_metrics(run_dir, False, history)
+    start = time.perf_counter()
+    ctx = FitContext(state=state, epoch=0, step=int(state.step), history=history, run_dir=run_dir)
+    for cb in callbacks:
+        cb.on_fit_start(ctx)
+    done, epoch = 0, 0
+    while not ctx.stop_training and (epochs is None or epoch < epochs) and (steps is None or done < steps):
+        accumulate, checked = _Accumulator(), False
+        for batch in _prefetch(batches):
+            if not checked:
+                check_arrays(state, np.asarray(batch[0]), np.asarray(batch[1]), obj, name="streamed batch")
+                checked = True
+            state, metrics = step_fn(state, batch)
+            accumulate.add({k: v[None] for k, v in metrics.items()})
+            done += 1
+            if steps is not None and done >= steps:
+                break
+        epoch += 1
+        record = {"epoch": epoch, "step": int(state.step), "time": time.perf_counter() - start} | accumulate.means()
+        if eval is not None:
+            record |= {f"val_{n}": v for n, v in evaluate(state, eval, batch_size=eval_batch_size, objective_=obj).items()}
+        history.append(record)
+        _write(metrics_file, record)
+        ctx = dataclasses.replace(ctx, state=state, epoch=epoch, step=int(state.step), record=record)
+        for cb in callbacks:
+            cb.on_epoch_end(ctx)
+        state = ctx.state
+    if metrics_file is not None:
+        metrics_file.close()
+    for cb in callbacks:
+        cb.on_fit_end(ctx)
+    return ctx.state, history
+
+
+def _prefetch(batches: Iterable):
+    """Yield device copies of ``batches``, the next one already on its way (jax copies asynchronously)."""
+    iterator = iter(batches)
+    try:
+        ahead = jax.device_put(tuple(next(iterator)))
+    except StopIteration:
+        return
+    for batch in iterator:
+        current, ahead = ahead, jax.device_put(tuple(batch))
+        yield current
+    yield ahead
+
+
+def _open_metrics(run_dir, resume: bool, history: History):
+    if run_dir is None:
+        return None
+    path = Path(run_dir) / "metrics.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if resume and history:
+        # keep exactly the records up to the checkpoint: lines written after it are replayed
+        path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        return path.open("a")
+    return path.open("a" if resume else "w")
+
+
+def _write(file, record: dict) -> None:
+    if file is not None:
+        file.write(json.dumps(record) + "\n")
+        file.flush()
+
+
+def _progress_bar(progress: bool | None, total: int, initial: int):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm  # noqa: PLC0415 - optional, loaded when shown
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)

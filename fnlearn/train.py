@@ -1,0 +1,184 @@
+"""The train state and the compiled train and evaluation steps.
+
+``TrainState`` is a pytree of everything that changes during training: ``step``, ``params``,
+``model_state`` (BatchNorm statistics), ``opt_state`` and the PRNG ``key``. As in flax's
+``TrainState``, the model and the optimizer ride along as *static* fields: they are functions, not
+arrays, so they are part of the compiled program, not of its inputs, and a step needs nothing but
+the state and a batch.
+
+A train step is ``(state, batch) -> (state, metrics)`` with ``batch = (x, y)`` or ``(x, y, w)``:
+
+    k, k_dropout = split(key)
+    ℓ(θ) = Σᵢ wᵢ·loss(f_θ(xᵢ), yᵢ) / Σᵢ wᵢ + penalty(θ)
+    g = ∇ℓ(θ),  (u, opt_state) = tx.update(g, opt_state, θ),  θ ← θ + u
+
+Zero weights make padded examples count for nothing (their gradient is exactly 0), so a last
+partial batch can be padded to the fixed batch shape without recompiling and without bias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnlearn import losses, optim
+from fnlearn.distributions import Head
+from fnlearn.errors import FnlearnError
+from fnlearn.nn import Model
+from fnlearn.tree import global_norm
+
+__all__ = ["TrainState", "Objective", "objective", "train_step", "make_train_step", "eval_sums", "make_eval_step"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything training changes, plus the (static) model and optimizer that change it."""
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: Any
+    key: jax.Array
+    model: Model = dataclasses.field(metadata={"static": True})
+    tx: optim.GradientTransformation = dataclasses.field(metadata={"static": True})
+
+    @classmethod
+    def create(cls, model: Model, tx, key: jax.Array) -> TrainState:
+        """Initialise the model and the optimizer from one key.
+
+        The key is split in two: one initialises the parameters, the other becomes ``state.key``,
+        from which every step splits its dropout key (and fit its data order).
+        """
+        key = _as_typed_key(key)
+        init_key, train_key = jax.random.split(key)
+        params, model_state = model.init(init_key)
+        return cls(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), train_key, model, tx)
+
+    def replace(self, **changes) -> TrainState:
+        return dataclasses.replace(self, **changes)
+
+
+jax.tree_util.register_dataclass(
+    TrainState,
+    data_fields=["step", "params", "model_state", "opt_state", "key"],
+    meta_fields=["model", "tx"],
+)
+
+
+def _as_typed_key(key) -> jax.Array:
+    """Accept a typed key, a legacy uint32[2] key, or an int seed."""
+    if isinstance(key, int):
+        return jax.random.key(key)
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return key
+    if dtype == jnp.uint32 and shape == (2,):
+        return jax.random.wrap_key_data(key)
+    raise FnlearnError(f"TrainState.create needs a PRNG key such as jax.random.key(0) (or an int seed), got {key!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a step minimises and reports: a loss ``(outputs, y, weights) -> scalar``, the head it
+    came from (None for a plain loss function), and an optional parameter penalty."""
+
+    loss: Callable
+    head: Head | None
+    penalty: Callable | None = None
+
+    def per_example_metrics(self, outputs, y) -> dict:
+        """The head's natural metrics per example (accuracy for classifiers, mse/mae for regression)."""
+        return {} if self.head is None else self.head.metrics(outputs, y)
+
+
+def objective(loss, penalty=None) -> Objective:
+    """Accept a distribution head (→ its NLL and metrics), an ``Objective``, or a loss function."""
+    if isinstance(loss, Objective):
+        return loss if penalty is None else dataclasses.replace(loss, penalty=penalty)
+    if isinstance(loss, Head):
+        return Objective(losses.nll(loss), loss, penalty)
+    if callable(loss):
+        return Objective(loss, getattr(loss, "head", None), penalty)
+    raise FnlearnError(
+        f"loss must be a distribution head (fl.distributions.get('categorical')) or a function "
+        f"loss(outputs, y, weights) -> scalar, got {type(loss).__name__}."
+    )
+
+
+def _unpack(batch):
+    if len(batch) == 3:
+        return batch
+    if len(batch) == 2:
+        x, y = batch
+        return x, y, jnp.ones((jnp.shape(x)[0],), jnp.float32)
+    raise FnlearnError(f"a batch is (x, y) or (x, y, weights); got a tuple of {len(batch)} entries.")
+
+
+def train_step(state: TrainState, batch, obj: Objective, augment: Callable | None = None):
+    """One update (not jitted; ``make_train_step`` and ``fit`` compile it)."""
+    x, y, w = _unpack(batch)
+    key, dropout_key = jax.random.split(state.key)
+    if augment is not None:
+        augment_key, dropout_key = jax.random.split(dropout_key)
+        x = augment(augment_key, x)
+
+    def total_loss(params):
+        outputs, model_state = state.model.apply(params, state.model_state, x, train=True, key=dropout_key)
+        data_loss = obj.loss(outputs, y, w)
+        penalty = obj.penalty(params) if obj.penalty is not None else jnp.zeros((), data_loss.dtype)
+        return data_loss + penalty, (data_loss, penalty, outputs, model_state)
+
+    grads, (data_loss, penalty, outputs, model_state) = jax.grad(total_loss, has_aux=True)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optim.apply_updates(state.params, updates)
+    metrics = {"loss": data_loss, "grad_norm": global_norm(grads), "update_norm": global_norm(updates)}
+    if obj.penalty is not None:
+        metrics["penalty"] = penalty
+    lr = optim.learning_rate(opt_state)
+    if lr is not None:
+        metrics["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    skipped = optim.skipped_steps(opt_state)
+    if skipped is not None:
+        metrics["skipped_steps"] = jnp.asarray(skipped, jnp.float32)
+    for name, values in obj.per_example_metrics(jax.lax.stop_gradient(outputs), y).items():
+        metrics[name] = losses.weighted_mean(values, w)
+    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state, key=key)
+    return new_state, metrics
+
+
+def make_train_step(loss, *, penalty=None, augment=None, donate: bool = True):
+    """A jitted ``(state, batch) -> (state, metrics)``; the old state's buffers are donated.
+
+    ``loss`` is a distribution head (its NLL is minimised, its natural metric reported) or a loss
+    function ``loss(outputs, y, weights) -> scalar``. ``penalty(params) -> scalar`` is added to the
+    loss (``fl.losses.l2(1e-4)``). The model and optimizer come from the state.
+    """
+    obj = objective(loss, penalty)
+    return jax.jit(lambda state, batch: train_step(state, batch, obj, augment), donate_argnums=(0,) if donate else ())
+
+
+def eval_sums(state: TrainState, batch, obj: Objective) -> dict:
+    """Weighted *sums* over a batch (no dropout, running BatchNorm statistics):
+    Σ wᵢ·ℓᵢ for the loss and every per-example metric, and Σ wᵢ as "weight"; divide after summing
+    over all batches, so a dataset whose size is not a multiple of the batch size is averaged
+    exactly."""
+    x, y, w = _unpack(batch)
+    outputs, _ = state.model.apply(state.params, state.model_state, x, train=False)
+    if obj.head is not None:
+        per_example = {"loss": -obj.head.log_prob(outputs, y)}
+    else:  # a plain loss function gives the weighted batch mean m; Σ wᵢ·m = m·Σ wᵢ
+        per_example = {"loss": jnp.full(w.shape, obj.loss(outputs, y, w))}
+    per_example.update(obj.per_example_metrics(outputs, y))
+    sums = {name: jnp.sum(w * values) for name, values in per_example.items()}
+    sums["weight"] = jnp.sum(w)
+    return sums
+
+
+def make_eval_step(loss):
+    """A jitted ``(state, batch) -> weighted sums`` (see ``eval_sums``); ``fit.evaluate`` divides."""
+    obj = objective(loss)
+    return jax.jit(lambda state, batch: eval_sums(state, batch, obj))

@@ -1,0 +1,129 @@
+"""fnlearn.train against a hand-written jax + optax step."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fnlearn as fl
+from fnlearn.errors import FnlearnError
+
+KEY = jax.random.key(0)
+
+
+def _problem(n=40, d=6, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, k, size=n).astype(np.int32)
+
+
+def test_train_step_equals_jax_plus_optax():
+    x, y = _problem()
+    model = fl.nn.mlp([6, 16, 3])
+    head = fl.distributions.get("categorical")
+    state = fl.TrainState.create(model, fl.optim.adam(1e-2), KEY)
+    params, model_state, ref_opt = state.params, state.model_state, optax.adam(1e-2)
+    ref_state = ref_opt.init(params)
+
+    @jax.jit
+    def reference(params, opt_state, xb, yb):
+        def loss(p):
+            logits, _ = model.apply(p, model_state, xb, train=True)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = ref_opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value, optax.tree.norm(grads)
+
+    step = fl.train.make_train_step(head)
+    for i in range(5):
+        xb, yb = x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]
+        params, ref_state, ref_loss, ref_norm = reference(params, ref_state, xb, yb)
+        state, metrics = step(state, (xb, yb))
+        chex.assert_trees_all_close(state.params, params, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(metrics["loss"], ref_loss, rtol=1e-5)
+        np.testing.assert_allclose(metrics["grad_norm"], ref_norm, rtol=1e-5)
+    assert int(state.step) == 5
+    assert set(metrics) == {"loss", "grad_norm", "update_norm", "learning_rate", "accuracy"}
+    np.testing.assert_allclose(metrics["learning_rate"], 1e-2)
+
+
+def test_compiles_once_for_a_fixed_batch_shape_and_donates_the_state():
+    x, y = _problem()
+    traces = []
+
+    def loss(outputs, y, weights=None):
+        traces.append(1)  # runs only while tracing
+        return fl.losses.nll(fl.distributions.get("categorical"))(outputs, y, weights)
+
+    state = fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.sgd(0.1), KEY)
+    step = fl.train.make_train_step(loss)
+    for i in range(4):
+        old = state
+        state, _ = step(state, (x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]))
+    assert len(traces) == 1
+    assert old.params[0][0]["w"].is_deleted()  # the old state's buffers were donated
+
+
+def test_zero_weight_rows_change_nothing():
+    x, y = _problem()
+    state = fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.sgd(0.1), KEY)
+    step = fl.train.make_train_step(fl.distributions.get("categorical"), donate=False)
+    real, _ = step(state, (x[:5], y[:5], np.ones(5, np.float32)))
+    padded, _ = step(state, (x[:8], y[:8], np.array([1, 1, 1, 1, 1, 0, 0, 0], np.float32)))
+    chex.assert_trees_all_close(real.params, padded.params, rtol=1e-6, atol=1e-7)
+
+
+def test_penalty_is_added_and_reported():
+    x, y = _problem()
+    head = fl.distributions.get("categorical")
+    state = fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.sgd(0.1), KEY)
+    penalty = fl.losses.l2(0.5)
+    _, metrics = fl.train.make_train_step(head, penalty=penalty, donate=False)(state, (x, y))
+    np.testing.assert_allclose(metrics["penalty"], penalty(state.params), rtol=1e-6)
+    plain, _ = fl.train.make_train_step(head, donate=False)(state, (x, y))
+    with_penalty, _ = fl.train.make_train_step(head, penalty=penalty, donate=False)(state, (x, y))
+    grads = jax.grad(penalty)(state.params)  # sgd: the penalty adds -lr·∇penalty to the update
+    expected = jax.tree.map(lambda p, g: p - 0.1 * g, plain.params, grads)
+    chex.assert_trees_all_close(with_penalty.params, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_key_is_split_deterministically_each_step():
+    x, y = _problem()
+    model = fl.nn.mlp([6, 32, 3], dropout=0.5)
+    step = fl.train.make_train_step(fl.distributions.get("categorical"), donate=False)
+    a = fl.TrainState.create(model, fl.optim.sgd(0.1), KEY)
+    b = fl.TrainState.create(model, fl.optim.sgd(0.1), KEY)
+    a1, _ = step(a, (x, y))
+    b1, _ = step(b, (x, y))
+    chex.assert_trees_all_equal(a1.params, b1.params)
+    assert not np.array_equal(jax.random.key_data(a1.key), jax.random.key_data(a.key))
+    a2, _ = step(a1, (x, y))
+    # the second step draws a different mask than the first: same batch, different update
+    d1 = jax.tree.map(lambda p, q: p - q, a1.params, a.params)
+    d2 = jax.tree.map(lambda p, q: p - q, a2.params, a1.params)
+    assert not np.allclose(d1[0][0]["w"], d2[0][0]["w"])
+
+
+def test_eval_sums_average_exactly_over_any_dataset_size():
+    x, y = _problem(n=37)
+    model = fl.nn.mlp([6, 8, 3], norm="batch_norm", dropout=0.3)
+    head = fl.distributions.get("categorical")
+    state = fl.TrainState.create(model, fl.optim.sgd(0.1), KEY)
+    result = fl.evaluate(state, (x, y), loss=head, batch_size=8)  # 5 batches, the last padded
+    logits, _ = model.apply(state.params, state.model_state, x)  # evaluation mode
+    np.testing.assert_allclose(result["loss"], optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), rtol=1e-5)
+    np.testing.assert_allclose(result["accuracy"], np.mean(np.argmax(logits, -1) == y), rtol=1e-6)
+    sums = fl.train.make_eval_step(head)(state, (x, y))
+    np.testing.assert_allclose(sums["weight"], 37)
+
+
+def test_bad_loss_and_batch_are_reported():
+    with pytest.raises(FnlearnError, match="distribution head"):
+        fl.train.make_train_step("categorical")
+    state = fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.sgd(0.1), KEY)
+    with pytest.raises(FnlearnError, match=r"\(x, y\) or \(x, y, weights\)"):
+        fl.train.make_train_step(fl.distributions.get("categorical"))(state, (np.ones((2, 6)),))
+    with pytest.raises(FnlearnError, match="PRNG key"):
+        fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.sgd(0.1), "seed")
