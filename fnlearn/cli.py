@@ -1,0 +1,470 @@
+"""The ``fnlearn`` command: train, sweep, compare, plot.
+
+::
+
+    fnlearn train configs/digits_mlp.toml [--set optimizer.learning_rate=3e-3] [--out runs/x] [--resume]
+    fnlearn sweep configs/optimizers.toml [--grid optimizer.name=sgd,adam] [--seeds 3]
+    fnlearn compare runs/a runs/b [--csv table.csv] [--out curves.png]
+    fnlearn plot runs/a
+
+A config mistake is one line on stderr naming the key, and exit status 2; it is found before any
+run directory is made. Training code (jax, the engine) is imported inside the commands that train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from fnlearn.errors import FnlearnError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+EPILOG_TRAIN = """\
+run directory (OUT, default runs/NAME, or runs/NAME-2, -3, ... if that is taken):
+  config.toml     the resolved config (defaults filled in, --set applied), written before training
+  metrics.jsonl   one JSON object per logging point (step, epoch, train_*, val_*, learning_rate, ...)
+  checkpoints/    what --resume continues from
+  summary.json    final and best metrics, test metrics, wall time, versions, device
+  plots/          training.png: loss, metric and learning rate
+with several training.seeds, OUT holds one such directory per seed: OUT/seed_0, OUT/seed_1, ...
+
+examples:
+  fnlearn train configs/digits_mlp.toml
+  fnlearn train configs/digits_mlp.toml --set optimizer.learning_rate=3e-3 --set model.sizes=[256,128]
+  fnlearn train configs/digits_mlp.toml --set training.seeds=[0,1,2] --out runs/digits_seeds
+  fnlearn train --resume --out runs/digits_mlp      (continue an interrupted run)
+"""
+
+EPILOG_SWEEP = """\
+Runs every combination of the --grid values (and of the config's [sweep] grid and variants), each
+into OUT/LABEL (OUT/LABEL/seed_S with several seeds), one after another, then prints the
+comparison table. Every run's config is validated and built before the first one starts.
+
+examples:
+  fnlearn sweep configs/digits_mlp.toml --grid optimizer.name=sgd,adam --grid optimizer.learning_rate=1e-3,1e-2 --seeds 3
+  fnlearn sweep configs/optimizers.toml
+  fnlearn sweep configs/deep_mlp.toml --resume --out runs/deep_mlp-sweep   (finish an interrupted sweep)
+"""
+
+EPILOG_COMPARE = """\
+Runs whose configs differ only in training.seeds are grouped; each cell is mean ± sample std over
+the group's seeds. Columns: test metrics (from summary.json), final and best validation metrics
+(from metrics.jsonl; training metrics when there is no validation split), epochs, wall time.
+
+examples:
+  fnlearn compare runs/optimizers-sweep
+  fnlearn compare runs/a runs/b --csv table.csv --out curves.png
+"""
+
+
+# ------------------------------------------------------------------------------------------------
+# argument parsing
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is a FnlearnError (one line, exit status 2), not an exit."""
+
+    def error(self, message):
+        raise FnlearnError(f"{self.prog}: {message}. See `{self.prog} --help`.")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fnlearn import __version__
+
+    parser = _Parser(
+        prog="fnlearn",
+        description="Train neural networks from TOML configs, and compare the runs.",
+        epilog="`fnlearn COMMAND --help` explains each command. Configs: see configs/*.toml.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fnlearn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    raw = argparse.RawDescriptionHelpFormatter
+
+    train = commands.add_parser("train", help="train one config (one run per seed)", epilog=EPILOG_TRAIN,
+                                formatter_class=raw, description="Train CONFIG, evaluate on the test split, write a run directory.")
+    train.add_argument("config", nargs="?", help="the TOML config (optional with --resume: OUT/config.toml is used)")
+    _add_set(train)
+    train.add_argument("--out", metavar="DIR", help="the run directory (default runs/NAME)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="print only the final line")
+    train.set_defaults(handler=cmd_train)
+
+    sweep = commands.add_parser("sweep", help="train every combination of a grid of config values", epilog=EPILOG_SWEEP,
+                                formatter_class=raw, description="Train every combination of --grid values, then compare them.")
+    sweep.add_argument("config", help="the TOML config the grid varies")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a config key and the values to try (TOML literals; repeat for more axes)")
+    sweep.add_argument("--seeds", type=int, metavar="N", help="train every combination with seeds 0..N-1")
+    _add_set(sweep)
+    sweep.add_argument("--out", metavar="DIR", help="the sweep directory (default runs/NAME-sweep)")
+    sweep.add_argument("--resume", action="store_true", help="skip finished runs, resume unfinished ones in --out")
+    sweep.add_argument("--quiet", action="store_true", help="print only the table")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    compare = commands.add_parser("compare", help="table and learning curves of run directories", epilog=EPILOG_COMPARE,
+                                  formatter_class=raw, description="Compare runs: a markdown table on stdout and a PNG of the curves.")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders of them (a sweep's DIR)")
+    compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV (mean and std columns)")
+    compare.add_argument("--out", metavar="PNG", default="compare.png", help="the learning-curve figure (default compare.png)")
+    compare.add_argument("--no-plot", action="store_true", help="print the table only")
+    compare.set_defaults(handler=cmd_compare)
+
+    plot = commands.add_parser("plot", help="loss, metric and learning-rate curves of a run",
+                               description="Plot loss, metric and learning rate against the step.")
+    plot.add_argument("run", metavar="RUN_DIR", help="a run directory (or a folder of them: one plot each)")
+    plot.add_argument("--out", metavar="PNG", help="where to write (default RUN_DIR/plots/training.png)")
+    plot.set_defaults(handler=cmd_plot)
+    return parser
+
+
+def _add_set(sub) -> None:
+    sub.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                     help="override a config value, as a TOML literal: optimizer.learning_rate=1e-3, "
+                          "model.sizes=[64,32], data.name=\"iris\" (repeatable)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            _parser().print_help()
+            return EXIT_USAGE
+        return args.handler(args) or 0
+    except FnlearnError as error:
+        print(f"fnlearn: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as done:  # --help, --version
+        return done.code if isinstance(done.code, int) else 0
+    except KeyboardInterrupt:
+        print("fnlearn: interrupted; `fnlearn train --resume --out DIR` continues from the last checkpoint.", file=sys.stderr)
+        return 130
+
+
+# ------------------------------------------------------------------------------------------------
+# run directories
+
+
+def _free_directory(base: Path) -> Path:
+    """``base`` if it is free, else ``base-2``, ``base-3``, ..."""
+    if not _is_taken(base):
+        return base
+    n = 2
+    while _is_taken(base.with_name(f"{base.name}-{n}")):
+        n += 1
+    return base.with_name(f"{base.name}-{n}")
+
+
+def _is_taken(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def _output_directory(given: str | None, default: Path, resume: bool) -> Path:
+    if resume:
+        out = Path(given) if given else default
+        if not out.is_dir():
+            raise FnlearnError(f"--resume: {str(out)!r} does not exist. Pass the run directory to continue with --out DIR.")
+        return out
+    if given is None:
+        return _free_directory(default)
+    out = Path(given)
+    if _is_taken(out):
+        raise FnlearnError(
+            f"--out {given}: the directory is not empty. Pass --resume to continue the run in it, or choose another --out."
+        )
+    return out
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _seed_config(config, seed: int):
+    from fnlearn import config as fconfig
+
+    training = dataclasses.replace(config.training, seeds=(seed,))
+    return dataclasses.replace(config, training=training, sweep=fconfig.SweepConfig())
+
+
+RESUMABLE_CHANGES = ("training.epochs", "training.steps", "logging.")
+"""Keys a resumed run may change: train longer, log differently."""
+
+
+def _check_same_config(run_dir: Path, config) -> None:
+    """--resume continues the run only with the config it started with (bar its length/logging)."""
+    from fnlearn import config as fconfig
+
+    saved_path = run_dir / "config.toml"
+    if not saved_path.is_file():
+        return
+    saved = _flat(tomllib.loads(saved_path.read_text(encoding="utf-8")))
+    given = _flat(fconfig.to_dict(config))
+    for key in sorted(set(saved) | set(given)):
+        if saved.get(key) != given.get(key) and not key.startswith(RESUMABLE_CHANGES):
+            raise FnlearnError(
+                f"--resume: {key} = {given.get(key, '(unset)')} differs from the run's {saved_path} "
+                f"({saved.get(key, '(unset)')}). Resume with the config the run started with, or train into a new --out."
+            )
+
+
+def _flat(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and not key.endswith(("options", "grid")):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# training
+
+
+def _environment() -> dict:
+    import jax
+    import numpy as np
+
+    from fnlearn import __version__
+
+    device = jax.devices()[0]
+    return {
+        "versions": {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__, "fnlearn": __version__},
+        "device": {"platform": device.platform, "kind": getattr(device, "device_kind", str(device)), "count": jax.device_count()},
+        "host": platform.node(),
+    }
+
+
+def _epoch_printer(total_epochs: int):
+    """A callback printing about ten lines per run: epoch, train and validation metrics."""
+    from fnlearn import report
+    from fnlearn.callbacks import LambdaCallback
+
+    every = max(1, total_epochs // 10) if total_epochs else 1
+
+    def show(ctx):
+        if ctx.epoch % every and ctx.epoch != total_epochs:
+            return
+        shown = {k: v for k, v in ctx.record.items() if k.startswith(("train_", "val_")) and not report.is_bookkeeping(k)}
+        metrics = "  ".join(f"{k} {v:.4g}" for k, v in shown.items())
+        print(f"  epoch {ctx.epoch:>4}  {metrics}", flush=True)
+
+    return LambdaCallback(on_epoch_end=show)
+
+
+def _train_one(built, config, run_dir: Path, *, resume: bool, quiet: bool) -> dict:
+    """Train one seed into ``run_dir`` (config.toml already there); write summary.json and plots."""
+    import jax
+
+    from fnlearn import callbacks as fcallbacks
+    from fnlearn import config as fconfig
+    from fnlearn import report
+    from fnlearn.loop import evaluate, fit
+    from fnlearn.train import TrainState
+
+    start = time.perf_counter()
+    t = config.training
+    seed = t.seeds[0]
+    state = TrainState.create(built.model, built.optimizer, jax.random.key(seed))
+    callbacks = []
+    es = t.early_stopping
+    early = None
+    if es.enabled:
+        early = fcallbacks.EarlyStopping(es.monitor, patience=es.patience, min_delta=es.min_delta, mode=es.mode,
+                                         restore_best=es.restore_best)
+        callbacks.append(early)
+    if not quiet and not config.logging.progress:
+        callbacks.append(_epoch_printer(t.epochs or 0))
+    splits = built.splits
+    state, history = fit(
+        state,
+        (splits.train.x, splits.train.y),
+        loss=built.head,
+        epochs=t.epochs or None,
+        steps=t.steps or None,
+        batch_size=t.batch_size,
+        eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
+        eval_batch_size=t.eval_batch_size,
+        penalty=built.penalty,
+        augment=built.augment,
+        callbacks=callbacks,
+        run_dir=run_dir,
+        log_every=config.logging.every or None,
+        drop_last=t.drop_last,
+        on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop",
+        progress=config.logging.progress,
+        checkpoint_every=t.checkpoint.every or None,
+        keep_checkpoints=t.checkpoint.keep,
+        resume=resume,
+        config=fconfig.to_dict(config),
+    )
+    test = None
+    if splits.test is not None:
+        test = evaluate(state, (splits.test.x, splits.test.y), loss=built.head, batch_size=t.eval_batch_size)
+    from fnlearn.tree import num_params
+
+    summary = {
+        "name": config.name,
+        "seed": seed,
+        "epochs": history[-1]["epoch"] if history else 0,
+        "steps": int(state.step),
+        "stopped_early": bool(early is not None and early.stopped_epoch is not None),
+        "best_epoch": None if early is None else early.best_epoch,
+        "final": report.final_metrics(history),
+        "best": report.best_metrics(history),
+        "test": test,
+        "train_time_s": history[-1]["time"] if history else 0.0,
+        "wall_time_s": time.perf_counter() - start,
+        "num_params": int(num_params(state.params)),
+        "examples": {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
+                     "test": len(splits.test) if splits.test is not None else 0},
+        "standardizer": built.standardizer.to_dict() if built.standardizer is not None else None,
+        **_environment(),
+    }
+    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    if config.logging.plots:
+        with contextlib.suppress(FnlearnError):  # no matplotlib: the run is still complete
+            report.plot_run(report.read_run(run_dir))
+    return summary
+
+
+def _summary_line(run_dir: Path, summary: dict) -> str:
+    test = summary.get("test") or {}
+    shown = "  ".join(f"test_{k} {v:.4g}" for k, v in test.items())
+    return f"{run_dir}: {shown}  ({summary['epochs']} epochs, {summary['train_time_s']:.1f} s training)"
+
+
+def _plan_runs(config, out: Path) -> list[tuple[Path, object]]:
+    """(run directory, per-seed config) for every seed of ``config``."""
+    seeds = config.training.seeds
+    if len(seeds) == 1:
+        return [(out, _seed_config(config, seeds[0]))]
+    return [(out / f"seed_{s}", _seed_config(config, s)) for s in seeds]
+
+
+def _build_all(plans) -> list[tuple[Path, object]]:
+    """``(run directory, Built)`` for every plan, built (data cached between them) before anything
+    is written, so a mistake in any run stops the command before the first directory exists."""
+    from fnlearn import config as fconfig
+
+    cache: dict = {}
+    return [(run_dir, fconfig.build(config, cache=cache)) for run_dir, config in plans]
+
+
+def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]]:
+    from fnlearn import config as fconfig
+
+    done = []
+    for run_dir, built in built_runs:
+        config = built.config
+        if resume and (run_dir / "summary.json").is_file():
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+            if not quiet:
+                print(f"{run_dir}: already finished, skipped")
+            done.append((run_dir, summary))
+            continue
+        if resume:
+            _check_same_config(run_dir, config)
+        header = f"The resolved config of run {config.name!r}, seed {config.training.seeds[0]}, written by fnlearn train."
+        _write_text(run_dir / "config.toml", fconfig.dumps(config, header=header))
+        if not quiet:
+            print(f"{'resuming' if resume else 'training'} {run_dir}", flush=True)
+        summary = _train_one(built, config, run_dir, resume=resume, quiet=quiet)
+        print(_summary_line(run_dir, summary), flush=True)
+        done.append((run_dir, summary))
+    return done
+
+
+def _resume_config(out: Path):
+    """The config of the run (or multi-seed folder) ``out``, for ``train --resume`` without CONFIG."""
+    from fnlearn import config as fconfig
+
+    paths = [out / "config.toml"] if (out / "config.toml").is_file() else sorted(out.glob("seed_*/config.toml"))
+    if not paths:
+        raise FnlearnError(f"--resume: {str(out)!r} holds no config.toml. Pass the CONFIG the run was started with.")
+    configs = [fconfig.loads(p.read_text(encoding="utf-8"), source=str(p)) for p in paths]
+    seeds = tuple(s for c in configs for s in c.training.seeds)
+    return dataclasses.replace(configs[0], training=dataclasses.replace(configs[0].training, seeds=seeds))
+
+
+def cmd_train(args) -> int:
+    from fnlearn import config as fconfig
+
+    if args.config is None:
+        if not (args.resume and args.out):
+            raise FnlearnError("fnlearn train: give a CONFIG file (or --resume --out DIR to continue a run).")
+        if args.overrides:
+            raise FnlearnError("fnlearn train: --set needs the CONFIG file it changes.")
+        config = _resume_config(Path(args.out))
+    else:
+        config = fconfig.load(args.config, args.overrides)
+    out = _output_directory(args.out, Path("runs") / config.name, args.resume)
+    built_runs = _build_all(_plan_runs(config, out))
+    done = _run_all(built_runs, resume=args.resume, quiet=args.quiet)
+    if len(done) > 1 and not args.quiet:
+        _print_table([d for d, _ in done])
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from fnlearn import config as fconfig
+
+    config = fconfig.load(args.config, args.overrides)
+    runs = fconfig.expand_sweep(config, args.grid, args.seeds)
+    out = _output_directory(args.out, Path("runs") / f"{config.name}-sweep", args.resume)
+    plans = [plan for label, run in runs for plan in _plan_runs(run, out / label)]
+    built_runs = _build_all(plans)
+    if not args.quiet:
+        print(f"sweep: {len(runs)} configurations, {len(plans)} runs into {out}", flush=True)
+    _run_all(built_runs, resume=args.resume, quiet=args.quiet)
+    _print_table([out])
+    return 0
+
+
+def _print_table(paths) -> None:
+    from fnlearn import report
+
+    columns, rows = report.compare_table(report.find_runs(paths))
+    print(report.markdown_table(columns, rows))
+
+
+def cmd_compare(args) -> int:
+    from fnlearn import report
+
+    runs = report.find_runs(args.runs)
+    columns, rows = report.compare_table(runs)
+    print(report.markdown_table(columns, rows))
+    if args.csv:
+        report.write_csv(args.csv, columns, rows)
+        print(f"table: {args.csv}", file=sys.stderr)
+    if not args.no_plot:
+        print(f"curves: {report.plot_compare(runs, args.out)}", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from fnlearn import report
+
+    runs = report.find_runs([args.run])
+    if args.out and len(runs) > 1:
+        raise FnlearnError(f"--out names one file, but {args.run} holds {len(runs)} runs; leave --out out to plot each into its plots/.")
+    for run in runs:
+        print(report.plot_run(run, args.out))
+    return 0
