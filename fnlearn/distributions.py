@@ -556,8 +556,8 @@ def _categorical_check(spec: str, y, num_outputs=None) -> None:
         if not ok.all():
             raise FnlearnError(f"{spec}: one-hot targets must be rows of probabilities summing to 1; {int((~ok).sum())} row(s) are not. Fix: pass integer class ids or valid one-hot rows.")
         return
-    upper = "K" if num_outputs is None else str(int(num_outputs))
-    fix = f"pass class ids 0..{upper}-1 (re-index the classes, or give the model more outputs)."
+    last = "K-1" if num_outputs is None else str(int(num_outputs) - 1)
+    fix = f"pass class ids 0..{last} (re-index the classes, or give the model more outputs)."
     _require((y >= 0) & (y == np.round(y)), spec, y, "integer class ids >= 0", fix)
     if num_outputs is not None:
         _require(y < int(num_outputs), spec, y, f"class ids in [0, {int(num_outputs)}) for a model with {int(num_outputs)} outputs", fix)
