@@ -160,23 +160,29 @@ def _plan(n, batch_size, drop_last, epochs, steps, log_every) -> _Plan:
     return _Plan(n, batch_size, drop_last, spe, total, chunk)
 
 
+# Metrics that are a position, not a per-step quantity: a record reports their latest value.
+LATEST_VALUE = ("learning_rate", "skipped_steps")
+
+
 class _Accumulator:
-    """Sums per-step metrics between epoch ends, so an epoch's record is its mean over steps."""
+    """Per-step metrics between epoch ends: an epoch's record is their mean over its steps (the
+    latest value for ``LATEST_VALUE`` metrics)."""
 
     def __init__(self):
-        self.sums, self.count = {}, 0
+        self.sums, self.latest, self.count = {}, {}, 0
 
     def add(self, stacked: dict) -> dict:
         host = jax.device_get(stacked)
-        k = len(next(iter(host.values())))
         for name, values in host.items():
             self.sums[name] = self.sums.get(name, 0.0) + float(np.sum(values))
-        self.count += k
+            self.latest[name] = float(values[-1])
+        self.count += len(next(iter(host.values())))
         return host
 
     def means(self) -> dict:
-        out = {f"train_{name}": value / self.count for name, value in self.sums.items()}
-        self.sums, self.count = {}, 0
+        out = {f"train_{name}": self.latest[name] if name in LATEST_VALUE else value / self.count
+               for name, value in self.sums.items()}
+        self.sums, self.latest, self.count = {}, {}, 0
         return out
 
 
@@ -313,7 +319,7 @@ def fit(
             if log_every is not None and not epoch_done:
                 record = {"step": step, "epoch": epoch + position / plan.steps_per_epoch + k / plan.steps_per_epoch,
                           "time": time.perf_counter() - start_time}
-                record |= {f"train_{n}": float(np.mean(v)) for n, v in host.items()}
+                record |= {f"train_{n}": float(v[-1] if n in LATEST_VALUE else np.mean(v)) for n, v in host.items()}
                 _write(metrics_file, record)
                 continue
             if not epoch_done:

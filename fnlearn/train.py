@@ -56,7 +56,10 @@ class TrainState:
         key = _as_typed_key(key)
         init_key, train_key = jax.random.split(key)
         params, model_state = model.init(init_key)
-        return cls(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), train_key, model, tx)
+        # one buffer per leaf: an init that reuses an array for two leaves (optax does, in places)
+        # would otherwise break buffer donation ("attempt to donate the same buffer twice")
+        params, model_state, opt_state = jax.tree.map(jnp.copy, (params, model_state, tx.init(params)))
+        return cls(jnp.zeros((), jnp.int32), params, model_state, opt_state, train_key, model, tx)
 
     def replace(self, **changes) -> TrainState:
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,32 @@
+"""A training run for the resume test: `python resume_job.py RUN_DIR OUT.npz [--resume]`.
+
+Digits, an MLP with dropout and BatchNorm (so the PRNG key, the running statistics and the data
+order must all be restored), Adam with a cosine schedule, a checkpoint every epoch.
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+import fnlearn as fl
+
+
+def main(run_dir, out, resume):
+    digits = fl.data.load("digits")
+    parts, _ = fl.data.standardize(fl.data.split(digits, val=0.1, test=0.2, seed=0))
+    model = fl.nn.mlp([64, 64, 64, 10], dropout=0.2, norm="batch_norm")
+    tx = fl.optim.adam(fl.optim.schedules.cosine_decay_schedule(3e-3, 40 * 40))
+    state = fl.TrainState.create(model, tx, jax.random.key(0))
+    slow = fl.callbacks.LambdaCallback(on_epoch_end=lambda ctx: __import__("time").sleep(0.05))
+    state, history = fl.fit(
+        state, (parts.train.x, parts.train.y), loss=fl.distributions.get("categorical"), epochs=40,
+        batch_size=32, eval=(parts.val.x, parts.val.y), run_dir=run_dir, resume=resume, callbacks=[slow],
+        best_metric="val_loss",
+    )
+    leaves = {f"leaf{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves((state.params, state.model_state, state.opt_state)))}
+    np.savez(out, **leaves, key=np.asarray(jax.random.key_data(state.key)), epochs=np.array([r["epoch"] for r in history]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], "--resume" in sys.argv)

@@ -1,0 +1,220 @@
+"""fnlearn.fit and fnlearn.evaluate: the scan loop against the plain step, data order, callbacks, bad input."""
+
+import io
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnlearn as fl
+from fnlearn.callbacks import EarlyStopping, LambdaCallback, NonFiniteError
+from fnlearn.errors import FnlearnError
+from fnlearn.loop import epoch_order
+
+KEY = jax.random.key(0)
+HEAD = fl.distributions.get("categorical")
+
+
+def _problem(n=50, d=6, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 1).astype(np.int32)
+    return x, y
+
+
+def _state(model=None, tx=None):
+    return fl.TrainState.create(model or fl.nn.mlp([6, 16, 3]), tx or fl.optim.adam(1e-2), KEY)
+
+
+def test_fit_equals_the_plain_step_over_the_same_batches():
+    x, y = _problem()
+    state, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16)
+    reference = _state()
+    order_key = jax.random.fold_in(reference.key, 0x0D47A)
+    step = fl.train.make_train_step(HEAD)
+    for epoch in range(3):
+        indices, weights = epoch_order(order_key, epoch, len(x), 16, False)
+        for idx, w in zip(np.asarray(indices), np.asarray(weights)):
+            reference, _ = step(reference, (x[idx], y[idx], w))
+    chex.assert_trees_all_close(state.params, reference.params, rtol=1e-5, atol=1e-6)
+    assert int(state.step) == 3 * 4 and [r["epoch"] for r in history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_example_once_per_epoch(drop_last):
+    indices, weights = epoch_order(KEY, 0, 50, 16, drop_last)
+    indices, weights = np.asarray(indices), np.asarray(weights)
+    counts = np.bincount(indices.ravel(), weights=weights.ravel(), minlength=50)
+    if drop_last:
+        assert indices.shape == (3, 16) and weights.min() == 1 and set(counts) == {0, 1} and counts.sum() == 48
+    else:
+        assert indices.shape == (4, 16) and np.array_equal(counts, np.ones(50))
+    other, _ = epoch_order(KEY, 1, 50, 16, drop_last)
+    assert not np.array_equal(indices, np.asarray(other))  # a new permutation each epoch
+
+
+def test_fit_compiles_the_chunk_once():
+    x, y = _problem()
+    traces = []
+
+    def loss(outputs, y, weights=None):
+        traces.append(1)
+        return fl.losses.nll(HEAD)(outputs, y, weights)
+
+    fl.fit(_state(), (x, y), loss=loss, epochs=5, batch_size=16)
+    assert len(traces) == 1  # one scan over the 4 steps of an epoch, reused five times
+
+
+def test_log_every_writes_chunk_records_and_steps_stop_mid_epoch(tmp_path):
+    x, y = _problem()
+    state, history = fl.fit(_state(), (x, y), loss=HEAD, steps=10, batch_size=16, log_every=2, run_dir=tmp_path, checkpoint_every=None)
+    assert int(state.step) == 10
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 4, 6, 8, 10]
+    assert [r["epoch"] for r in history] == [1, 2, 3]  # 4 + 4 + 2 steps
+    assert all(np.isfinite(r["train_loss"]) for r in lines)
+
+
+def test_metrics_jsonl_is_the_history(tmp_path):
+    x, y = _problem()
+    _, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, eval=(x, y), run_dir=tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines == history
+    assert {"epoch", "step", "time", "train_loss", "train_accuracy", "train_grad_norm", "train_learning_rate", "val_loss", "val_accuracy"} <= set(lines[-1])
+
+
+def test_digits_readme_script_reaches_97_percent():
+    digits = fl.data.load("digits")
+    parts, _ = fl.data.standardize(fl.data.split(digits, val=0.0, test=0.2, seed=0))
+    model = fl.nn.mlp([64, 128, 128, 10], dropout=0.2)
+    state = fl.TrainState.create(model, fl.optim.adam(fl.optim.schedules.cosine_decay_schedule(1e-3, 30 * 45)), KEY)
+    state, _ = fl.fit(state, (parts.train.x, parts.train.y), loss=HEAD, epochs=30, batch_size=32)
+    assert fl.evaluate(state, (parts.test.x, parts.test.y), loss=HEAD)["accuracy"] >= 0.97
+
+
+class _FakeMetric(fl.callbacks.Callback):
+    """Puts a chosen sequence into the records, so early stopping's decisions are known in advance."""
+
+    def __init__(self, values):
+        self.values, self.params = values, {}
+
+    def on_epoch_end(self, ctx):
+        ctx.record["fake"] = self.values[ctx.epoch - 1]
+        self.params[ctx.epoch] = jax.tree.map(jnp.copy, ctx.state.params)
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    x, y = _problem()
+    fake = _FakeMetric([5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 1.0, 1.0])
+    stopper = EarlyStopping("fake", patience=2)
+    state, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=8, batch_size=16, callbacks=[fake, stopper])
+    assert len(history) == 5 and stopper.stopped_epoch == 5 and stopper.best_epoch == 3
+    chex.assert_trees_all_equal(state.params, fake.params[3])
+
+
+def test_early_stopping_restores_the_best_even_when_it_never_fired():
+    x, y = _problem()
+    fake = _FakeMetric([5.0, 1.0, 2.0, 3.0])
+    stopper = EarlyStopping("fake", patience=10)
+    state, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=4, batch_size=16, callbacks=[fake, stopper])
+    assert len(history) == 4 and stopper.stopped_epoch is None
+    chex.assert_trees_all_equal(state.params, fake.params[2])
+
+
+def test_early_stopping_names_the_available_metrics():
+    x, y = _problem()
+    with pytest.raises(FnlearnError, match="train_loss"):
+        fl.fit(_state(), (x, y), loss=HEAD, epochs=2, batch_size=16, callbacks=[EarlyStopping("train_los")])
+
+
+def test_user_hook_sees_every_epoch():
+    x, y = _problem()
+    seen = []
+    fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, callbacks=[LambdaCallback(on_epoch_end=lambda ctx: seen.append(ctx.record["epoch"]))])
+    assert seen == [1, 2, 3]
+
+
+def test_nonfinite_guard_names_the_step_and_metric():
+    x, y = _problem()
+    state = _state(tx=fl.optim.sgd(1e12))
+    with pytest.raises(NonFiniteError, match=r"(loss|grad_norm|update_norm|accuracy) = (nan|inf|-inf) at step \d+"):
+        fl.fit(state, (x * 1e3, y), loss=HEAD, epochs=20, batch_size=16)
+
+
+def test_skip_mode_needs_apply_if_finite_and_then_keeps_going():
+    x, y = _problem()
+    with pytest.raises(FnlearnError, match="apply_if_finite"):
+        fl.fit(_state(), (x, y), loss=HEAD, epochs=1, batch_size=16, on_nonfinite="skip")
+
+    def poisoned(outputs, y, weights=None):  # NaN loss and gradients on the padded last batch of each epoch
+        nll = fl.losses.nll(HEAD)(outputs, y, weights)
+        return nll * jnp.where(jnp.sum(weights) < 16, jnp.nan, 1.0)
+
+    state = _state(tx=fl.optim.apply_if_finite(fl.optim.adam(1e-2), max_consecutive_errors=100))
+    state, history = fl.fit(state, (x, y), loss=poisoned, epochs=3, batch_size=16, on_nonfinite="skip")
+    assert [r["train_skipped_steps"] for r in history] == [1, 2, 3]  # one padded batch per epoch
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
+
+
+def test_streaming_path_matches_the_plain_step():
+    x, y = _problem(n=48)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 48, 16)]
+    state, history = fl.fit(_state(), batches, loss=HEAD, epochs=2)
+    reference = _state()
+    step = fl.train.make_train_step(HEAD)
+    for _ in range(2):
+        for batch in batches:
+            reference, _ = step(reference, batch)
+    chex.assert_trees_all_close(state.params, reference.params, rtol=1e-6)
+    assert len(history) == 2
+
+
+def test_progress_bar_shows_epoch_loss_and_speed(monkeypatch):
+    x, y = _problem()
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    fl.fit(_state(), (x, y), loss=HEAD, epochs=2, batch_size=16, progress=True)
+    text = err.getvalue()
+    assert "epoch=2" in text and "loss=" in text and "ex_per_s=" in text
+    err.truncate(0)
+    fl.fit(_state(), (x, y), loss=HEAD, epochs=2, batch_size=16)  # not a terminal: no bar
+    assert err.getvalue() == ""
+
+
+# --------------------------------------------------------------------------------------------
+# bad input, before anything is compiled
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda x, y: (x[:, :5], y), r"examples of shape \(5,\), but the model takes \(6,\)"),
+        (lambda x, y: (x, np.where(y == 2, 7, y)), r"\[0, 3\)|outside"),
+        (lambda x, y: (np.where(np.arange(50)[:, None] == 3, np.nan, x), y), "NaN"),
+        (lambda x, y: (np.where(np.arange(50)[:, None] == 3, np.inf, x), y), "Inf"),
+        (lambda x, y: (x[:0], y[:0]), "empty|no examples|at least one"),
+        (lambda x, y: (x, y[:40]), "40|length"),
+    ],
+)
+def test_bad_training_data_gets_one_clear_error(change, message):
+    x, y = _problem()
+    bad_x, bad_y = change(x, y)
+    with pytest.raises(FnlearnError, match=message):
+        fl.fit(_state(), (bad_x, bad_y), loss=HEAD, epochs=1, batch_size=8)
+
+
+def test_batch_size_larger_than_the_dataset():
+    x, y = _problem()
+    with pytest.raises(FnlearnError, match="batch_size=64 but the data has 50 examples"):
+        fl.fit(_state(), (x, y), loss=HEAD, epochs=1, batch_size=64)
+
+
+def test_length_must_be_given_once():
+    x, y = _problem()
+    with pytest.raises(FnlearnError, match="exactly one of epochs"):
+        fl.fit(_state(), (x, y), loss=HEAD, batch_size=8)
+    with pytest.raises(FnlearnError, match="exactly one of epochs"):
+        fl.fit(_state(), (x, y), loss=HEAD, epochs=1, steps=3, batch_size=8)
