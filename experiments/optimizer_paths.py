@@ -111,7 +111,9 @@ def run_path(optimizer, loss_fn, theta0, steps, batch_size=None, data=None, key=
             g = jax.grad(full_loss)(theta)
         else:
             idx = jax.random.choice(k, data[0].shape[0], (batch_size,), replace=False)
-            g = jax.grad(loss_fn)(theta, data[0][idx], data[1][idx]) * (data[0].shape[0] / batch_size)
+            g = jax.grad(loss_fn)(theta, data[0][idx], data[1][idx]) * (
+                data[0].shape[0] / batch_size
+            )
         updates, state = optimizer.update(g, state, theta)
         theta = fo.apply_updates(theta, updates)
         return (theta, state), (theta, full_loss(theta))
@@ -120,7 +122,9 @@ def run_path(optimizer, loss_fn, theta0, steps, batch_size=None, data=None, key=
     def run():
         keys = jax.random.split(key if key is not None else jax.random.PRNGKey(0), steps)
         _, (thetas, losses) = jax.lax.scan(step, (theta0, optimizer.init(theta0)), keys)
-        return jnp.vstack([theta0[None], thetas]), jnp.concatenate([full_loss(theta0)[None], losses])
+        return jnp.vstack([theta0[None], thetas]), jnp.concatenate(
+            [full_loss(theta0)[None], losses]
+        )
 
     thetas, losses = run()
     return np.asarray(thetas), np.asarray(losses)
@@ -163,7 +167,9 @@ def logistic_problem():
 
     def loss(p):
         logits = jnp.asarray(X) @ p["w"] + p["b"]
-        return jnp.mean(jnp.logaddexp(0.0, logits) - jnp.asarray(y) * logits) + 0.01 * jnp.sum(p["w"] ** 2)
+        return jnp.mean(jnp.logaddexp(0.0, logits) - jnp.asarray(y) * logits) + 0.01 * jnp.sum(
+            p["w"] ** 2
+        )
 
     return loss, {"w": jnp.zeros(4, jnp.float64), "b": jnp.zeros((), jnp.float64)}
 
@@ -176,7 +182,11 @@ def second_order_table(tol, max_steps):
     rows = []
     with jax.enable_x64(True):
         problems = {
-            "rosenbrock": (rosenbrock, {"x": jnp.asarray(-1.2, jnp.float64), "y": jnp.asarray(1.0, jnp.float64)}, 0.01),
+            "rosenbrock": (
+                rosenbrock,
+                {"x": jnp.asarray(-1.2, jnp.float64), "y": jnp.asarray(1.0, jnp.float64)},
+                0.01,
+            ),
             "logistic": (*logistic_problem(), 0.05),
         }
         for name, (loss, params0, adam_rate) in problems.items():
@@ -184,9 +194,17 @@ def second_order_table(tol, max_steps):
             f = jax.jit(lambda v, loss=loss, unravel=unravel: loss(unravel(v)))
             g = jax.jit(jax.grad(lambda v, loss=loss, unravel=unravel: loss(unravel(v))))
             ref = scipy.optimize.minimize(
-                lambda v: float(f(v)), np.asarray(flat0), jac=lambda v: np.asarray(g(v)), method="BFGS", options={"gtol": tol}
+                lambda v, f=f: float(f(v)),
+                np.asarray(flat0),
+                jac=lambda v, g=g: np.asarray(g(v)),
+                method="BFGS",
+                options={"gtol": tol},
             )
-            row = {"problem": name, "scipy_bfgs_iterations": int(ref.nit), "scipy_optimum": ref.x.tolist()}
+            row = {
+                "problem": name,
+                "scipy_bfgs_iterations": int(ref.nit),
+                "scipy_optimum": ref.x.tolist(),
+            }
             for method, optimizer in {
                 "newton": fo.newton(loss),
                 "lbfgs": fo.lbfgs(loss),
@@ -196,7 +214,9 @@ def second_order_table(tol, max_steps):
                 found, _ = ravel_pytree(result.params)
                 row[f"{method}_steps"] = int(result.steps)
                 row[f"{method}_converged"] = bool(result.grad_norm <= tol)
-                row[f"{method}_distance_to_scipy"] = float(np.max(np.abs(np.asarray(found) - ref.x)))
+                row[f"{method}_distance_to_scipy"] = float(
+                    np.max(np.abs(np.asarray(found) - ref.x))
+                )
             rows.append(row)
     return rows
 
@@ -211,7 +231,7 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(17, 10))
-    colors = dict(zip(results["gabor"]["paths"], plt.cm.tab10.colors))
+    colors = dict(zip(results["gabor"]["paths"], plt.cm.tab10.colors, strict=False))
 
     for row, surface in enumerate(("gabor", "quadratic")):
         data = results[surface]
@@ -240,9 +260,18 @@ def plot(results, path):
 
     ax = axes[0, 2]
     sweep = results["stable_rates"]
-    for label, key, color in (("no momentum", "beta_0", "tab:blue"), ("heavy ball β = 0.9", "beta_0.9", "tab:red")):
+    for label, key, color in (
+        ("no momentum", "beta_0", "tab:blue"),
+        ("heavy ball β = 0.9", "beta_0.9", "tab:red"),
+    ):
         losses = np.asarray(sweep[key]["final_loss"], float)
-        ax.plot(sweep["rates"], np.clip(np.nan_to_num(losses, nan=1e6, posinf=1e6), 1e-14, 1e6), "-", color=color, label=label)
+        ax.plot(
+            sweep["rates"],
+            np.clip(np.nan_to_num(losses, nan=1e6, posinf=1e6), 1e-14, 1e6),
+            "-",
+            color=color,
+            label=label,
+        )
         ax.axvline(sweep[key]["theory_max_rate"], color=color, ls="--", lw=1)
         ax.axvline(sweep[key]["measured_max_rate"], color=color, ls=":", lw=2)
     ax.axhline(sweep["initial_loss"], color="k", lw=0.8)
@@ -250,7 +279,9 @@ def plot(results, path):
     ax.set_yscale("log")
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("loss after 200 steps (clipped at 1e6)")
-    ax.set_title("stable learning rates on the quadratic\n(dashed: theory 2(1+β)/λmax, dotted: largest stable η found)")
+    ax.set_title(
+        "stable learning rates on the quadratic\n(dashed: theory 2(1+β)/λmax, dotted: largest stable η found)"
+    )
     ax.legend(fontsize=8)
 
     ax = axes[1, 2]
@@ -260,7 +291,13 @@ def plot(results, path):
     for i, method in enumerate(methods):
         steps = [r[f"{method}_steps"] for r in table]
         ax.bar(x + (i - 1.5) * 0.2, steps, width=0.2, label=method)
-    ax.bar(x + 1.5 * 0.2, [r["scipy_bfgs_iterations"] for r in table], width=0.2, label="scipy BFGS", color="grey")
+    ax.bar(
+        x + 1.5 * 0.2,
+        [r["scipy_bfgs_iterations"] for r in table],
+        width=0.2,
+        label="scipy BFGS",
+        color="grey",
+    )
     ax.set_xticks(x, [r["problem"] for r in table])
     ax.set_yscale("log")
     ax.set_ylabel(f"steps to ‖∇L‖ ≤ {results['second_order_tol']:g}")
@@ -297,7 +334,9 @@ def main():
     gabor_start = jnp.array([-1.5, 6.0])
     gabor_paths = {}
     for name, (optimizer, batch) in gabor_optimizers().items():
-        thetas, losses = run_path(optimizer, gabor_loss, gabor_start, steps, batch, (x, y), jax.random.PRNGKey(1))
+        thetas, losses = run_path(
+            optimizer, gabor_loss, gabor_start, steps, batch, (x, y), jax.random.PRNGKey(1)
+        )
         gabor_paths[name] = {"theta": thetas.tolist(), "loss": losses.tolist()}
 
     quad_start = jnp.array([-4.0, 2.5])
@@ -346,7 +385,9 @@ def main():
         print(f"  {name:22s} {gabor_paths[name]['loss'][-1]:10.4f}  {quad}")
     for beta in ("0", "0.9"):
         s = sweep[f"beta_{beta}"]
-        print(f"largest stable η, β = {beta}: measured {s['measured_max_rate']:.4f}, theory {s['theory_max_rate']:.4f}")
+        print(
+            f"largest stable η, β = {beta}: measured {s['measured_max_rate']:.4f}, theory {s['theory_max_rate']:.4f}"
+        )
     print(f"steps to ‖∇L‖ ≤ {tol:g}:")
     for r in results["second_order"]:
         print(

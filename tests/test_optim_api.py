@@ -14,7 +14,10 @@ from fnlearn.errors import FnlearnError
 
 
 def params_of(dtype=jnp.float32):
-    return {"layer": {"w": jnp.ones((4, 3), dtype), "b": jnp.zeros((3,), dtype)}, "scale": jnp.asarray(0.5, dtype)}
+    return {
+        "layer": {"w": jnp.ones((4, 3), dtype), "b": jnp.zeros((3,), dtype)},
+        "scale": jnp.asarray(0.5, dtype),
+    }
 
 
 def grads_of(params):
@@ -32,7 +35,9 @@ EVERY_OPTIMIZER = {
     "adamw_masked": fo.adamw(0.1, mask=lambda p: jax.tree_util.tree_map(lambda x: x.ndim > 1, p)),
     "amsgrad": fo.amsgrad(0.1),
     "lion": fo.lion(0.1),
-    "guarded_clipped": fo.apply_if_finite(fo.chain(fo.clip_by_global_norm(1.0), fo.add_l1_decay(1e-3), fo.sgd(0.1)), 3),
+    "guarded_clipped": fo.apply_if_finite(
+        fo.chain(fo.clip_by_global_norm(1.0), fo.add_l1_decay(1e-3), fo.sgd(0.1)), 3
+    ),
 }
 
 
@@ -67,7 +72,9 @@ def test_bfloat16_parameters_stay_bfloat16(optimizer):
         chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
         params, state = fo.apply_updates(params, updates), new_state
     chex.assert_trees_all_equal_dtypes(params, params_of(jnp.bfloat16))
-    assert all(np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree_util.tree_leaves(params))
+    assert all(
+        np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree_util.tree_leaves(params)
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,7 +130,9 @@ def test_registry_builds_the_same_optimizer_and_rejects_unknown_names_and_option
     u2, _ = direct.update(grads_of(params), direct.init(params), params)
     chex.assert_trees_all_close(u1, u2)
     assert fo.names() == sorted(fo.OPTIMIZERS)
-    assert {"sgd", "adam", "adamw", "rmsprop", "adagrad", "amsgrad", "lion", "ema_momentum"} <= set(fo.names())
+    assert {"sgd", "adam", "adamw", "rmsprop", "adagrad", "amsgrad", "lion", "ema_momentum"} <= set(
+        fo.names()
+    )
     with pytest.raises(FnlearnError, match="Did you mean 'adam'"):
         fo.get("adma", learning_rate=0.1)
     with pytest.raises(FnlearnError, match="learning_rate"):
@@ -138,7 +147,9 @@ def test_learning_rate_is_readable_however_the_optimizer_is_nested():
         "plain": fo.sgd(schedule),
         "guarded": fo.apply_if_finite(fo.adam(schedule), 2),
         "optax_chain": optax.chain(optax.clip(1.0), fo.rmsprop(schedule, momentum=0.5)),
-        "multisteps": optax.MultiSteps(fo.adamw(schedule), every_k_schedule=1).gradient_transformation(),
+        "multisteps": optax.MultiSteps(
+            fo.adamw(schedule), every_k_schedule=1
+        ).gradient_transformation(),
     }
     for name, optimizer in wrapped.items():
         state = optimizer.init(params)

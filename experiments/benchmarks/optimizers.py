@@ -43,11 +43,23 @@ def pairs():
     return [
         ("sgd", fo.sgd(1e-3), optax.sgd(1e-3)),
         ("sgd_momentum", fo.sgd(1e-3, momentum=0.9), optax.sgd(1e-3, momentum=0.9)),
-        ("sgd_nesterov", fo.sgd(1e-3, momentum=0.9, nesterov=True), optax.sgd(1e-3, momentum=0.9, nesterov=True)),
-        ("ema_momentum", fo.ema_momentum(1e-3), optax.chain(optax.ema(0.9, debias=False), optax.scale_by_learning_rate(1e-3))),
+        (
+            "sgd_nesterov",
+            fo.sgd(1e-3, momentum=0.9, nesterov=True),
+            optax.sgd(1e-3, momentum=0.9, nesterov=True),
+        ),
+        (
+            "ema_momentum",
+            fo.ema_momentum(1e-3),
+            optax.chain(optax.ema(0.9, debias=False), optax.scale_by_learning_rate(1e-3)),
+        ),
         ("adagrad", fo.adagrad(1e-3), optax.adagrad(1e-3)),
         ("rmsprop", fo.rmsprop(1e-3), optax.rmsprop(1e-3)),
-        ("rmsprop_centered_momentum", fo.rmsprop(1e-3, centered=True, momentum=0.9), optax.rmsprop(1e-3, centered=True, momentum=0.9)),
+        (
+            "rmsprop_centered_momentum",
+            fo.rmsprop(1e-3, centered=True, momentum=0.9),
+            optax.rmsprop(1e-3, centered=True, momentum=0.9),
+        ),
         ("adam", fo.adam(1e-3), optax.adam(1e-3)),
         ("adamw", fo.adamw(1e-3), optax.adamw(1e-3)),
         ("amsgrad", fo.amsgrad(1e-3), optax.amsgrad(1e-3)),
@@ -75,7 +87,10 @@ def xla_cost(step, args) -> dict:
     """
     cost = step.lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return {"bytes": float(cost.get("bytes accessed", float("nan"))), "flops": float(cost.get("flops", float("nan")))}
+    return {
+        "bytes": float(cost.get("bytes accessed", float("nan"))),
+        "flops": float(cost.get("flops", float("nan"))),
+    }
 
 
 def time_once(step, args) -> float:
@@ -91,7 +106,10 @@ def bench(total: int, repeats: int):
     for name, ours, theirs in pairs():
         candidates = {
             "fnlearn": (compiled_step(ours, fo.apply_updates), (params, ours.init(params), grads)),
-            "optax": (compiled_step(theirs, optax.apply_updates), (params, theirs.init(params), grads)),
+            "optax": (
+                compiled_step(theirs, optax.apply_updates),
+                (params, theirs.init(params), grads),
+            ),
         }
         for step, args in candidates.values():
             time_once(step, args)  # compile and warm up
@@ -100,7 +118,7 @@ def bench(total: int, repeats: int):
             order = list(candidates) if r % 2 == 0 else list(reversed(candidates))
             for k in order:
                 times[k].append(time_once(*candidates[k]))
-        paired = [a / b for a, b in zip(times["fnlearn"], times["optax"])]
+        paired = [a / b for a, b in zip(times["fnlearn"], times["optax"], strict=True)]
         xla = {k: xla_cost(step, a) for k, (step, a) in candidates.items()}
         state_bytes = nbytes(candidates["fnlearn"][1][1])
         # read θ, g, state; write θ, state
@@ -165,7 +183,9 @@ def main():
     parser.add_argument("--out", default="out/benchmark_optimizers")
     parser.add_argument("--quick", action="store_true", help="1M parameters, 5 repeats")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--params", type=int, default=None, help="number of parameters (default 10M)")
+    parser.add_argument(
+        "--params", type=int, default=None, help="number of parameters (default 10M)"
+    )
     args = parser.parse_args()
     total = args.params or (1_000_000 if args.quick else 10_000_000)
     repeats = args.repeats or (5 if args.quick else 15)
@@ -187,8 +207,14 @@ def main():
         "median_paired_ratio": statistics.median(r["paired_ratio_median"] for r in rows),
     }
     (out / "optimizers.json").write_text(json.dumps(summary, indent=2))
-    plot(rows, out / "optimizers.png", f"{n / 1e6:.1f}M float32 parameters on {summary['device']}, median of {repeats}")
-    print(f"{n:,} parameters; ratio median {summary['median_ratio']:.3f}, max {summary['max_ratio']:.3f}; wrote {out}")
+    plot(
+        rows,
+        out / "optimizers.png",
+        f"{n / 1e6:.1f}M float32 parameters on {summary['device']}, median of {repeats}",
+    )
+    print(
+        f"{n:,} parameters; ratio median {summary['median_ratio']:.3f}, max {summary['max_ratio']:.3f}; wrote {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 
-def sgd(learning_rate, momentum=None, nesterov: bool = False, accumulator_dtype=None) -> GradientTransformation:
+def sgd(
+    learning_rate, momentum=None, nesterov: bool = False, accumulator_dtype=None
+) -> GradientTransformation:
     """SGD, heavy-ball momentum or Nesterov.
 
     No momentum: θ ← θ − η·g. With momentum β: m ← g + β·m, θ ← θ − η·m (Nesterov: θ ← θ − η·(g + β·m)).
@@ -55,7 +57,9 @@ def ema_momentum(learning_rate, beta: float = 0.9) -> GradientTransformation:
     return chain(tr.ema(decay=beta, debias=False), tr.scale_by_learning_rate(learning_rate))
 
 
-def adagrad(learning_rate, initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> GradientTransformation:
+def adagrad(
+    learning_rate, initial_accumulator_value: float = 0.1, eps: float = 1e-7
+) -> GradientTransformation:
     """Adagrad: G ← G + g², θ ← θ − η·g/√(G + ε), G₀ = ``initial_accumulator_value``."""
     return chain(
         tr.scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps),
@@ -109,12 +113,16 @@ def adam(
     ``nesterov=True`` gives NAdam.
     """
     return chain(
-        tr.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
+        tr.scale_by_adam(
+            b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
+        ),
         tr.scale_by_learning_rate(learning_rate),
     )
 
 
-def nadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None) -> GradientTransformation:
+def nadam(
+    learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None
+) -> GradientTransformation:
     """NAdam: ``adam(..., nesterov=True)``."""
     return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
 
@@ -136,13 +144,17 @@ def adamw(
     ``mask`` (a bool tree or ``params -> bool tree``) selects the leaves that decay.
     """
     return chain(
-        tr.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
+        tr.scale_by_adam(
+            b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
+        ),
         tr.add_decayed_weights(weight_decay, mask),
         tr.scale_by_learning_rate(learning_rate),
     )
 
 
-def amsgrad(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None) -> GradientTransformation:
+def amsgrad(
+    learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None
+) -> GradientTransformation:
     """AMSGrad: Adam with v̂ replaced by its running maximum."""
     return chain(
         tr.scale_by_amsgrad(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
@@ -150,7 +162,9 @@ def amsgrad(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=No
     )
 
 
-def lion(learning_rate, b1=0.9, b2=0.99, mu_dtype=None, weight_decay=1e-3, mask=None) -> GradientTransformation:
+def lion(
+    learning_rate, b1=0.9, b2=0.99, mu_dtype=None, weight_decay=1e-3, mask=None
+) -> GradientTransformation:
     """Lion: θ ← θ − η·(sign((1 − β₁)·g + β₁·m) + λ·θ), then m ← β₂·m + (1 − β₂)·g."""
     return chain(
         tr.scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),

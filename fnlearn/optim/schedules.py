@@ -37,7 +37,9 @@ def constant_schedule(value: float) -> Schedule:
     return lambda count: value
 
 
-def polynomial_schedule(init_value, end_value, power, transition_steps: int, transition_begin: int = 0) -> Schedule:
+def polynomial_schedule(
+    init_value, end_value, power, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
     """α_t = (α₀ − α_end)·(1 − τ/T)^p + α_end, τ = clip(t − t_begin, 0, T).
 
     ``transition_steps <= 0`` gives the constant α₀, as in optax.
@@ -54,12 +56,16 @@ def polynomial_schedule(init_value, end_value, power, transition_steps: int, tra
     return schedule
 
 
-def linear_schedule(init_value, end_value, transition_steps: int, transition_begin: int = 0) -> Schedule:
+def linear_schedule(
+    init_value, end_value, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
     """α_t = α₀ + (α_end − α₀)·τ/T; the notes' linear decay α₀·(1 − t/T) is ``end_value=0``."""
     return polynomial_schedule(init_value, end_value, 1, transition_steps, transition_begin)
 
 
-def piecewise_constant_schedule(init_value, boundaries_and_scales: dict[int, float] | None = None) -> Schedule:
+def piecewise_constant_schedule(
+    init_value, boundaries_and_scales: dict[int, float] | None = None
+) -> Schedule:
     """α_t = α₀·Π_{b ≤ t} s_b: multiply by s_b from count b on.
 
     The notes' step decay (×0.1 after epochs 30, 60, 90 with E steps per epoch) is
@@ -111,7 +117,9 @@ def exponential_decay(
     return schedule
 
 
-def cosine_decay_schedule(init_value, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0) -> Schedule:
+def cosine_decay_schedule(
+    init_value, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0
+) -> Schedule:
     """α_t = α₀·((1 − a)·c_t^e + a), c_t = ½·(1 + cos(π·min(t, T)/T)).
 
     With a = 0, e = 1 this is the notes' α_t = ½·α₀·(1 + cos(πt/T)).
@@ -142,7 +150,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
 
     def schedule(count):
         value = schedules[0](count)
-        for boundary, following in zip(boundaries, schedules[1:]):
+        for boundary, following in zip(boundaries, schedules[1:], strict=True):
             value = jnp.where(count < boundary, value, following(count - boundary))
         return value
 
@@ -150,7 +158,12 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
 
 
 def warmup_cosine_decay_schedule(
-    init_value, peak_value, warmup_steps: int, decay_steps: int, end_value=0.0, exponent: float = 1.0
+    init_value,
+    peak_value,
+    warmup_steps: int,
+    decay_steps: int,
+    end_value=0.0,
+    exponent: float = 1.0,
 ) -> Schedule:
     """Linear from α_init to α_peak over the warmup, then cosine decay to α_end at ``decay_steps``.
 

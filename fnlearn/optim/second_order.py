@@ -53,7 +53,9 @@ def scale_by_newton(loss_fn, damping: float = 0.0) -> GradientTransformation:
         g, _ = ravel_pytree(updates)
         hessian = jax.hessian(lambda x: loss_fn(unravel(x)))(theta)
         hessian = hessian + damping * jnp.eye(theta.size, dtype=hessian.dtype)
-        return unravel(jnp.linalg.solve(hessian, g)), ScaleByNewtonState(safe_increment(state.count))
+        return unravel(jnp.linalg.solve(hessian, g)), ScaleByNewtonState(
+            safe_increment(state.count)
+        )
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -170,7 +172,9 @@ def lbfgs(
     if int(memory_size) < 1:
         raise FnlearnError(f"lbfgs: memory_size={memory_size!r} must be >= 1, e.g. 10.")
     if not 0 < c1 < c2 < 1:
-        raise FnlearnError(f"lbfgs: need 0 < c1 < c2 < 1 for a Wolfe line search, got c1={c1!r}, c2={c2!r}.")
+        raise FnlearnError(
+            f"lbfgs: need 0 < c1 < c2 < 1 for a Wolfe line search, got c1={c1!r}, c2={c2!r}."
+        )
 
     def init_fn(params):
         theta, _ = ravel_pytree(params)
@@ -206,7 +210,9 @@ def lbfgs(
         alpha = _weak_wolfe(
             loss_fn, unravel, theta, direction, slope, learning_rate, c1, c2, max_linesearch_steps
         )
-        new_state = LbfgsState(safe_increment(state.count), theta, g, mem_s, mem_y, rho, pairs, alpha)
+        new_state = LbfgsState(
+            safe_increment(state.count), theta, g, mem_s, mem_y, rho, pairs, alpha
+        )
         return unravel(alpha * direction), new_state
 
     return GradientTransformation(init_fn, update_fn)
@@ -221,7 +227,9 @@ class MinimizeResult(NamedTuple):
     loss: jax.Array
 
 
-def minimize(loss_fn, params, optimizer: GradientTransformation, tol: float = 1e-6, max_steps: int = 1000) -> MinimizeResult:
+def minimize(
+    loss_fn, params, optimizer: GradientTransformation, tol: float = 1e-6, max_steps: int = 1000
+) -> MinimizeResult:
     """Run ``optimizer`` on full-batch ∇L until ‖∇L(θ)‖₂ ≤ tol or ``max_steps``, in one jitted loop.
 
     ‖·‖ is the norm of all leaves as one vector, in the parameters' own precision.

@@ -198,7 +198,9 @@ class ScaleByRssState(NamedTuple):
     sum_of_squares: Any
 
 
-def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> GradientTransformation:
+def scale_by_rss(
+    initial_accumulator_value: float = 0.1, eps: float = 1e-7
+) -> GradientTransformation:
     """Adagrad: G ← G + g²; u = g / √(G + ε) where G > 0, else 0. G starts at the initial value.
 
     The notes' Adagrad θ ← θ − η·g/√(G + ε) is ``initial_accumulator_value=0``.
@@ -458,10 +460,10 @@ def _masked_weight_term(strength, term, mask, owner):
 
     def update_fn(updates, state, params=None):
         if params is None:
-            raise FnlearnError(
-                f"{owner} needs the parameters: call update(grads, state, params)."
-            )
-        selected = _tree_map(lambda _: True, params) if mask is None else _expand_mask(mask, params, owner)
+            raise FnlearnError(f"{owner} needs the parameters: call update(grads, state, params).")
+        selected = (
+            _tree_map(lambda _: True, params) if mask is None else _expand_mask(mask, params, owner)
+        )
         if callable(strength):
             s = strength(state.count)
             state = WeightDecayState(safe_increment(state.count))
@@ -545,7 +547,9 @@ class ApplyIfFiniteState(NamedTuple):
     inner_state: Any
 
 
-def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) -> GradientTransformation:
+def apply_if_finite(
+    inner: GradientTransformation, max_consecutive_errors: int
+) -> GradientTransformation:
     """Skip non-finite updates: if any g is NaN/±inf, u = 0 and the inner state is kept.
 
     After more than ``max_consecutive_errors`` non-finite updates in a row the update is let
