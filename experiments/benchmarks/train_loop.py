@@ -1,0 +1,879 @@
+"""Training-loop throughput: fnlearn's fit against the loops people write with jax, flax, equinox, torch.
+
+Every competitor trains the same MLP from the same initial weights on the same data with the same
+Adam (lr 1e-3, β = (0.9, 0.999), ε = 1e-8) and softmax cross-entropy, for the same number of steps,
+visiting the examples in the same order (a fresh permutation per epoch, drawn from one key, the last
+partial batch dropped). Runs are interleaved (the order rotates every repeat) and each competitor's
+time is the median over repeats, so a shared, noisy machine affects all alike.
+
+Competitors:
+    fnlearn fit       fl.fit: the steps between host interactions as one compiled lax.scan
+    jax scan          hand-written jax + optax: lax.scan over epochs (permutation) and batches
+                      (gather + step), one compiled program; the ceiling of fit's design
+    jax jit loop      hand-written jax + optax: a jitted step (buffers donated) called from Python
+    flax linen        flax.linen MLP, flax.training.train_state.TrainState, jitted step
+    equinox           eqx.Module MLP, eqx.filter_jit step, optax
+    torch eager       PyTorch eager on the CPU, torch.set_num_threads(cores), torch.optim.Adam
+
+Every Python-loop competitor gets the data once (device-resident for jax) and, per step, the
+indices of its batch; the gather happens inside its step, like fit's.
+
+Work per train step of a dense MLP (forward + backward, biases and activations ignored):
+    FLOPs/step = 6 · batch · Σ_layers fan_in · fan_out
+(2·B·fan_in·fan_out for x·W, twice that for the gradients with respect to x and W). Achieved
+GFLOP/s = FLOPs/step × steps/s, compared with the peak of a jitted square matmul (2n³ FLOPs) of the
+same dtype measured in this process.
+
+Also measured: the first call's extra time over a steady-state call (trace + compile: the "time to
+first step"), the peak memory of a ~50M-parameter Adam step against params + grads + two moments
+(in a fresh subprocess each, with and without buffer donation), and S = 16 replicas trained in one
+vmapped program against 16 sequential runs.
+
+    python experiments/benchmarks/train_loop.py [--quick] [--workload small|large|all]
+        [--sections throughput,memory,replicas] [--repeats 7] [--out DIR] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import fnlearn as fl
+
+LEARNING_RATE = 1e-3
+
+# --------------------------------------------------------------------------------------------
+# workloads, data, work per step
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """An MLP classification problem: ``sizes = [in, hidden..., classes]``, ``n`` examples."""
+
+    name: str
+    sizes: tuple[int, ...]
+    batch: int
+    n: int
+    epochs: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def flops_per_step(self) -> int:
+        return dense_train_flops(self.sizes, self.batch)
+
+    def describe(self) -> str:
+        return (
+            f"MLP {'-'.join(map(str, self.sizes))}, batch {self.batch}, {self.n} examples, "
+            f"{self.steps} steps ({self.epochs} epochs of {self.steps_per_epoch})"
+        )
+
+
+def workloads(quick: bool) -> dict[str, Workload]:
+    """small: digits-sized (1437 × 64, 10 classes); large: MNIST-sized inputs (784 features)."""
+    return {
+        "small": Workload("small", (64, 128, 128, 10), 32, 1437, 2 if quick else 40),
+        "large": Workload("large", (784, 512, 512, 10), 128, 2560 if quick else 10_000, 1 if quick else 2),
+    }
+
+
+def dense_train_flops(sizes, batch: int) -> int:
+    """FLOPs of one forward + backward pass of the dense layers: 6 · B · Σ fan_in · fan_out."""
+    return 6 * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def make_data(workload: Workload, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Standard-normal inputs labelled by a random linear teacher, y = argmax(x·T) (learnable)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((workload.n, workload.sizes[0]), dtype=np.float32)
+    teacher = rng.standard_normal((workload.sizes[0], workload.sizes[-1]), dtype=np.float32)
+    return x, np.argmax(x @ teacher, axis=1).astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# what every competitor shares: initial weights, batch order, the network and its loss
+
+
+def dense_layers(params) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (w, b) pairs of fnlearn MLP parameters, input layer first, as numpy arrays."""
+    if isinstance(params, dict) and "w" in params:
+        return [(np.asarray(params["w"]), np.asarray(params["b"]))]
+    if isinstance(params, (list, tuple)):
+        return [layer for p in params for layer in dense_layers(p)]
+    return []
+
+
+def initial_layers(sizes, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """fnlearn's MLP initialisation (He-normal hidden layers, LeCun-normal output, zero biases),
+    shared by every competitor so all start from the same weights."""
+    params, _ = fl.nn.mlp(list(sizes)).init(jax.random.key(seed))
+    return dense_layers(params)
+
+
+def epoch_batches(key, epoch, n: int, batch: int):
+    """The batches of one epoch: a permutation of the n examples drawn from fold_in(key, epoch),
+    cut into n // batch rows of indices (the remainder dropped). Works traced or eagerly."""
+    steps = n // batch
+    return jax.random.permutation(jax.random.fold_in(key, epoch), n)[: steps * batch].reshape(steps, batch)
+
+
+def mlp_logits(layers, x):
+    """relu(x·W₁ + b₁) → … → x·W_L + b_L."""
+    for w, b in layers[:-1]:
+        x = jax.nn.relu(x @ w + b)
+    w, b = layers[-1]
+    return x @ w + b
+
+
+def cross_entropy(logits, y):
+    """mean_i [logsumexp(z_i) − z_{i, y_i}]."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def handwritten_step(tx):
+    """(layers, opt_state, xb, yb) -> (layers, opt_state, loss): the plain jax + optax step."""
+
+    def step(layers, opt_state, xb, yb):
+        loss, grads = jax.value_and_grad(lambda p: cross_entropy(mlp_logits(p, xb), yb))(layers)
+        updates, opt_state = tx.update(grads, opt_state, layers)
+        return optax.apply_updates(layers, updates), opt_state, loss
+
+    return step
+
+
+def device_layers(layers):
+    """Fresh device copies (a donating competitor must not delete another's buffers)."""
+    return [(jnp.array(w), jnp.array(b)) for w, b in layers]
+
+
+@dataclasses.dataclass
+class Problem:
+    """Everything one competitor needs: the workload, data, initial weights and the order key."""
+
+    workload: Workload
+    x: np.ndarray
+    y: np.ndarray
+    layers: list
+    order_key: jax.Array
+
+
+def make_problem(workload: Workload, seed: int = 0) -> Problem:
+    x, y = make_data(workload, seed)
+    return Problem(workload, x, y, initial_layers(workload.sizes, seed), jax.random.key(seed + 1))
+
+
+# --------------------------------------------------------------------------------------------
+# competitors: make_*(problem) -> Runner
+
+
+@dataclasses.dataclass(frozen=True)
+class Runner:
+    """``run()`` trains ``workload.steps`` more steps, continuing where the last call stopped, and
+    returns once they are done; ``weights()`` gives the current dense (w, b) pairs as numpy."""
+
+    run: Callable[[], None]
+    weights: Callable[[], list]
+
+
+def train_set_loss(layers, x, y) -> float:
+    """The mean cross-entropy over the whole training set: the same yardstick for everyone."""
+    return float(cross_entropy(mlp_logits([(jnp.asarray(w), jnp.asarray(b)) for w, b in layers], jnp.asarray(x)), jnp.asarray(y)))
+
+
+def make_fnlearn_fit(problem: Problem) -> Runner:
+    """fnlearn: ``fl.fit`` on a TrainState whose parameters are the shared initial weights.
+
+    ``drop_last=True`` so that every step is a full batch, as for the other competitors (fit's
+    default pads the last batch with weight-0 rows instead). fit's ``steps`` is the step count
+    to reach, so each call asks for the state's step + workload.steps.
+    """
+    wl = problem.workload
+    model = fl.nn.mlp(list(wl.sizes))
+    tx = fl.optim.adam(LEARNING_RATE)
+    params, _ = model.init(jax.random.key(0))
+    params = _replace_dense(params, problem.layers)
+    state = fl.train.TrainState.create(model, tx, problem.order_key).replace(params=params, opt_state=tx.init(params))
+    train = (jnp.asarray(problem.x), jnp.asarray(problem.y))
+    head = fl.distributions.get("categorical")
+    box = {"state": state}
+
+    def run():
+        target = int(box["state"].step) + wl.steps
+        box["state"], _ = fl.fit(
+            box["state"], train=train, loss=head, steps=target, batch_size=wl.batch, drop_last=True, log_every=None, progress=False
+        )
+        jax.block_until_ready(box["state"].params)
+
+    return Runner(run, lambda: dense_layers(box["state"].params))
+
+
+def _replace_dense(params, layers):
+    """fnlearn parameters with every dense (w, b) replaced, in order, by ``layers``."""
+    it = iter(layers)
+
+    def walk(p):
+        if isinstance(p, dict) and "w" in p:
+            w, b = next(it)
+            return {**p, "w": jnp.array(w), "b": jnp.array(b)}
+        if isinstance(p, list):
+            return [walk(q) for q in p]
+        return p
+
+    return walk(params)
+
+
+def scan_program(tx, workload: Workload):
+    """The hand-written ceiling: train ``epochs`` epochs in one compiled program.
+
+    (layers, opt_state, x, y, key, first_epoch, epochs) -> (layers, opt_state, last loss); an outer
+    lax.scan over epochs draws each permutation, an inner one gathers the batch and steps.
+    """
+    step = handwritten_step(tx)
+
+    def train(layers, opt_state, x, y, key, first_epoch, epochs):
+        def one_epoch(carry, epoch):
+            def one_step(carry, idx):
+                layers, opt_state, _ = carry
+                return step(layers, opt_state, x[idx], y[idx]), None
+
+            order = epoch_batches(key, epoch, workload.n, workload.batch)
+            (layers, opt_state, loss), _ = jax.lax.scan(one_step, (*carry, jnp.zeros(())), order)
+            return (layers, opt_state), loss
+
+        (layers, opt_state), losses = jax.lax.scan(one_epoch, (layers, opt_state), first_epoch + jnp.arange(epochs))
+        return layers, opt_state, losses[-1]
+
+    return train
+
+
+def make_jax_scan(problem: Problem) -> Runner:
+    wl = problem.workload
+    tx = optax.adam(LEARNING_RATE)
+    program = jax.jit(scan_program(tx, wl), static_argnums=6, donate_argnums=(0, 1))
+    layers = device_layers(problem.layers)
+    box = {"layers": layers, "opt": tx.init(layers), "epoch": 0}
+    x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
+
+    def run():
+        box["layers"], box["opt"], loss = program(box["layers"], box["opt"], x, y, problem.order_key, box["epoch"], wl.epochs)
+        box["epoch"] += wl.epochs
+        float(loss)
+
+    return Runner(run, lambda: [(np.asarray(w), np.asarray(b)) for w, b in box["layers"]])
+
+
+def python_loop(step, carry, problem: Problem, x, y, weights, convert=np.asarray) -> Runner:
+    """The shared Python training loop: per epoch, the shared batch order; per step, one call.
+
+    ``step(carry, x, y, idx) -> (carry, loss)``; ``weights(carry)`` gives the dense (w, b) pairs.
+    The loss of the last step is read back (a sync) once per ``run``.
+    """
+    wl = problem.workload
+    order = jax.jit(epoch_batches, static_argnums=(2, 3))
+    box = {"carry": carry, "epoch": 0}
+
+    def run():
+        carry, loss = box["carry"], None
+        for epoch in range(box["epoch"], box["epoch"] + wl.epochs):
+            for idx in convert(order(problem.order_key, epoch, wl.n, wl.batch)):
+                carry, loss = step(carry, x, y, idx)
+        box["carry"], box["epoch"] = carry, box["epoch"] + wl.epochs
+        float(loss)
+
+    return Runner(run, lambda: weights(box["carry"]))
+
+
+def make_jax_jit_loop(problem: Problem) -> Runner:
+    tx = optax.adam(LEARNING_RATE)
+    step = handwritten_step(tx)
+
+    def one_step(carry, x, y, idx):
+        layers, opt_state, loss = step(*carry, x[idx], y[idx])
+        return (layers, opt_state), loss
+
+    jitted = jax.jit(one_step, donate_argnums=0)
+    layers = device_layers(problem.layers)
+    weights = lambda carry: [(np.asarray(w), np.asarray(b)) for w, b in carry[0]]  # noqa: E731
+    return python_loop(jitted, (layers, tx.init(layers)), problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights)
+
+
+def make_flax_linen(problem: Problem) -> Runner:
+    """The flax tutorial loop: a linen Module, TrainState.apply_gradients, a jitted step."""
+    import flax.linen as nn
+    from flax.training import train_state
+
+    sizes = problem.workload.sizes
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for width in sizes[1:-1]:
+                x = nn.relu(nn.Dense(width)(x))
+            return nn.Dense(sizes[-1])(x)
+
+    module = MLP()
+    params = {f"Dense_{i}": {"kernel": jnp.array(w), "bias": jnp.array(b)} for i, (w, b) in enumerate(problem.layers)}
+    reference = module.init(jax.random.key(0), jnp.zeros((1, sizes[0])))["params"]
+    assert jax.tree.structure(reference) == jax.tree.structure(params), "flax parameter names changed"
+    state = train_state.TrainState.create(apply_fn=module.apply, params=params, tx=optax.adam(LEARNING_RATE))
+
+    @jax.jit
+    def step(state, x, y, idx):
+        def loss_fn(params):
+            return cross_entropy(state.apply_fn({"params": params}, x[idx]), y[idx])
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads=grads), loss
+
+    def weights(state):
+        return [(np.asarray(state.params[f"Dense_{i}"]["kernel"]), np.asarray(state.params[f"Dense_{i}"]["bias"])) for i in range(len(problem.layers))]
+
+    return python_loop(step, state, problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights)
+
+
+def make_equinox(problem: Problem) -> Runner:
+    """The equinox idiom: a Module of eqx.nn.Linear layers, eqx.filter_jit, eqx.filter_value_and_grad."""
+    import equinox as eqx
+
+    class MLP(eqx.Module):
+        layers: list
+
+        def __call__(self, x):
+            for layer in self.layers[:-1]:
+                x = jax.nn.relu(layer(x))
+            return self.layers[-1](x)
+
+    keys = jax.random.split(jax.random.key(0), len(problem.layers))
+    linears = []
+    for key, (w, b) in zip(keys, problem.layers):
+        linear = eqx.nn.Linear(w.shape[0], w.shape[1], key=key)
+        linears.append(eqx.tree_at(lambda m: (m.weight, m.bias), linear, (jnp.array(w.T), jnp.array(b))))
+    model = MLP(linears)
+    tx = optax.adam(LEARNING_RATE)
+    opt_state = tx.init(eqx.filter(model, eqx.is_array))
+
+    @eqx.filter_jit
+    def step(carry, x, y, idx):
+        model, opt_state = carry
+
+        @eqx.filter_value_and_grad
+        def loss_fn(model):
+            return cross_entropy(jax.vmap(model)(x[idx]), y[idx])
+
+        loss, grads = loss_fn(model)
+        updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return (eqx.apply_updates(model, updates), opt_state), loss
+
+    weights = lambda carry: [(np.asarray(layer.weight).T, np.asarray(layer.bias)) for layer in carry[0].layers]  # noqa: E731
+    return python_loop(step, (model, opt_state), problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights)
+
+
+def make_torch_eager(problem: Problem) -> Runner:
+    """PyTorch eager on the CPU with all cores: nn.Sequential, F.cross_entropy, torch.optim.Adam."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    modules = []
+    for i, (w, b) in enumerate(problem.layers):
+        linear = torch.nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+            linear.bias.copy_(torch.from_numpy(b.copy()))
+        modules.append(linear)
+        if i < len(problem.layers) - 1:
+            modules.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*modules)
+    optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, betas=(0.9, 0.999), eps=1e-8)
+
+    def step(carry, x, y, idx):
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
+        return carry, loss.detach()
+
+    def weights(_):
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        return [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
+
+    to_torch = lambda order: torch.from_numpy(np.asarray(order, dtype=np.int64))  # noqa: E731
+    x, y = torch.from_numpy(problem.x.copy()), torch.from_numpy(problem.y.astype(np.int64))
+    return python_loop(step, None, problem, x, y, weights, to_torch)
+
+
+# name -> (the package it needs, its factory); "fnlearn" means fl.fit and fl.train are exported
+COMPETITORS: dict[str, tuple[str | None, Callable]] = {
+    "fnlearn fit": ("fnlearn", make_fnlearn_fit),
+    "jax scan": (None, make_jax_scan),
+    "jax jit loop": (None, make_jax_jit_loop),
+    "flax linen": ("flax", make_flax_linen),
+    "equinox": ("equinox", make_equinox),
+    "torch eager": ("torch", make_torch_eager),
+}
+
+
+def available_competitors() -> tuple[dict[str, Callable], dict[str, str]]:
+    """The competitors whose package imports here, and why each other one is missing."""
+    import importlib.util
+
+    present, missing = {}, {}
+    for name, (package, factory) in COMPETITORS.items():
+        if package == "fnlearn":
+            found = hasattr(fl, "fit") and hasattr(fl, "train")
+            why = "this fnlearn has no fl.fit / fl.train yet"
+        else:
+            found = package is None or importlib.util.find_spec(package) is not None
+            why = f"{package} is not installed (pip install -e '.[bench]')"
+        if found:
+            present[name] = factory
+        else:
+            missing[name] = why
+    return present, missing
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
+    """Time every run once cold (the first call: trace + compile + steps), then ``repeats`` times
+    interleaved, rotating the order each round. Returns per name: first call, all times, median."""
+    names = list(runs)
+    first = {name: timed(runs[name])[0] for name in names}
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            times[name].append(timed(runs[name])[0])
+    return {name: {"first_call_s": first[name], "times_s": times[name], "median_s": statistics.median(times[name])} for name in names}
+
+
+def matmul_peak(sizes, repeats: int, dtype=jnp.float32) -> dict:
+    """The machine's attainable FLOP/s: a jitted n×n·n×n matmul (2n³ FLOPs) for each n in
+    ``sizes``, the fastest of ``repeats`` calls each; the peak is the best n. (Best-of, not median:
+    a peak is what the hardware can do when nothing else interferes.)"""
+    by_size = {}
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+        b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+        matmul = jax.jit(jnp.matmul)
+        jax.block_until_ready(matmul(a, b))
+        times = [timed(lambda: jax.block_until_ready(matmul(a, b)))[0] for _ in range(repeats)]
+        by_size[n] = {"best_gflops": 2 * n**3 / min(times) / 1e9, "median_gflops": 2 * n**3 / statistics.median(times) / 1e9}
+    best = max(by_size, key=lambda n: by_size[n]["best_gflops"])
+    return {"n": best, "dtype": jnp.dtype(dtype).name, "gflops": by_size[best]["best_gflops"], "by_size": by_size}
+
+
+def bench_workload(workload: Workload, factories: dict[str, Callable], repeats: int, peak_gflops: float) -> list[dict]:
+    problem = make_problem(workload)
+    runners = {name: factory(problem) for name, factory in factories.items()}
+    results = interleaved_medians({name: r.run for name, r in runners.items()}, repeats)
+    initial_loss = train_set_loss(problem.layers, problem.x, problem.y)
+    baseline = "fnlearn fit" if "fnlearn fit" in results else "jax scan"
+    base_rate = workload.steps / results[baseline]["median_s"]
+    rows = []
+    for name, r in results.items():
+        rate = workload.steps / r["median_s"]
+        gflops = rate * workload.flops_per_step / 1e9
+        rows.append(
+            {
+                "competitor": name,
+                "steps_per_s": rate,
+                "baseline": baseline,
+                "baseline_over_this": base_rate / rate,
+                "gflops": gflops,
+                "fraction_of_peak": gflops / peak_gflops,
+                "first_call_s": r["first_call_s"],
+                "first_step_overhead_s": r["first_call_s"] - r["median_s"],
+                "median_s": r["median_s"],
+                "times_s": r["times_s"],
+                "initial_loss": initial_loss,
+                "final_loss": train_set_loss(runners[name].weights(), problem.x, problem.y),
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# peak memory of a big Adam step, each variant in a fresh process
+
+
+def memory_sizes(quick: bool) -> list[int]:
+    """~50M parameters: 2048-4096-4096-4096-2048 (50.3M); 12.6M with --quick."""
+    return [1024, 2048, 2048, 2048, 1024] if quick else [2048, 4096, 4096, 4096, 2048]
+
+
+def reference_sizes(sizes: list[int]) -> list[int]:
+    """The same network 64 times narrower (4096 times fewer weights): its process has the same
+    imports, thread pools and compiler memory, so peak(big) − peak(narrow) is the model's own."""
+    return [max(2, s // 64) for s in sizes]
+
+
+def status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS: resident now; VmHWM: its peak) in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field} (the memory probe needs Linux)")
+
+
+def reset_peak_rss() -> None:
+    """Make VmHWM start again from the current resident size (Linux ≥ 4.0)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def probe_trainer(variant: str, sizes: list[int], x, y, batch: int):
+    """(advance(k) running k more Adam steps, params() the current parameter tree)."""
+    if variant == "fnlearn fit":
+        tx = fl.optim.adam(LEARNING_RATE)
+        box = {"state": fl.train.TrainState.create(fl.nn.mlp(sizes), tx, jax.random.key(0))}
+        head = fl.distributions.get("categorical")
+
+        def advance(k):
+            target = int(box["state"].step) + k
+            box["state"], _ = fl.fit(box["state"], train=(x, y), loss=head, steps=target, batch_size=batch, log_every=None, progress=False)
+            jax.block_until_ready(box["state"].params)
+
+        return advance, lambda: box["state"].params
+    tx = optax.adam(LEARNING_RATE)
+    shapes = list(zip(sizes[:-1], sizes[1:]))
+    layers = [(jax.random.normal(jax.random.key(i), (a, b)) * (2 / a) ** 0.5, jnp.zeros(b)) for i, (a, b) in enumerate(shapes)]
+    box = {"carry": (layers, tx.init(layers)), "i": 0}
+    jitted = jax.jit(handwritten_step(tx), donate_argnums=(0, 1) if variant == "jax donate" else ())
+
+    def advance(k):
+        for _ in range(k):
+            rows = slice(batch * (box["i"] % 4), batch * (box["i"] % 4 + 1))
+            *box["carry"], _ = jitted(*box["carry"], x[rows], y[rows])
+            box["i"] += 1
+        jax.block_until_ready(box["carry"])
+
+    return advance, lambda: box["carry"][0]
+
+
+def memory_probe(variant: str, sizes: list[int], steps: int = 3, batch: int = 64) -> dict:
+    """Peak memory of ``steps`` Adam steps of an MLP of ``sizes``, meant for a fresh process.
+
+    The resident size before the model exists is the baseline; one warm-up step compiles (so the
+    compiler's transient memory is not counted, unless the trainer compiles on every call); then
+    the peak is reset and ``steps`` more steps run. Reports the peak over the baseline, jax's device
+    peak where the backend keeps one (GPU; None on CPU), and whether the step deleted (donated) the
+    parameter buffers it was given.
+
+    variants: "jax donate" / "jax no donate" (the hand-written jitted step with and without
+    donate_argnums), "fnlearn fit".
+    """
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((4 * batch, sizes[0]), dtype=np.float32))
+    y = jnp.asarray(rng.integers(0, sizes[-1], 4 * batch).astype(np.int32))
+    before = status_bytes("VmRSS")
+    advance, params = probe_trainer(variant, sizes, x, y, batch)
+    advance(1)
+    given = jax.tree.leaves(params())[0]
+    reset_peak_rss()
+    advance(steps)
+    stats = jax.devices()[0].memory_stats() or {}
+    return {
+        "variant": variant,
+        "num_params": int(fl.tree.num_params(params())),
+        "peak_over_baseline_bytes": status_bytes("VmHWM") - before,
+        "device_peak_bytes": stats.get("peak_bytes_in_use"),
+        "donated": bool(given.is_deleted()),
+    }
+
+
+def run_probe(variant: str, sizes: list[int]) -> dict:
+    """``memory_probe`` in a fresh process (peak RSS only ever grows within one)."""
+    spec = json.dumps({"variant": variant, "sizes": sizes})
+    proc = subprocess.run([sys.executable, __file__, "--memory-probe", spec], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise RuntimeError(f"memory probe {variant} {sizes} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(sizes: list[int], variants: list[str]) -> list[dict]:
+    """Per variant: the peak over the baseline of the big model's process minus that of the
+    narrow reference's (what the compiled programs themselves keep cancels), against the least an
+    Adam step must hold, params + grads + m + v = 4 · 4 bytes · P."""
+    rows = []
+    for variant in variants:
+        try:
+            big, narrow = run_probe(variant, sizes), run_probe(variant, reference_sizes(sizes))
+        except RuntimeError as error:
+            rows.append({"variant": variant, "error": str(error)})
+            continue
+        num = big["num_params"] - narrow["num_params"]
+        row = {
+            "variant": variant,
+            "num_params": big["num_params"],
+            "donated": big["donated"],
+            "peak_over_baseline_bytes": big["peak_over_baseline_bytes"],
+            "reference_peak_over_baseline_bytes": narrow["peak_over_baseline_bytes"],
+            "model_peak_bytes": big["peak_over_baseline_bytes"] - narrow["peak_over_baseline_bytes"],
+            "device_peak_bytes": big["device_peak_bytes"],
+            "adam_minimum_bytes": 4 * 4 * num,
+        }
+        row["peak_over_minimum"] = row["model_peak_bytes"] / row["adam_minimum_bytes"]
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# S replicas: one vmapped program against S sequential runs
+
+
+def replica_states(problem: Problem, tx, seeds):
+    """Stacked (layers, opt_state, order key) of one replica per seed (own init and batch order)."""
+    layers = [device_layers(initial_layers(problem.workload.sizes, int(s))) for s in seeds]
+    keys = [jax.random.key(int(s) + 1) for s in seeds]
+    stack = lambda *xs: jnp.stack(xs)  # noqa: E731
+    return jax.tree.map(stack, *layers), jax.tree.map(stack, *[tx.init(p) for p in layers]), jnp.stack(keys)
+
+
+def vmapped_replicas(problem: Problem, seeds) -> Callable[[], np.ndarray]:
+    """S replicas in one compiled program, each trained from its seed's initial state on every call.
+
+    Stand-in until fnlearn's replicas land: jax.vmap of the hand-written scan over S stacked
+    states (the replica feature of fit is meant to compile to this). Returns ``run`` giving the
+    S last losses.
+    """
+    wl = problem.workload
+    tx = optax.adam(LEARNING_RATE)
+    program = jax.jit(jax.vmap(scan_program(tx, wl), in_axes=(0, 0, None, None, 0, None, None)), static_argnums=6)
+    layers, opt_state, keys = replica_states(problem, tx, seeds)
+    x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
+
+    def run():
+        return np.asarray(program(layers, opt_state, x, y, keys, 0, wl.epochs)[2])
+
+    return run
+
+
+def sequential_replicas(problem: Problem, seeds) -> Callable[[], np.ndarray]:
+    """S runs one after another through one compiled hand-written scan (compiled once)."""
+    wl = problem.workload
+    tx = optax.adam(LEARNING_RATE)
+    program = jax.jit(scan_program(tx, wl), static_argnums=6)
+    x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
+    starts = [(device_layers(initial_layers(wl.sizes, int(s))), jax.random.key(int(s) + 1)) for s in seeds]
+
+    def run():
+        return np.asarray([float(program(layers, tx.init(layers), x, y, key, 0, wl.epochs)[2]) for layers, key in starts])
+
+    return run
+
+
+def bench_replicas(workload: Workload, replicas: int, repeats: int) -> dict:
+    """Median time of S vmapped replicas vs S sequential runs of the same per-replica program;
+    the losses must agree replica by replica (same seeds, same data order)."""
+    problem = make_problem(workload)
+    seeds = np.arange(replicas)
+    runs = {"vmapped (stand-in: vmap of the hand-written scan)": vmapped_replicas(problem, seeds), "sequential": sequential_replicas(problem, seeds)}
+    timings = {name: {"first": timed(run)} for name, run in runs.items()}
+    for name, run in runs.items():
+        timings[name]["times"] = []
+    for r in range(repeats):
+        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            t, losses = timed(runs[name])
+            timings[name]["times"].append(t)
+            timings[name]["losses"] = losses
+    (vname, v), (_, s) = timings.items()
+    t_v, t_s = statistics.median(v["times"]), statistics.median(s["times"])
+    return {
+        "workload": workload.name,
+        "replicas": replicas,
+        "steps_per_replica": workload.steps,
+        "vmapped_label": vname,
+        "vmapped_s": t_v,
+        "sequential_s": t_s,
+        "speedup": t_s / t_v,
+        "vmapped_replica_steps_per_s": replicas * workload.steps / t_v,
+        "sequential_replica_steps_per_s": replicas * workload.steps / t_s,
+        "max_loss_difference": float(np.max(np.abs(v["losses"] - s["losses"]))),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def machine() -> dict:
+    model = "unknown"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    device = jax.devices()[0]
+    versions = {"python": platform.python_version(), "jax": jax.__version__, "optax": optax.__version__, "fnlearn": fl.__version__}
+    for package in ("flax", "equinox", "torch"):
+        try:
+            versions[package] = __import__(package).__version__
+        except ImportError:
+            pass
+    return {"cpu": model, "cores": os.cpu_count(), "jax_device": f"{device.device_kind} ({device.platform})", "versions": versions}
+
+
+def throughput_table(workload: Workload, rows: list[dict], peak: dict) -> str:
+    timed_rows = [r for r in rows if "missing" not in r]
+    baseline = timed_rows[0]["baseline"] if timed_rows else "fnlearn fit"
+    lines = [
+        f"{workload.name}: {workload.describe()}; Adam(lr {LEARNING_RATE:g})",
+        f"  FLOPs/step = 6·batch·Σ fan_in·fan_out = {workload.flops_per_step / 1e6:.2f} MFLOP; "
+        f"matmul peak {peak['gflops']:.1f} GFLOP/s ({peak['n']}³ {peak['dtype']})",
+        f"  {'competitor':14s} {'steps/s':>10s} {baseline + ' ÷ this':>18s} {'GFLOP/s':>9s} {'% peak':>7s} {'1st call s':>11s} {'compile s':>10s} {'final loss':>11s}",
+    ]
+    for r in rows:
+        if "missing" in r:
+            lines.append(f"  {r['competitor']:14s} missing: {r['missing']}")
+            continue
+        lines.append(
+            f"  {r['competitor']:14s} {r['steps_per_s']:10.1f} {r['baseline_over_this']:18.2f} {r['gflops']:9.2f} "
+            f"{100 * r['fraction_of_peak']:6.1f}% {r['first_call_s']:11.2f} {r['first_step_overhead_s']:10.2f} {r['final_loss']:11.4f}"
+        )
+    return "\n".join(lines)
+
+
+def memory_table(rows: list[dict]) -> str:
+    lines = [f"  {'variant':14s} {'params':>8s} {'model peak':>12s} {'4·4·P bytes':>12s} {'ratio':>6s} {'donated':>8s}"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"  {r['variant']:14s} failed: {r['error']}")
+            continue
+        lines.append(
+            f"  {r['variant']:14s} {r['num_params'] / 1e6:7.1f}M {r['model_peak_bytes'] / 2**20:8.0f} MiB "
+            f"{r['adam_minimum_bytes'] / 2**20:8.0f} MiB {r['peak_over_minimum']:6.2f} {str(r['donated']):>8s}"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["workloads"])
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rows = [r for r in results["workloads"][name]["rows"] if "missing" not in r]
+        y = np.arange(len(rows))
+        colors = ["tab:red" if r["competitor"] == "fnlearn fit" else "tab:blue" for r in rows]
+        ax.barh(y, [r["steps_per_s"] for r in rows], color=colors)
+        for i, r in enumerate(rows):
+            ax.text(r["steps_per_s"], i, f" {r['steps_per_s']:.0f}/s, {r['gflops']:.1f} GFLOP/s", va="center", fontsize=8)
+        ax.set_yticks(y, [r["competitor"] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlim(right=ax.get_xlim()[1] * 8)
+        ax.set_xlabel("train steps per second (median, log scale)")
+        ax.set_title(f"{name}: {results['workloads'][name]['workload']}", fontsize=9)
+    m = results["machine"]
+    fig.suptitle(f"{m['cpu']}, {m['cores']} cores, jax on {m['jax_device']}; matmul peak {results['matmul_peak']['gflops']:.0f} GFLOP/s", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+SECTIONS = ("throughput", "memory", "replicas")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny step counts, 1 repeat, a 3M-parameter memory probe (CI smoke)")
+    parser.add_argument("--workload", choices=("small", "large", "all"), default="all")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per competitor (default 7, 1 with --quick)")
+    parser.add_argument("--replicas", type=int, default=16)
+    parser.add_argument("--out", default="out/benchmark_train_loop", help="directory for the PNG (and the JSON unless --json)")
+    parser.add_argument("--json", default=None, help="where to write the numbers (default OUT/train_loop.json)")
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    unknown = set(args.sections.split(",")) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.memory_probe:
+        spec = json.loads(args.memory_probe)
+        print(json.dumps(memory_probe(spec["variant"], spec["sizes"])))
+        return None
+    sections = args.sections.split(",")
+    repeats = args.repeats or (1 if args.quick else 7)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = Path(args.json) if args.json else out / "train_loop.json"
+    chosen = workloads(args.quick)
+    if args.workload != "all":
+        chosen = {args.workload: chosen[args.workload]}
+    factories, missing = available_competitors()
+
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores; jax {info['versions']['jax']} on {info['jax_device']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if k not in ("python", "jax")))
+    peak = matmul_peak((512, 1024) if args.quick else (1024, 2048, 3072), 3 if args.quick else 7)
+    results = {"machine": info, "matmul_peak": peak, "repeats": repeats, "quick": args.quick, "flops_formula": "6 * batch * sum(fan_in * fan_out)", "workloads": {}}
+
+    if "throughput" in sections:
+        for workload in chosen.values():
+            rows = bench_workload(workload, factories, repeats, peak["gflops"])
+            rows += [{"competitor": name, "missing": why} for name, why in missing.items()]
+            results["workloads"][workload.name] = {"workload": workload.describe(), "flops_per_step": workload.flops_per_step, "rows": rows}
+            print(throughput_table(workload, rows, peak))
+    if "memory" in sections:
+        variants = ["jax donate", "jax no donate"] + (["fnlearn fit"] if "fnlearn fit" in factories else [])
+        results["memory"] = bench_memory(memory_sizes(args.quick), variants)
+        sizes = memory_sizes(args.quick)
+        print(
+            f"peak memory of 3 Adam steps, MLP {'-'.join(map(str, sizes))} (float32, batch 64): peak resident memory "
+            f"over the process before the model, minus the same for MLP {'-'.join(map(str, reference_sizes(sizes)))}:"
+        )
+        print(memory_table(results["memory"]))
+    if "replicas" in sections:
+        workload = chosen.get("small", workloads(args.quick)["small"])
+        workload = dataclasses.replace(workload, epochs=max(1, workload.epochs // 4))
+        results["replicas"] = r = bench_replicas(workload, args.replicas, max(repeats, 1) if args.quick else 3)
+        print(
+            f"replicas: S = {r['replicas']} × {r['steps_per_replica']} steps ({workload.name}): {r['vmapped_label']} {r['vmapped_s']:.2f} s, "
+            f"sequential {r['sequential_s']:.2f} s, speedup {r['speedup']:.2f}×; max |loss difference| {r['max_loss_difference']:.2e}"
+        )
+
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2))
+    if results["workloads"]:
+        plot(results, out / "train_loop.png")
+    print(f"wrote {json_path}" + (f" and {out / 'train_loop.png'}" if results["workloads"] else ""))
+    return results
+
+
+if __name__ == "__main__":
+    main()
