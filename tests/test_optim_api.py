@@ -115,6 +115,15 @@ def test_mask_not_matching_the_parameters_raises_at_init(mask):
     assert "layer/w" in str(info.value)  # lists the parameter leaves to help fix it
 
 
+def test_mask_with_array_leaves_raises_at_init():
+    """A mask decides the program's structure, so its leaves must be Python bools."""
+    optimizer = fo.adamw(
+        0.1, mask=lambda p: jax.tree_util.tree_map(lambda x: jnp.asarray(x.ndim > 1), p)
+    )
+    with pytest.raises(FnlearnError, match="mask leaves must be Python bools"):
+        optimizer.init(params_of())
+
+
 def test_weight_decay_without_params_is_a_clear_error():
     optimizer = fo.adamw(0.1)
     params = params_of()

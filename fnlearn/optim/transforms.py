@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnlearn.errors import FnlearnError
 from fnlearn.optim.base import (
@@ -438,6 +439,13 @@ def _expand_mask(mask, params, owner):
     at a subtree covers the whole subtree), or a callable ``params -> such a tree``.
     """
     tree = mask(params) if callable(mask) else mask
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if not isinstance(leaf, bool | np.bool_):
+            raise FnlearnError(
+                f"{owner}: mask leaves must be Python bools, got {type(leaf).__name__} {leaf!r}. "
+                "The mask decides the program's structure, so it cannot be an array; write e.g. "
+                "mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p) (x.ndim > 1 is a bool)."
+            )
     try:
         return _tree_map(lambda m, sub: _tree_map(lambda _: bool(m), sub), tree, params)
     except (ValueError, TypeError) as err:
@@ -461,6 +469,8 @@ def _masked_weight_term(strength, term, mask, owner):
     def update_fn(updates, state, params=None):
         if params is None:
             raise FnlearnError(f"{owner} needs the parameters: call update(grads, state, params).")
+        if isinstance(strength, int | float) and strength == 0:
+            return updates, state  # nothing to add (optax skips this case too)
         selected = (
             _tree_map(lambda _: True, params) if mask is None else _expand_mask(mask, params, owner)
         )
@@ -486,8 +496,9 @@ class WeightDecayState(NamedTuple):
 def add_decayed_weights(weight_decay=0.0, mask=None) -> GradientTransformation:
     """Decoupled L2 weight decay: u = g + λ·θ on the leaves ``mask`` selects (all if None).
 
-    Placed before ``scale_by_learning_rate`` (as in ``adamw``) the step is θ ← θ − η·(u + λ·θ):
-    the decay is multiplied by the learning rate, as in optax and PyTorch's AdamW.
+    Placed before ``scale_by_learning_rate`` (as in ``adamw``) the step is θ ← θ − η·(g + λ·θ)
+    with g the incoming update: the decay is multiplied by the learning rate, as in optax and
+    PyTorch's AdamW.
     """
     return _masked_weight_term(weight_decay, lambda p: p, mask, "add_decayed_weights")
 

@@ -1,0 +1,71 @@
+"""Hyperparameters as data: ``inject_hyperparams`` (optax's idea, written out).
+
+``inject_hyperparams(adam)(learning_rate=1e-3, b1=0.9)`` behaves like ``adam(1e-3, b1=0.9)`` but
+keeps every numeric hyperparameter as a float32 array in its state, ``state.hyperparams``. Two uses:
+
+* change a hyperparameter during training without recompiling (write a new value into the state);
+* give each of many vmapped replicas its own learning rate, weight decay or β in **one** compiled
+  program (``fl.replicas``): the optimizer's code is shared, its hyperparameters are per replica.
+
+Non-numeric arguments (schedules, masks, booleans, ``None``) stay fixed, as in optax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from fnlearn.optim.base import GradientTransformation
+
+__all__ = ["InjectHyperparamsState", "inject_hyperparams", "find_hyperparams"]
+
+
+class InjectHyperparamsState(NamedTuple):
+    """``hyperparams``: name → float32 array; ``inner_state``: the wrapped optimizer's state."""
+
+    hyperparams: dict
+    inner_state: Any
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def inject_hyperparams(
+    factory: Callable[..., GradientTransformation],
+) -> Callable[..., GradientTransformation]:
+    """Wrap an optimizer factory so its numeric keyword arguments live in the state."""
+
+    def build(**kwargs) -> GradientTransformation:
+        numeric = {k: v for k, v in kwargs.items() if _numeric(v)}
+        fixed = {k: v for k, v in kwargs.items() if k not in numeric}
+        factory(**kwargs)  # validate the arguments now, with their real values
+
+        def init_fn(params):
+            hyperparams = {k: jnp.asarray(v, jnp.float32) for k, v in numeric.items()}
+            return InjectHyperparamsState(hyperparams, factory(**fixed, **numeric).init(params))
+
+        def update_fn(updates, state, params=None):
+            inner = factory(**fixed, **state.hyperparams)
+            updates, inner_state = inner.update(updates, state.inner_state, params)
+            return updates, InjectHyperparamsState(state.hyperparams, inner_state)
+
+        return GradientTransformation(init_fn, update_fn)
+
+    build.__name__ = f"inject_hyperparams({getattr(factory, '__name__', 'optimizer')})"
+    return build
+
+
+def find_hyperparams(opt_state) -> dict | None:
+    """The ``hyperparams`` dict of the first ``InjectHyperparamsState`` in ``opt_state``, or None."""
+    if isinstance(opt_state, InjectHyperparamsState):
+        return opt_state.hyperparams
+    if isinstance(opt_state, (tuple, list)):
+        for sub in opt_state:
+            found = find_hyperparams(sub)
+            if found is not None:
+                return found
+    return None
