@@ -323,6 +323,7 @@ def _train_one(built, config, run_dir: Path, *, resume: bool, quiet: bool) -> di
     summary = {
         "name": config.name,
         "seed": seed,
+        "status": "finished",
         "epochs": history[-1]["epoch"] if history else 0,
         "steps": int(state.step),
         "stopped_early": bool(early is not None and early.stopped_epoch is not None),
@@ -346,6 +347,8 @@ def _train_one(built, config, run_dir: Path, *, resume: bool, quiet: bool) -> di
 
 
 def _summary_line(run_dir: Path, summary: dict) -> str:
+    if summary.get("status") == "diverged":
+        return f"{run_dir}: diverged after {summary['epochs']} epochs ({summary['error'].split(' (')[0]})"
     test = summary.get("test") or {}
     shown = "  ".join(f"test_{k} {v:.4g}" for k, v in test.items())
     return f"{run_dir}: {shown}  ({summary['epochs']} epochs, {summary['train_time_s']:.1f} s training)"
@@ -369,7 +372,10 @@ def _build_all(plans) -> list[tuple[Path, object]]:
 
 
 def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]]:
+    """Train each run in turn. A run that diverges gets a summary with status "diverged" and the
+    others go on; with a single run, divergence is an error (exit status 2)."""
     from fnlearn import config as fconfig
+    from fnlearn.callbacks import NonFiniteError
 
     done = []
     for run_dir, built in built_runs:
@@ -386,10 +392,34 @@ def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]
         _write_text(run_dir / "config.toml", fconfig.dumps(config, header=header))
         if not quiet:
             print(f"{'resuming' if resume else 'training'} {run_dir}", flush=True)
-        summary = _train_one(built, config, run_dir, resume=resume, quiet=quiet)
+        try:
+            summary = _train_one(built, config, run_dir, resume=resume, quiet=quiet)
+        except NonFiniteError as error:
+            hint = " In the config: lower optimizer.learning_rate, set optimizer.clip_norm, or optimizer.skip_nonfinite."
+            if len(built_runs) == 1:
+                raise FnlearnError(f"{run_dir}: {error}{hint}") from None
+            summary = _diverged_summary(config, run_dir, str(error))
         print(_summary_line(run_dir, summary), flush=True)
         done.append((run_dir, summary))
     return done
+
+
+def _diverged_summary(config, run_dir: Path, message: str) -> dict:
+    from fnlearn import report
+
+    rows = report.read_metrics(run_dir / "metrics.jsonl")
+    summary = {
+        "name": config.name, "seed": config.training.seeds[0], "status": "diverged", "error": message,
+        "epochs": rows[-1].get("epoch", 0) if rows else 0, "final": report.final_metrics(rows),
+        "best": report.best_metrics(rows), "test": None, "train_time_s": rows[-1].get("time", 0.0) if rows else 0.0,
+    }
+    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _exit_status(done) -> int:
+    """0, or 1 when some run diverged (its summary says so)."""
+    return 1 if any(summary.get("status") == "diverged" for _, summary in done) else 0
 
 
 def _resume_config(out: Path):
@@ -420,7 +450,7 @@ def cmd_train(args) -> int:
     done = _run_all(built_runs, resume=args.resume, quiet=args.quiet)
     if len(done) > 1 and not args.quiet:
         _print_table([d for d, _ in done])
-    return 0
+    return _exit_status(done)
 
 
 def cmd_sweep(args) -> int:
@@ -433,9 +463,9 @@ def cmd_sweep(args) -> int:
     built_runs = _build_all(plans)
     if not args.quiet:
         print(f"sweep: {len(runs)} configurations, {len(plans)} runs into {out}", flush=True)
-    _run_all(built_runs, resume=args.resume, quiet=args.quiet)
+    done = _run_all(built_runs, resume=args.resume, quiet=args.quiet)
     _print_table([out])
-    return 0
+    return _exit_status(done)
 
 
 def _print_table(paths) -> None:

@@ -700,7 +700,7 @@ def _short(key: str) -> str:
 
 def _slug(value) -> str:
     text = _show(value) if not isinstance(value, str) else value
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-") or "x"
 
 
 # ------------------------------------------------------------------------------------------------

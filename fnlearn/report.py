@@ -232,9 +232,14 @@ def compare_table(runs: Sequence[Run]) -> tuple[list[str], list[dict]]:
     Columns are "run", "seeds", then every metric any group has (test metrics first).
     """
     rows, columns = [], []
+    any_diverged = False
     for label, members in group_runs(runs):
         per_run = [_run_values(run) for run in members]
         row = {"run": label, "seeds": len(members)}
+        diverged = sum((run.summary or {}).get("status") == "diverged" for run in members)
+        if diverged:
+            row["diverged"] = f"{diverged}/{len(members)}"
+            any_diverged = True
         for key in [k for values in per_run for k in values]:
             if key in row:
                 continue
@@ -244,7 +249,7 @@ def compare_table(runs: Sequence[Run]) -> tuple[list[str], list[dict]]:
                 columns.append(key)
         rows.append(row)
     order = sorted(columns, key=lambda c: (not c.startswith("test_"), c in ("epochs", "wall time (s)"), columns.index(c)))
-    return ["run", "seeds", *order], rows
+    return ["run", "seeds", *(["diverged"] if any_diverged else []), *order], rows
 
 
 def _cell(value) -> str:
@@ -262,11 +267,14 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Mapping]) -> str:
     return "\n".join(lines)
 
 
+_TEXT_COLUMNS = ("run", "seeds", "diverged")
+
+
 def write_csv(path: str | Path, columns: Sequence[str], rows: Sequence[Mapping]) -> None:
     """The table as CSV: each metric as two columns, ``NAME`` (mean) and ``NAME std``."""
     header = []
     for column in columns:
-        header += [column, f"{column} std"] if column not in ("run", "seeds") else [column]
+        header += [column, f"{column} std"] if column not in _TEXT_COLUMNS else [column]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -274,7 +282,7 @@ def write_csv(path: str | Path, columns: Sequence[str], rows: Sequence[Mapping])
             cells = []
             for column in columns:
                 value = row.get(column)
-                if column in ("run", "seeds"):
+                if column in _TEXT_COLUMNS:
                     cells.append(value)
                 elif value is None:
                     cells += ["", ""]
