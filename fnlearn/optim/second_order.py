@@ -131,22 +131,19 @@ def _weak_wolfe(loss_fn, unravel, theta, direction, slope, first_step, c1, c2, m
         return too_long, too_short
 
     def searching(carry):
-        alpha, _, _, k = carry
-        too_long, too_short = verdict(alpha)
+        _, _, _, k, too_long, too_short = carry
         return (too_long | too_short) & (k < max_steps)
 
     def refine(carry):
-        alpha, low, high, k = carry
-        too_long, _ = verdict(alpha)
+        alpha, low, high, k, too_long, _ = carry
         low = jnp.where(too_long, low, alpha)
         high = jnp.where(too_long, alpha, high)
         alpha = jnp.where(jnp.isinf(high), 2 * low, (low + high) / 2)
-        return alpha, low, high, k + 1
+        return (alpha, low, high, k + 1, *verdict(alpha))
 
-    zero = jnp.zeros([], theta.dtype)
-    start = (jnp.asarray(first_step, theta.dtype), zero, jnp.asarray(jnp.inf, theta.dtype), 0)
-    alpha, low, _, _ = jax.lax.while_loop(searching, refine, start)
-    too_long, _ = verdict(alpha)
+    alpha = jnp.asarray(first_step, theta.dtype)
+    start = (alpha, jnp.zeros_like(alpha), jnp.full_like(alpha, jnp.inf), 0, *verdict(alpha))
+    alpha, low, _, _, too_long, _ = jax.lax.while_loop(searching, refine, start)
     return jnp.where(too_long, low, alpha)  # never return a step that increases the loss
 
 
