@@ -5,7 +5,7 @@ distribution head, optimizers are optax-style gradient transformations written b
 This module only re-exports the public API.
 """
 
-from fnlearn import callbacks, checkpoint, data, distributions, errors, init, losses, nn, optim, train, tree
+from fnlearn import callbacks, checkpoint, data, distributions, errors, init, loop, losses, nn, optim, replicas, train, tree
 from fnlearn.loop import evaluate, fit
 from fnlearn.train import TrainState
 
@@ -18,9 +18,11 @@ __all__ = [
     "distributions",
     "errors",
     "init",
+    "loop",
     "losses",
     "nn",
     "optim",
+    "replicas",
     "train",
     "tree",
     "fit",

@@ -42,6 +42,8 @@ __all__ = ["fit", "evaluate", "History"]
 
 History = list  # one dict per epoch: {"epoch", "step", "time", "train_*", "val_*", ...}
 
+ORDER_SALT = 0x0D47A  # the data order of a run comes from fold_in(state.key, ORDER_SALT)
+
 
 # --------------------------------------------------------------------------------------------
 # input checks: before anything is compiled
@@ -114,6 +116,21 @@ def _eval_scan(state, x, y, w, obj):
 _eval_scan_jit = jax.jit(_eval_scan, static_argnums=(4,))
 
 
+def padded_batches(x, y, batch_size: int):
+    """(x, y, w) reshaped to [batches, batch_size, ...], the last batch filled with weight-0 copies
+    of the first example, so a dataset of any size is evaluated with one batch shape."""
+    n = len(x)
+    batch_size = min(batch_size, n)
+    batches = -(-n // batch_size)
+    pad = batches * batch_size - n
+    idx = np.concatenate([np.arange(n), np.zeros(pad, np.int64)])
+    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    shape = (batches, batch_size)
+    return (jnp.asarray(np.asarray(x)[idx]).reshape(*shape, *np.shape(x)[1:]),
+            jnp.asarray(np.asarray(y)[idx]).reshape(*shape, *np.shape(y)[1:]),
+            jnp.asarray(w).reshape(shape))
+
+
 def evaluate(state: TrainState, data, loss=None, *, batch_size: int = 512, objective_=None) -> dict:
     """Mean loss and metrics over a whole dataset ``(x, y)``, without dropout and with running
     BatchNorm statistics. The data is padded to a multiple of ``batch_size`` with weight-0 rows and
@@ -121,16 +138,7 @@ def evaluate(state: TrainState, data, loss=None, *, batch_size: int = 512, objec
     obj = objective_ or objective(loss)
     x, y = data
     check_arrays(state, x, y, obj, name="evaluation data")
-    n = len(x)
-    batch_size = min(batch_size, n)
-    batches = -(-n // batch_size)
-    pad = batches * batch_size - n
-    idx = np.concatenate([np.arange(n), np.zeros(pad, np.int64)])
-    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-    xb = jnp.asarray(np.asarray(x)[idx]).reshape(batches, batch_size, *np.shape(x)[1:])
-    yb = jnp.asarray(np.asarray(y)[idx]).reshape(batches, batch_size, *np.shape(y)[1:])
-    sums = _eval_scan_jit(state, xb, yb, jnp.asarray(w).reshape(batches, batch_size), obj)
-    sums = jax.device_get(sums)
+    sums = jax.device_get(_eval_scan_jit(state, *padded_batches(x, y, batch_size), obj))
     total = float(sums.pop("weight"))
     return {name: float(value) / total for name, value in sums.items()}
 
@@ -265,7 +273,7 @@ def fit(
     from fnlearn.checkpoint import RunCheckpoints  # noqa: PLC0415 - orbax loads only when used
 
     checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints", keep=keep_checkpoints) if run_dir is not None and checkpoint_every else None
-    order_key = jax.random.fold_in(state.key, 0x0D47A)  # data order: fixed for the whole run
+    order_key = jax.random.fold_in(state.key, ORDER_SALT)  # data order: fixed for the whole run
     history: History = []
     start_time = time.perf_counter()
     if resume:

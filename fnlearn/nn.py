@@ -234,26 +234,29 @@ def dropout(rate: float) -> Layer:
     """Inverted dropout: in training, y = m ⊙ x / (1 − rate), m ~ Bernoulli(1 − rate).
 
     ``rate`` is the probability of *dropping* a unit, so E[y] = x and evaluation is the identity.
-    Training with ``rate > 0`` needs a PRNG ``key``.
+    Training needs a PRNG ``key``. The rate is kept in the layer's ``state`` (``{"rate": rate}``),
+    which the optimizer never touches: that is what lets many replicas, vmapped in one program,
+    each train with their own dropout rate (``fl.replicas.create(..., hyperparams={"dropout": ...})``).
     """
     if not 0.0 <= rate < 1.0:
         raise FnlearnError(f"dropout: rate is the drop probability and must be in [0, 1), got {rate!r}.")
 
     def init(key, in_shape):
         del key
-        return tuple(in_shape), {}, {}
+        return tuple(in_shape), {}, {"rate": jnp.asarray(rate, jnp.float32)}
 
     def apply(params, state, x, *, train=False, key=None):
         del params
-        if not train or rate == 0.0:
+        if not train:
             return x, state
         if key is None:
             raise FnlearnError(
                 "dropout needs a PRNG key in training: call apply(..., train=True, key=key) "
                 "(fnlearn's train step passes one split from TrainState.key)."
             )
-        keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state
+        keep_prob = 1.0 - state["rate"]
+        keep = jax.random.bernoulli(key, keep_prob, x.shape)
+        return jnp.where(keep, x / keep_prob.astype(x.dtype), jnp.zeros_like(x)), state
 
     return Layer("dropout", init, apply)
 

@@ -67,7 +67,8 @@ def test_dropout_keeps_the_expectation_and_scales_kept_units():
     layer = nn.dropout(rate)
     x = jnp.linspace(0.5, 2.0, 1000).reshape(10, 100)
     keys = jax.random.split(KEY, 400)
-    ys = jax.vmap(lambda k: layer.apply({}, {}, x, train=True, key=k)[0])(keys)
+    _, _, state = layer.init(KEY, (100,))
+    ys = jax.vmap(lambda k: layer.apply({}, state, x, train=True, key=k)[0])(keys)
     kept = ys != 0
     # kept units are x / (1 - rate), exactly
     np.testing.assert_allclose(jnp.where(kept, ys, 0), jnp.where(kept, x / (1 - rate), 0), rtol=1e-6)
@@ -80,11 +81,12 @@ def test_dropout_keeps_the_expectation_and_scales_kept_units():
 
 def test_dropout_is_identity_in_evaluation_and_needs_a_key_in_training():
     layer = nn.dropout(0.5)
+    _, _, state = layer.init(KEY, (3,))
     x = jnp.ones((4, 3))
-    y, _ = layer.apply({}, {}, x, train=False)
+    y, _ = layer.apply({}, state, x, train=False)
     chex.assert_trees_all_equal(y, x)
     with pytest.raises(FnlearnError, match="needs a PRNG key"):
-        layer.apply({}, {}, x, train=True)
+        layer.apply({}, state, x, train=True)
     with pytest.raises(FnlearnError, match=r"\[0, 1\)"):
         nn.dropout(1.0)
 

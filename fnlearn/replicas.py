@@ -1,0 +1,289 @@
+"""Many independent training runs in one compiled program: seeds and hyperparameters, vmapped.
+
+``create(model, tx, seeds, hyperparams=...)`` stacks S train states along a leading replica axis:
+replica i is exactly ``TrainState.create(model, tx, jax.random.key(seeds[i]))`` with its own
+hyperparameters. Hyperparameters that keep shapes can differ between replicas because they are
+data, not code: the optimizer's numeric arguments live in its state when it is built with
+``fl.optim.inject_hyperparams`` (learning rate, weight decay, β's, ...), and dropout layers keep
+their rate in the model state (the name ``"dropout"`` sets every dropout layer's rate).
+
+``fit(states, train, ...)`` trains them together: the steps between host interactions are one
+``lax.scan`` of a ``vmap`` of the same train step ``fl.fit`` uses, each replica drawing its own
+minibatches from its own key. Replica i's result equals a single ``fl.fit`` with the same seed and
+hyperparameters (to float32 rounding: batched matrix products may sum in another order).
+
+Each replica can stop on its own: a replica whose loss or gradient turns non-finite is frozen at its
+last finite state and marked ``diverged``; with ``early_stopping`` a replica whose monitored
+metric stops improving is frozen (and, with ``restore_best``, gets its best parameters back at the
+end). The program runs on until every replica has stopped or the budget is spent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnlearn.callbacks import EarlyStopping
+from fnlearn.errors import FnlearnError
+from fnlearn.loop import ORDER_SALT, _eval_scan, _plan, _progress_bar, check_arrays, epoch_order, padded_batches
+from fnlearn.optim.hyperparams import find_hyperparams
+from fnlearn.train import TrainState, objective, train_step
+from fnlearn.tree import path_str
+
+__all__ = ["create", "fit", "num_replicas", "replica"]
+
+
+def num_replicas(states: TrainState) -> int:
+    return int(states.step.shape[0])
+
+
+def replica(states: TrainState, i: int) -> TrainState:
+    """Replica ``i`` as an ordinary ``TrainState``."""
+    return jax.tree.map(lambda a: a[i], states)
+
+
+def _with_dropout_rates(model_state, rates):
+    """``model_state`` with every dropout layer's ``rate`` leaf set to ``rates`` (one per replica),
+    and how many such layers there are."""
+    found = []
+
+    def visit(path, leaf):
+        if path and path_str(path[-1:]) == "rate":
+            found.append(path)
+            return rates.astype(leaf.dtype)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(visit, model_state), len(found)
+
+
+def create(model, tx, seeds: Sequence[int], *, hyperparams: dict | None = None) -> tuple[TrainState, list[dict]]:
+    """Stack ``len(seeds)`` train states; returns ``(states, info)`` with one dict per replica
+    (``{"replica": i, "seed": s, **its hyperparameters}``) for logging.
+
+    ``hyperparams`` maps a name to one value per replica: ``"dropout"`` or any numeric argument of
+    an optimizer built with ``fl.optim.inject_hyperparams``.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise FnlearnError("replicas.create needs at least one seed, e.g. seeds=range(8).")
+    hyperparams = {k: list(v) for k, v in (hyperparams or {}).items()}
+    for name, values in hyperparams.items():
+        if len(values) != len(seeds):
+            raise FnlearnError(
+                f"hyperparams[{name!r}] has {len(values)} values for {len(seeds)} seeds: give one value per replica."
+            )
+    states = jax.vmap(lambda k: TrainState.create(model, tx, k))(jax.vmap(jax.random.key)(jnp.asarray(seeds)))
+    injected = find_hyperparams(states.opt_state)
+    for name, values in hyperparams.items():
+        values = jnp.asarray(values, jnp.float32)
+        if name == "dropout":
+            model_state, count = _with_dropout_rates(states.model_state, values)
+            if count == 0:
+                raise FnlearnError("hyperparams['dropout'] given, but the model has no dropout layer. Build it with mlp(..., dropout=0.1).")
+            states = states.replace(model_state=model_state)
+        elif injected is not None and name in injected:
+            injected[name] = values  # the dict inside the state: replace the array with one value per replica
+        else:
+            known = ["dropout"] + sorted(injected or [])
+            hint = "" if injected else " Build the optimizer with fl.optim.inject_hyperparams(fl.optim.adam)(learning_rate=...) to vary its arguments."
+            raise FnlearnError(f"cannot vary hyperparameter {name!r} across replicas. Known: {', '.join(known)}.{hint}")
+    info = [{"replica": i, "seed": s} | {k: float(v[i]) for k, v in hyperparams.items()} for i, s in enumerate(seeds)]
+    return states, info
+
+
+# --------------------------------------------------------------------------------------------
+# selecting per replica
+
+
+def _select(mask, new, old):
+    """Per replica: ``new`` where mask[i], else ``old`` (PRNG keys through their raw data)."""
+
+    def pick(n, o):
+        if jnp.issubdtype(n.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(pick(jax.random.key_data(n), jax.random.key_data(o)))
+        return jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
+def _scan_replicas(states, active, x, y, indices, weights, obj, augment):
+    """k steps of every active replica. indices/weights: [k, S, batch]. A replica whose step gives a
+    non-finite loss or gradient keeps its previous state and becomes inactive."""
+    step = jax.vmap(lambda s, xb, yb, w: train_step(s, (xb, yb, w), obj, augment))
+
+    def body(carry, row):
+        states, active = carry
+        idx, w = row
+        new, metrics = step(states, x[idx], y[idx], w)
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+        keep = active & finite
+        return (_select(keep, new, states), keep), (metrics, active, active & ~finite)
+
+    return jax.lax.scan(body, (states, active), (indices, weights))
+
+
+# --------------------------------------------------------------------------------------------
+# fit
+
+
+def fit(
+    states: TrainState,
+    train,
+    *,
+    loss,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 32,
+    eval=None,  # noqa: A002
+    eval_batch_size: int = 512,
+    penalty=None,
+    augment=None,
+    early_stopping: EarlyStopping | None = None,
+    info: Sequence[dict] | None = None,
+    run_dir=None,
+    drop_last: bool = False,
+    progress: bool | None = None,
+):
+    """Train stacked ``states`` (from ``create``) together; returns ``(states, history)``.
+
+    ``history`` has one record per (epoch, replica): ``{"epoch", "step", "replica", ...info,
+    "active", "diverged", "train_*", "val_*"}``; with ``run_dir`` the same records go to
+    ``metrics.jsonl``. Arguments are those of ``fl.fit``; ``early_stopping`` is applied to each
+    replica on its own (its ``monitor``, ``patience``, ``min_delta``, ``mode``, ``restore_best``).
+    """
+    obj = objective(loss, penalty)
+    S = num_replicas(states)
+    info = list(info) if info is not None else [{"replica": i} for i in range(S)]
+    first = replica(states, 0)
+    x, y = train
+    check_arrays(first, x, y, obj, name="training data", batch_size=batch_size)
+    if eval is not None:
+        check_arrays(first, *eval, obj, name="evaluation data")
+    plan = _plan(len(x), batch_size, drop_last, epochs, steps, None)
+    x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
+    order_keys = jax.vmap(lambda k: jax.random.fold_in(k, ORDER_SALT))(states.key)
+    order = jax.jit(jax.vmap(epoch_order, in_axes=(0, None, None, None, None)), static_argnums=(2, 3, 4))
+    run_chunk = jax.jit(lambda s, a, x, y, i, w: _scan_replicas(s, a, x, y, i, w, obj, augment), donate_argnums=(0,))
+    evaluate = None
+    if eval is not None:
+        evaluate = jax.jit(jax.vmap(_eval_scan, in_axes=(0, None, None, None, None)), static_argnums=(4,))
+        eval_batches = padded_batches(*eval, eval_batch_size)
+    active = jnp.ones((S,), bool)
+    diverged = np.zeros(S, bool)
+    stopper = _PerReplicaStopping(early_stopping, S) if early_stopping is not None else None
+    history, metrics_file = [], None
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        metrics_file = (Path(run_dir) / "metrics.jsonl").open("w")
+    bar = _progress_bar(progress, plan.total_steps, 0)
+    start, step = time.perf_counter(), 0
+    try:
+        while step < plan.total_steps and bool(jnp.any(active)):
+            epoch = step // plan.steps_per_epoch
+            indices, weights = order(order_keys, epoch, plan.n, plan.batch_size, plan.drop_last)  # [S, spe, B]
+            k = min(plan.steps_per_epoch, plan.total_steps - step)
+            (states, active), (metrics, was_active, died) = run_chunk(
+                states, active, x, y, jnp.swapaxes(indices[:, :k], 0, 1), jnp.swapaxes(weights[:, :k], 0, 1)
+            )
+            step += k
+            if bar is not None:
+                bar.update(k)
+            metrics, was_active, died = jax.device_get((metrics, was_active, died))
+            diverged |= died.any(0)
+            records = _epoch_records(metrics, was_active, epoch + 1, step, time.perf_counter() - start)
+            if evaluate is not None:
+                sums = jax.device_get(evaluate(states, *eval_batches, obj))
+                weight = sums.pop("weight")
+                for name, values in sums.items():
+                    for i in range(S):
+                        records[i][f"val_{name}"] = float(values[i] / weight[i])
+            if stopper is not None:
+                active, states = stopper.update(records, active, states, epoch + 1)
+            for i in range(S):
+                records[i] |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
+                history.append(records[i])
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(records[i]) + "\n")
+            if metrics_file is not None:
+                metrics_file.flush()
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics_file is not None:
+            metrics_file.close()
+    if stopper is not None:
+        states = stopper.restore(states)
+    return states, history
+
+
+def _epoch_records(metrics, was_active, epoch, step, elapsed):
+    """One record per replica: each metric's mean over the steps the replica was active."""
+    S = was_active.shape[1]
+    records = []
+    for i in range(S):
+        on = was_active[:, i]
+        record = {"epoch": epoch, "step": step, "time": elapsed}
+        for name, values in metrics.items():
+            v = values[:, i][on]
+            record[f"train_{name}"] = (float(v[-1]) if name in ("learning_rate", "skipped_steps") else float(np.mean(v))) if len(v) else None
+        records.append(record)
+    return records
+
+
+@dataclasses.dataclass
+class _PerReplicaStopping:
+    """EarlyStopping's rule applied to every replica on its own, best weights kept on the device."""
+
+    rule: EarlyStopping
+    replicas: int
+    best: np.ndarray = None
+    wait: np.ndarray = None
+    best_params: object = None
+    best_model_state: object = None
+    has_best: np.ndarray = None
+
+    def __post_init__(self):
+        worst = np.inf if self.rule.mode == "min" else -np.inf
+        self.best = np.full(self.replicas, worst)
+        self.wait = np.zeros(self.replicas, int)
+        self.has_best = np.zeros(self.replicas, bool)
+
+    def update(self, records, active, states, epoch):
+        monitor = self.rule.monitor
+        if monitor not in records[0]:
+            raise FnlearnError(f"early stopping monitors {monitor!r}, which the records do not have. "
+                               f"Available: {', '.join(sorted(k for k in records[0] if k not in ('epoch', 'step', 'time')))}.")
+        values = np.array([r[monitor] if r[monitor] is not None else np.nan for r in records], float)
+        running = np.asarray(active)
+        if self.rule.mode == "min":
+            improved = values < self.best - self.rule.min_delta
+        else:
+            improved = values > self.best + self.rule.min_delta
+        improved &= running & np.isfinite(values)
+        self.best = np.where(improved, values, self.best)
+        self.wait = np.where(improved, 0, self.wait + running)
+        if self.rule.restore_best and improved.any():
+            mask = jnp.asarray(improved)
+            if self.best_params is None:
+                self.best_params = jax.tree.map(jnp.copy, states.params)
+                self.best_model_state = jax.tree.map(jnp.copy, states.model_state)
+            else:
+                self.best_params = _select(mask, states.params, self.best_params)
+                self.best_model_state = _select(mask, states.model_state, self.best_model_state)
+            self.has_best |= improved
+        stop = running & (self.wait >= self.rule.patience)
+        return jnp.asarray(running & ~stop), states
+
+    def restore(self, states):
+        if not self.rule.restore_best or self.best_params is None:
+            return states
+        mask = jnp.asarray(self.has_best)
+        return states.replace(params=_select(mask, self.best_params, states.params),
+                              model_state=_select(mask, self.best_model_state, states.model_state))
