@@ -5,7 +5,7 @@ distribution head, optimizers are optax-style gradient transformations written b
 This module only re-exports the public API.
 """
 
-from fnlearn import callbacks, checkpoint, data, distributions, errors, init, loop, losses, nn, optim, replicas, train, tree
+from fnlearn import callbacks, checkpoint, data, distributions, errors, init, loop, losses, nn, optim, parallel, replicas, train, tree
 from fnlearn.loop import evaluate, fit
 from fnlearn.train import TrainState
 
@@ -22,6 +22,7 @@ __all__ = [
     "losses",
     "nn",
     "optim",
+    "parallel",
     "replicas",
     "train",
     "tree",

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnlearn import data as fldata
+from fnlearn import parallel
 from fnlearn.callbacks import Callback, FitContext, NonFiniteError
 from fnlearn.errors import FnlearnError
 from fnlearn.train import Objective, TrainState, eval_sums, make_train_step, objective, train_step
@@ -90,12 +91,16 @@ def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
-def _scan_steps(state, x, y, indices, weights, obj, augment):
-    """k train steps as one lax.scan over rows of (indices, weights); returns stacked metrics."""
+def _scan_steps(state, x, y, indices, weights, obj, augment, batch_sharding=None):
+    """k train steps as one lax.scan over rows of (indices, weights); returns stacked metrics.
+    With ``batch_sharding`` each gathered minibatch is split across the devices of a mesh."""
 
     def body(state, row):
         idx, w = row
-        return train_step(state, (x[idx], y[idx], w), obj, augment)
+        batch = (x[idx], y[idx], w)
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        return train_step(state, batch, obj, augment)
 
     return jax.lax.scan(body, state, (indices, weights))
 
@@ -222,6 +227,7 @@ def fit(
     drop_last: bool = False,
     on_nonfinite: str = "stop",
     progress: bool | None = None,
+    devices=None,
     checkpoint_every: int | None = 1,
     keep_checkpoints: int = 3,
     best_metric: str | None = None,
@@ -249,6 +255,9 @@ def fit(
         how many updates it skipped.
       progress: a tqdm bar (epoch, loss, examples/s); default: on when stderr is a terminal.
       config: a dict stored with every checkpoint (the CLI stores the resolved config).
+      devices: data parallelism over a mesh of devices ("all", a count, or a list; see
+        ``fnlearn.parallel``): each batch is split across them, so ``batch_size`` must be a
+        multiple of their number. None: one device.
     """
     if on_nonfinite not in ("stop", "skip"):
         raise FnlearnError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}.")
@@ -268,7 +277,14 @@ def fit(
     x, y = train
     check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
     plan = _plan(len(x), batch_size, drop_last, epochs, steps, log_every)
-    x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
+    mesh = parallel.data_mesh(devices)
+    if mesh is None:
+        x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
+        batch_sharding = None
+    else:
+        parallel.check_batch_size(batch_size, mesh)
+        x, y, state = parallel.put_replicated((np.asarray(x), np.asarray(y), state), mesh)
+        batch_sharding = parallel.batch_sharded(mesh)
 
     from fnlearn.checkpoint import RunCheckpoints  # noqa: PLC0415 - orbax loads only when used
 
@@ -282,13 +298,15 @@ def fit(
         restored = checkpoints.restore_latest(state)
         if restored is not None:
             state, extra = restored
+            if mesh is not None:
+                state = parallel.put_replicated(state, mesh)
             order_key = jax.random.wrap_key_data(jnp.asarray(extra["order_key"], jnp.uint32))
             history = list(extra["history"])
             start_time -= extra.get("elapsed", 0.0)
 
     metrics_file = _open_metrics(run_dir, resume, history)
     run_chunk = jax.jit(
-        lambda s, x, y, i, w: _scan_steps(s, x, y, i, w, obj, augment),
+        lambda s, x, y, i, w: _scan_steps(s, x, y, i, w, obj, augment, batch_sharding),
         donate_argnums=(0,),
     )
     order = jax.jit(epoch_order, static_argnums=(2, 3, 4))

@@ -20,6 +20,7 @@ from fnlearn.optim.aliases import (
     rmsprop,
     sgd,
 )
+from fnlearn.optim.hyperparams import InjectHyperparamsState, inject_hyperparams
 from fnlearn.optim.base import EmptyState, GradientTransformation, apply_updates, chain, identity
 from fnlearn.optim.second_order import MinimizeResult, lbfgs, minimize, newton, scale_by_newton
 from fnlearn.optim.transforms import (
@@ -43,6 +44,8 @@ from fnlearn.optim.transforms import (
 )
 
 __all__ = [
+    "inject_hyperparams",
+    "InjectHyperparamsState",
     "GradientTransformation",
     "EmptyState",
     "identity",

@@ -1,0 +1,70 @@
+"""Data parallelism with JAX's own sharding: one mesh axis "data" over the devices.
+
+The batch is split across the devices along its first axis; the parameters, optimizer state and
+the (device-resident) training set are replicated. The train step is the same code on one CPU, on
+eight GPUs or on a TPU slice: ``jit`` partitions it from the shardings, and the gradient's mean
+over the batch becomes an all-reduce. Nothing here is specific to a platform.
+
+Several hosts: call ``jax.distributed.initialize()`` in every process first (on Cloud TPU and
+SLURM it finds its peers by itself; elsewhere pass ``coordinator_address``, ``num_processes`` and
+``process_id``), give every process the same data and seed, and pass ``devices="all"``:
+``jax.devices()`` then lists the devices of every host and the mesh spans them all. Launch the
+same script once per host, e.g. ``srun python train.py``.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from fnlearn.errors import FnlearnError
+
+__all__ = ["data_mesh", "replicated", "batch_sharded", "put_replicated", "check_batch_size"]
+
+AXIS = "data"
+
+
+def data_mesh(devices) -> Mesh | None:
+    """A 1-D mesh named "data" over ``devices``: "all", a number of devices, or a list of devices.
+    ``None`` or 1 device means no mesh (plain single-device execution)."""
+    if devices is None:
+        return None
+    available = jax.devices()
+    if devices == "all":
+        chosen = available
+    elif isinstance(devices, int):
+        if not 1 <= devices <= len(available):
+            raise FnlearnError(f"devices={devices}, but this process sees {len(available)} device(s): {available}. Use 1..{len(available)} or 'all'.")
+        chosen = available[:devices]
+    else:
+        chosen = list(devices)
+    if len(chosen) == 1:
+        return None
+    return Mesh(np.asarray(chosen), (AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(AXIS))
+
+
+def put_replicated(tree, mesh: Mesh):
+    """Every leaf on every device of the mesh (across hosts: from each process's identical copy)."""
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    n = mesh.devices.size
+    if batch_size % n:
+        lower, upper = batch_size - batch_size % n, batch_size - batch_size % n + n
+        raise FnlearnError(
+            f"batch_size={batch_size} does not split evenly over {n} devices. "
+            f"Use a multiple of {n} (e.g. {lower or upper} or {upper}), or fewer devices."
+        )
