@@ -1,0 +1,151 @@
+"""The train-loop benchmark measures what it claims: every competitor trains the same network the
+same way (their losses agree with the hand-written jax + optax loop), the FLOP formula matches XLA's
+own count, donation is detected, and vmapped replicas equal sequential runs. No timings are checked."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fnlearn as fl
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+tl = load("train_loop")
+
+# Full-batch (batch = n): every epoch is one step on all examples, so the batch order cannot make
+# competitors differ and five Adam steps must give the same loss up to float32 rounding.
+TINY = tl.Workload("tiny", (8, 16, 16, 3), batch=48, n=48, epochs=5)
+
+
+def needs(competitor):
+    package = tl.COMPETITORS[competitor][0]
+    if package == "fnlearn":
+        if not hasattr(fl, "fit"):
+            pytest.skip("fnlearn has no fl.fit yet")
+    elif package is not None:
+        pytest.importorskip(package)
+
+
+@pytest.mark.parametrize("competitor", [name for name in tl.COMPETITORS if name != "jax scan"])
+def test_competitor_trains_like_the_handwritten_loop(competitor):
+    needs(competitor)
+    factories = {name: tl.COMPETITORS[name][1] for name in ("jax scan", competitor)}
+    rows = {r["competitor"]: r for r in tl.bench_workload(TINY, factories, repeats=1, peak_gflops=1.0)}
+    reference, theirs = rows["jax scan"], rows[competitor]
+    # both ran 2 calls × 5 steps from the same weights; the loss went down and agrees
+    assert reference["final_loss"] < 0.9 * reference["initial_loss"]
+    np.testing.assert_allclose(theirs["final_loss"], reference["final_loss"], rtol=2e-5)
+    assert theirs["steps_per_s"] > 0 and theirs["gflops"] > 0
+    baseline = "fnlearn fit" if competitor == "fnlearn fit" else "jax scan"
+    assert theirs["baseline"] == baseline
+    np.testing.assert_allclose(rows[baseline]["baseline_over_this"], 1.0)
+
+
+def test_initial_weights_are_fnlearns_mlp_init():
+    """Every competitor starts from fnlearn's MLP initialisation: He-normal hidden layers
+    (Var = 2/fan_in), LeCun-normal output (Var = 1/fan_in), zero biases."""
+    layers = tl.initial_layers((256, 512, 256), seed=0)
+    assert [w.shape for w, _ in layers] == [(256, 512), (512, 256)]
+    assert all(np.all(b == 0) for _, b in layers)
+    np.testing.assert_allclose(np.var(layers[0][0]), 2 / 256, rtol=0.05)
+    np.testing.assert_allclose(np.var(layers[1][0]), 1 / 512, rtol=0.05)
+
+
+def test_flop_formula_matches_xla_count():
+    """6·B·Σ fan_in·fan_out counts x·W, and the two products of its backward pass, for every layer;
+    XLA's cost analysis of the gradient with respect to weights *and* inputs (so no product is
+    skipped) must agree up to the elementwise work (bias, relu, softmax), a few percent here."""
+    sizes, batch = (64, 128, 128, 10), 32
+    layers = tl.device_layers(tl.initial_layers(sizes, seed=0))
+    x = jnp.ones((batch, sizes[0]))
+    y = jnp.zeros((batch,), jnp.int32)
+    grad = jax.jit(jax.grad(lambda p, x: tl.cross_entropy(tl.mlp_logits(p, x), y), argnums=(0, 1)))
+    cost = grad.lower(layers, x).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    formula = tl.dense_train_flops(sizes, batch)
+    assert formula == 6 * 32 * (64 * 128 + 128 * 128 + 128 * 10)
+    assert 1.0 <= cost["flops"] / formula < 1.05
+
+
+def test_epoch_batches_is_a_permutation_without_replacement():
+    order = np.asarray(tl.epoch_batches(jax.random.key(3), 2, 100, 32))
+    assert order.shape == (3, 32)
+    assert len(np.unique(order)) == 96 and order.min() >= 0 and order.max() < 100
+    other = np.asarray(tl.epoch_batches(jax.random.key(3), 3, 100, 32))
+    assert not np.array_equal(order, other)  # a fresh permutation each epoch
+
+
+@pytest.mark.parametrize("variant, donated", [("jax donate", True), ("jax no donate", False), ("fnlearn fit", True)])
+def test_memory_probe_detects_donation(variant, donated):
+    if variant == "fnlearn fit":
+        needs("fnlearn fit")
+    row = tl.memory_probe(variant, [8, 16, 4], steps=2, batch=4)
+    assert row["donated"] is donated
+    assert row["num_params"] == 8 * 16 + 16 + 16 * 4 + 4
+
+
+def test_reference_sizes_keep_the_depth():
+    assert tl.reference_sizes([2048, 4096, 4096, 4096, 2048]) == [32, 64, 64, 64, 32]
+
+
+def test_vmapped_replicas_equal_sequential_runs():
+    problem = tl.make_problem(tl.Workload("tiny", (8, 16, 3), batch=8, n=40, epochs=3))
+    seeds = np.arange(3)
+    vmapped = tl.vmapped_replicas(problem, seeds)()
+    sequential = tl.sequential_replicas(problem, seeds)()
+    assert vmapped.shape == (3,) and len(np.unique(vmapped)) == 3  # the seeds differ
+    np.testing.assert_allclose(vmapped, sequential, rtol=1e-5)
+
+
+def test_handwritten_step_is_optax_adam_on_the_cross_entropy():
+    """One step of the shared hand-written step equals Adam's first update, θ − lr·g/(|g| + ε),
+    with g from jax.grad of the mean cross-entropy written out by hand (logsumexp − z_y)."""
+    layers = tl.device_layers(tl.initial_layers((4, 6, 3), seed=1))
+    x = jax.random.normal(jax.random.key(0), (10, 4))
+    y = jnp.arange(10) % 3
+    tx = optax.adam(tl.LEARNING_RATE)
+    new, _, loss = jax.jit(tl.handwritten_step(tx))(layers, tx.init(layers), x, y)
+
+    def by_hand(p):
+        z = tl.mlp_logits(p, x)
+        return jnp.mean(jax.nn.logsumexp(z, axis=1) - z[jnp.arange(10), y])
+
+    g = jax.grad(by_hand)(layers)
+    expected = jax.tree.map(lambda p, g: p - tl.LEARNING_RATE * g / (jnp.abs(g) + 1e-8), layers, g)
+    np.testing.assert_allclose(loss, by_hand(layers), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_quick_run_writes_table_figure_and_json(tmp_path):
+    out = tmp_path / "out"
+    json_path = tmp_path / "numbers.json"
+    tl.main(["--quick", "--workload", "small", "--sections", "throughput,replicas", "--replicas", "4", "--out", str(out), "--json", str(json_path)])
+    results = json.loads(json_path.read_text())
+    rows = results["workloads"]["small"]["rows"]
+    names = {r["competitor"] for r in rows}
+    assert names == set(tl.COMPETITORS)  # timed, or listed as missing with the reason
+    timed = [r for r in rows if "missing" not in r]
+    assert {"jax scan", "jax jit loop"} <= {r["competitor"] for r in timed}
+    for r in timed:
+        assert r["steps_per_s"] > 0 and len(r["times_s"]) == 1
+        np.testing.assert_allclose(r["gflops"], r["steps_per_s"] * 6 * 32 * 25_856 / 1e9)
+    assert results["matmul_peak"]["gflops"] > 0 and results["machine"]["cores"] >= 1
+    assert results["replicas"]["replicas"] == 4 and results["replicas"]["max_loss_difference"] < 1e-5
+    assert (out / "train_loop.png").stat().st_size > 10_000
