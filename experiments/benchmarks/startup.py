@@ -1,0 +1,128 @@
+"""Start-up cost: `import fnlearn` against `import jax, optax` alone, in fresh interpreters.
+
+Each sample is the wall time of a fresh `python -c "<statement>"` process; the three statements
+(`pass`, `import jax, optax`, `import fnlearn`) are run interleaved, the order rotating each round,
+and the median of each is reported. fnlearn's own cost is median(fnlearn) − median(jax, optax).
+One more fresh process lists which heavy optional packages `import fnlearn` pulled in (none should
+be: they are imported inside the functions that need them) and, from `python -X importtime`, the
+fnlearn modules that take longest to import (self time, their own code only).
+
+    python experiments/benchmarks/startup.py [--quick] [--runs 9] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STATEMENTS = {
+    "python (no imports)": "pass",
+    "import jax, optax": "import jax, optax",
+    "import fnlearn": "import fnlearn",
+}
+OPTIONAL_HEAVY = ("flax", "equinox", "torch", "matplotlib", "sklearn", "scipy", "orbax", "tqdm", "pandas")
+
+
+def time_fresh_process(statement: str) -> float:
+    """Wall time of a fresh interpreter that runs ``statement`` and exits."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", statement], check=True)
+    return time.perf_counter() - start
+
+
+def interleaved_samples(statements: dict[str, str], runs: int) -> dict[str, list[float]]:
+    """``runs`` samples per statement, one round at a time, rotating which goes first."""
+    names = list(statements)
+    samples = {name: [] for name in names}
+    time_fresh_process("pass")  # warm the file cache once, for everyone
+    for r in range(runs):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            samples[name].append(time_fresh_process(statements[name]))
+    return samples
+
+
+def heavy_modules_after(statement: str) -> list[str]:
+    """The optional heavy packages present in sys.modules after ``statement`` (fresh process)."""
+    probe = f"{statement}\nimport sys, json\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(OPTIONAL_HEAVY)!r}))))"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def slowest_own_modules(package: str, top: int = 8) -> list[dict]:
+    """fnlearn modules by their import self time (µs), from ``python -X importtime``."""
+    err = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {package}"], check=True, capture_output=True, text=True).stderr
+    rows = []
+    for line in err.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        self_us, cumulative_us, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        if name == package or name.startswith(package + "."):
+            rows.append({"module": name, "self_ms": int(self_us) / 1e3, "cumulative_ms": int(cumulative_us) / 1e3})
+    return sorted(rows, key=lambda r: -r["self_ms"])[:top]
+
+
+def plot(samples: dict[str, list[float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(samples)
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    for i, name in enumerate(names):
+        values = samples[name]
+        ax.barh(i, statistics.median(values), color="tab:blue", alpha=0.35)
+        ax.plot(values, [i] * len(values), "o", color="tab:blue", ms=4)
+        ax.text(statistics.median(values), i + 0.3, f" median {statistics.median(values):.2f} s", fontsize=8)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("wall time of a fresh `python -c ...` (s); bars: median, dots: runs")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out/benchmark_startup")
+    parser.add_argument("--quick", action="store_true", help="7 runs (the fewest the median is taken over)")
+    parser.add_argument("--runs", type=int, default=None, help="fresh processes per statement (default 9, at least 7)")
+    args = parser.parse_args(argv)
+    runs = args.runs or (7 if args.quick else 9)
+    if runs < 7:
+        parser.error(f"--runs {runs}: the median needs at least 7 runs per statement")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    samples = interleaved_samples(STATEMENTS, runs)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    results = {
+        "python": sys.version.split()[0],
+        "runs": runs,
+        "samples_s": samples,
+        "median_s": medians,
+        "fnlearn_over_jax_optax_s": medians["import fnlearn"] - medians["import jax, optax"],
+        "heavy_optional_modules_after_import_fnlearn": heavy_modules_after("import fnlearn"),
+        "slowest_fnlearn_modules": slowest_own_modules("fnlearn"),
+    }
+    (out / "startup.json").write_text(json.dumps(results, indent=2))
+    plot(samples, out / "startup.png", f"start-up, median of {runs} fresh processes each (interleaved)")
+    for name, value in medians.items():
+        print(f"{name:22s} median {value:.3f} s  (min {min(samples[name]):.3f}, max {max(samples[name]):.3f})")
+    print(f"fnlearn on top of jax + optax: {results['fnlearn_over_jax_optax_s'] * 1e3:+.0f} ms")
+    heavy = results["heavy_optional_modules_after_import_fnlearn"]
+    print(f"optional heavy packages loaded by `import fnlearn`: {', '.join(heavy) if heavy else 'none'}")
+    print("slowest fnlearn modules (self time): " + ", ".join(f"{r['module']} {r['self_ms']:.1f} ms" for r in results["slowest_fnlearn_modules"][:5]))
+    print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
