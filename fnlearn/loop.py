@@ -105,6 +105,12 @@ def _scan_steps(state, x, y, indices, weights, obj, augment, batch_sharding=None
     return jax.lax.scan(body, state, (indices, weights))
 
 
+# Compiled once per (objective, augmentation, sharding, shapes), shared by every fit call: fitting
+# again with the same head, model and optimizer reuses the program.
+_run_chunk = jax.jit(_scan_steps, static_argnames=("obj", "augment", "batch_sharding"), donate_argnums=(0,))
+_epoch_order_jit = jax.jit(epoch_order, static_argnums=(2, 3, 4))
+
+
 # --------------------------------------------------------------------------------------------
 # evaluation
 
@@ -238,7 +244,8 @@ def fit(
 
     Args (every one but ``loss`` and the length has a default):
       loss: a distribution head (its mean NLL is minimised) or ``loss(outputs, y, w) -> scalar``.
-      epochs / steps: how long (exactly one of them).
+      epochs / steps: how long (exactly one of them), counted from step 0 of the state: a state
+        that has already trained (or was restored) trains on until it reaches that total.
       batch_size, drop_last: see the module docstring.
       eval: ``(x, y)`` evaluated every ``eval_every`` epochs (records get ``val_*`` entries).
       penalty: ``penalty(params) -> scalar`` added to the loss, e.g. ``fl.losses.l2(1e-4)``.
@@ -305,11 +312,6 @@ def fit(
             start_time -= extra.get("elapsed", 0.0)
 
     metrics_file = _open_metrics(run_dir, resume, history)
-    run_chunk = jax.jit(
-        lambda s, x, y, i, w: _scan_steps(s, x, y, i, w, obj, augment, batch_sharding),
-        donate_argnums=(0,),
-    )
-    order = jax.jit(epoch_order, static_argnums=(2, 3, 4))
     ctx = FitContext(state=state, epoch=0, step=int(state.step), history=history, run_dir=run_dir)
     for cb in callbacks:
         cb.on_fit_start(ctx)
@@ -322,12 +324,13 @@ def fit(
         while step < plan.total_steps and not ctx.stop_training:
             epoch, position = divmod(step, plan.steps_per_epoch)
             if epoch != current_epoch:
-                indices, weights = order(order_key, epoch, plan.n, plan.batch_size, plan.drop_last)
+                indices, weights = _epoch_order_jit(order_key, epoch, plan.n, plan.batch_size, plan.drop_last)
                 current_epoch = epoch
                 chunk_start_time = time.perf_counter()
             k = min(plan.chunk, plan.steps_per_epoch - position, plan.total_steps - step)
             tick = time.perf_counter()
-            state, stacked = run_chunk(state, x, y, indices[position:position + k], weights[position:position + k])
+            state, stacked = _run_chunk(state, x, y, indices[position:position + k], weights[position:position + k],
+                                        obj=obj, augment=augment, batch_sharding=batch_sharding)
             host = accumulate.add(stacked)
             bad = None if on_nonfinite == "skip" else _first_nonfinite(host, step)
             if bad is not None:

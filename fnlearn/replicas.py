@@ -129,6 +129,11 @@ def _scan_replicas(states, active, x, y, indices, weights, obj, augment):
     return jax.lax.scan(body, (states, active), (indices, weights))
 
 
+_run_replica_chunk = jax.jit(_scan_replicas, static_argnames=("obj", "augment"), donate_argnums=(0,))
+_replica_order = jax.jit(jax.vmap(epoch_order, in_axes=(0, None, None, None, None)), static_argnums=(2, 3, 4))
+_evaluate_replicas = jax.jit(jax.vmap(_eval_scan, in_axes=(0, None, None, None, None)), static_argnums=(4,))
+
+
 # --------------------------------------------------------------------------------------------
 # fit
 
@@ -169,11 +174,9 @@ def fit(
     plan = _plan(len(x), batch_size, drop_last, epochs, steps, None)
     x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
     order_keys = jax.vmap(lambda k: jax.random.fold_in(k, ORDER_SALT))(states.key)
-    order = jax.jit(jax.vmap(epoch_order, in_axes=(0, None, None, None, None)), static_argnums=(2, 3, 4))
-    run_chunk = jax.jit(lambda s, a, x, y, i, w: _scan_replicas(s, a, x, y, i, w, obj, augment), donate_argnums=(0,))
     evaluate = None
     if eval is not None:
-        evaluate = jax.jit(jax.vmap(_eval_scan, in_axes=(0, None, None, None, None)), static_argnums=(4,))
+        evaluate = _evaluate_replicas
         eval_batches = padded_batches(*eval, eval_batch_size)
     active = jnp.ones((S,), bool)
     diverged = np.zeros(S, bool)
@@ -187,10 +190,11 @@ def fit(
     try:
         while step < plan.total_steps and bool(jnp.any(active)):
             epoch = step // plan.steps_per_epoch
-            indices, weights = order(order_keys, epoch, plan.n, plan.batch_size, plan.drop_last)  # [S, spe, B]
+            indices, weights = _replica_order(order_keys, epoch, plan.n, plan.batch_size, plan.drop_last)  # [S, spe, B]
             k = min(plan.steps_per_epoch, plan.total_steps - step)
-            (states, active), (metrics, was_active, died) = run_chunk(
-                states, active, x, y, jnp.swapaxes(indices[:, :k], 0, 1), jnp.swapaxes(weights[:, :k], 0, 1)
+            (states, active), (metrics, was_active, died) = _run_replica_chunk(
+                states, active, x, y, jnp.swapaxes(indices[:, :k], 0, 1), jnp.swapaxes(weights[:, :k], 0, 1),
+                obj=obj, augment=augment,
             )
             step += k
             if bar is not None:

@@ -19,6 +19,7 @@ partial batch can be padded to the fixed batch shape without recompiling and wit
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -86,12 +87,22 @@ def _as_typed_key(key) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    """What a step minimises and reports: a loss ``(outputs, y, weights) -> scalar``, the head it
-    came from (None for a plain loss function), and an optional parameter penalty."""
+    """What a step minimises and reports: the mean NLL of a ``head``, or a plain ``loss(outputs, y,
+    weights) -> scalar`` (then ``head`` is None), plus an optional parameter penalty.
 
-    loss: Callable
+    It is hashable and compares by its fields, so it can be a static argument of ``jit``: fitting
+    twice with the same head, model and optimizer reuses the compiled program.
+    """
+
+    loss: Callable | None
     head: Head | None
     penalty: Callable | None = None
+
+    def __call__(self, outputs, y, weights):
+        """The data loss: Σ wᵢ·(−log p(yᵢ | outputsᵢ)) / Σ wᵢ for a head, else ``loss(...)``."""
+        if self.loss is None:
+            return losses.nll(self.head)(outputs, y, weights)
+        return self.loss(outputs, y, weights)
 
     def per_example_metrics(self, outputs, y) -> dict:
         """The head's natural metrics per example (accuracy for classifiers, mse/mae for regression)."""
@@ -103,7 +114,7 @@ def objective(loss, penalty=None) -> Objective:
     if isinstance(loss, Objective):
         return loss if penalty is None else dataclasses.replace(loss, penalty=penalty)
     if isinstance(loss, Head):
-        return Objective(losses.nll(loss), loss, penalty)
+        return Objective(None, loss, penalty)
     if callable(loss):
         return Objective(loss, getattr(loss, "head", None), penalty)
     raise FnlearnError(
@@ -131,7 +142,7 @@ def train_step(state: TrainState, batch, obj: Objective, augment: Callable | Non
 
     def total_loss(params):
         outputs, model_state = state.model.apply(params, state.model_state, x, train=True, key=dropout_key)
-        data_loss = obj.loss(outputs, y, w)
+        data_loss = obj(outputs, y, w)
         penalty = obj.penalty(params) if obj.penalty is not None else jnp.zeros((), data_loss.dtype)
         return data_loss + penalty, (data_loss, penalty, outputs, model_state)
 
@@ -161,7 +172,8 @@ def make_train_step(loss, *, penalty=None, augment=None, donate: bool = True):
     loss (``fl.losses.l2(1e-4)``). The model and optimizer come from the state.
     """
     obj = objective(loss, penalty)
-    return jax.jit(lambda state, batch: train_step(state, batch, obj, augment), donate_argnums=(0,) if donate else ())
+    step = _train_step_donated if donate else _train_step_jit
+    return functools.partial(step, obj=obj, augment=augment)
 
 
 def eval_sums(state: TrainState, batch, obj: Objective) -> dict:
@@ -174,7 +186,7 @@ def eval_sums(state: TrainState, batch, obj: Objective) -> dict:
     if obj.head is not None:
         per_example = {"loss": -obj.head.log_prob(outputs, y)}
     else:  # a plain loss function gives the weighted batch mean m; Σ wᵢ·m = m·Σ wᵢ
-        per_example = {"loss": jnp.full(w.shape, obj.loss(outputs, y, w))}
+        per_example = {"loss": jnp.full(w.shape, obj(outputs, y, w))}
     per_example.update(obj.per_example_metrics(outputs, y))
     sums = {name: jnp.sum(w * values) for name, values in per_example.items()}
     sums["weight"] = jnp.sum(w)
@@ -183,5 +195,11 @@ def eval_sums(state: TrainState, batch, obj: Objective) -> dict:
 
 def make_eval_step(loss):
     """A jitted ``(state, batch) -> weighted sums`` (see ``eval_sums``); ``fit.evaluate`` divides."""
-    obj = objective(loss)
-    return jax.jit(lambda state, batch: eval_sums(state, batch, obj))
+    return functools.partial(_eval_sums_jit, obj=objective(loss))
+
+
+# Module-level compiled functions: the objective and augmentation are static (hashable) arguments,
+# so every step made for the same head, model and optimizer shares one compiled program.
+_train_step_jit = jax.jit(train_step, static_argnames=("obj", "augment"))
+_train_step_donated = jax.jit(train_step, static_argnames=("obj", "augment"), donate_argnums=(0,))
+_eval_sums_jit = jax.jit(eval_sums, static_argnames=("obj",))
