@@ -789,6 +789,9 @@ def plot(results: dict, path: Path):
         ax.barh(y, [r["steps_per_s"] for r in rows], color=colors)
         for i, r in enumerate(rows):
             ax.text(r["steps_per_s"], i, f" {r['steps_per_s']:.0f}/s, {r['gflops']:.1f} GFLOP/s", va="center", fontsize=8)
+        ceiling = results["matmul_peak"]["gflops"] * 1e9 / results["workloads"][name]["flops_per_step"]
+        ax.axvline(ceiling, color="k", ls="--", lw=1)
+        ax.text(ceiling, len(rows) - 0.5, " matmul peak", fontsize=8, va="bottom")
         ax.set_yticks(y, [r["competitor"] for r in rows])
         ax.invert_yaxis()
         ax.set_xscale("log")
