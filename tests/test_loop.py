@@ -86,15 +86,6 @@ def test_metrics_jsonl_is_the_history(tmp_path):
     assert {"epoch", "step", "time", "train_loss", "train_accuracy", "train_grad_norm", "train_learning_rate", "val_loss", "val_accuracy"} <= set(lines[-1])
 
 
-def test_digits_readme_script_reaches_97_percent():
-    digits = fl.data.load("digits")
-    parts, _ = fl.data.standardize(fl.data.split(digits, val=0.0, test=0.2, seed=0))
-    model = fl.nn.mlp([64, 128, 128, 10], dropout=0.2)
-    state = fl.TrainState.create(model, fl.optim.adam(fl.optim.schedules.cosine_decay_schedule(1e-3, 30 * 45)), KEY)
-    state, _ = fl.fit(state, (parts.train.x, parts.train.y), loss=HEAD, epochs=30, batch_size=32)
-    assert fl.evaluate(state, (parts.test.x, parts.test.y), loss=HEAD)["accuracy"] >= 0.97
-
-
 class _FakeMetric(fl.callbacks.Callback):
     """Puts a chosen sequence into the records, so early stopping's decisions are known in advance."""
 
