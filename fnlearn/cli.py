@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_set(train)
     train.add_argument("--out", metavar="DIR", help="the run directory (default runs/NAME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    train.add_argument("--quiet", action="store_true", help="print only the final line")
+    train.add_argument("--quiet", action="store_true", help="print only the final line of each run")
     train.set_defaults(handler=cmd_train)
 
     sweep = commands.add_parser("sweep", help="train every combination of a grid of config values", epilog=EPILOG_SWEEP,
@@ -269,6 +269,12 @@ def _epoch_printer(total_epochs: int):
     return LambdaCallback(on_epoch_end=show)
 
 
+def _has_checkpoint(run_dir: Path) -> bool:
+    from fnlearn import checkpoint
+
+    return checkpoint.latest_step(run_dir / "checkpoints" / "last") is not None
+
+
 def _train_one(built, config, run_dir: Path, *, resume: bool, quiet: bool) -> dict:
     """Train one seed into ``run_dir`` (config.toml already there); write summary.json and plots."""
     import jax
@@ -281,6 +287,10 @@ def _train_one(built, config, run_dir: Path, *, resume: bool, quiet: bool) -> di
 
     start = time.perf_counter()
     t = config.training
+    if resume and not _has_checkpoint(run_dir):
+        resume = False  # killed before its first checkpoint: start over (metrics.jsonl is rewritten)
+        if not quiet:
+            print(f"{run_dir}: no checkpoint yet, starting from the beginning", flush=True)
     seed = t.seeds[0]
     state = TrainState.create(built.model, built.optimizer, jax.random.key(seed))
     callbacks = []
@@ -310,6 +320,7 @@ def _train_one(built, config, run_dir: Path, *, resume: bool, quiet: bool) -> di
         drop_last=t.drop_last,
         on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop",
         progress=config.logging.progress,
+        devices=fconfig.fit_devices(t),
         checkpoint_every=t.checkpoint.every or None,
         keep_checkpoints=t.checkpoint.keep,
         resume=resume,
@@ -399,7 +410,8 @@ def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]
             if len(built_runs) == 1:
                 raise FnlearnError(f"{run_dir}: {error}{hint}") from None
             summary = _diverged_summary(config, run_dir, str(error))
-        print(_summary_line(run_dir, summary), flush=True)
+        if not quiet:
+            print(_summary_line(run_dir, summary), flush=True)
         done.append((run_dir, summary))
     return done
 
@@ -448,6 +460,8 @@ def cmd_train(args) -> int:
     out = _output_directory(args.out, Path("runs") / config.name, args.resume)
     built_runs = _build_all(_plan_runs(config, out))
     done = _run_all(built_runs, resume=args.resume, quiet=args.quiet)
+    if args.quiet:
+        print("\n".join(_summary_line(run_dir, summary) for run_dir, summary in done))
     if len(done) > 1 and not args.quiet:
         _print_table([d for d, _ in done])
     return _exit_status(done)

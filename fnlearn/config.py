@@ -23,7 +23,7 @@ section         keys (defaults in :class:`DataConfig` ... :class:`LoggingConfig`
 ``optimizer``   ``name``, ``learning_rate``, ``options``, ``weight_decay``,
                 ``weight_decay_mask``, ``clip_norm``, ``skip_nonfinite``, ``[optimizer.schedule]``
 ``training``    ``epochs``, ``steps``, ``batch_size``, ``eval_batch_size``, ``seeds``,
-                ``drop_last``, ``[training.early_stopping]``, ``[training.checkpoint]``
+                ``drop_last``, ``devices``, ``[training.early_stopping]``, ``[training.checkpoint]``
 ``logging``     ``every``, ``progress``, ``plots``
 ``sweep``       ``grid``, ``variants``, ``seeds`` (read by ``fnlearn sweep`` only)
 ==============  ===============================================================================
@@ -264,7 +264,7 @@ class EarlyStoppingConfig:
 class CheckpointConfig:
     """Checkpoints in ``RUN_DIR/checkpoints`` (what ``--resume`` continues from)."""
 
-    every: int = _field(1, _at_least(0))  # epochs between checkpoints; 0 = only at the end
+    every: int = _field(1, _at_least(0))  # epochs between checkpoints (and the last); 0 = none
     keep: int = _field(3, _at_least(1))
 
 
@@ -278,6 +278,7 @@ class TrainingConfig:
     eval_batch_size: int = _field(512, _at_least(1))
     seeds: tuple = _field((0,), _distinct_nonempty, kind="int list")  # one run per seed
     drop_last: bool = _field(False)
+    devices: int = _field(1, _at_least(0))  # data parallelism over this many devices; 0 = all
     early_stopping: EarlyStoppingConfig = _field(EarlyStoppingConfig())
     checkpoint: CheckpointConfig = _field(CheckpointConfig())
 
@@ -836,10 +837,13 @@ _LENGTH_OPTIONS = ("decay_steps", "transition_steps")
 def resolve_schedule(optimizer: OptimizerConfig, total_steps: int) -> ScheduleConfig:
     """Fill the schedule's unset options: its peak/initial rate from ``optimizer.learning_rate``,
     its length (``decay_steps``/``transition_steps``) from the run's total number of steps.
-    A missing required option is an error naming it."""
+    A missing required option is an error naming it. The constant schedule without warmup is not
+    used (the optimizer gets the float learning rate) and is left as it is."""
     from fnlearn.optim import schedules
 
     schedule = optimizer.schedule
+    if schedule.name == "constant" and not schedule.warmup_steps:
+        return schedule  # unused: the optimizer gets the plain learning rate
     factory = schedules.SCHEDULES[schedule.name]
     parameters = inspect.signature(factory).parameters
     options = dict(schedule.options)
@@ -879,8 +883,9 @@ def build_optimizer(optimizer: OptimizerConfig):
     wrapped in ``apply_if_finite``.
 
     ``weight_decay`` goes to the optimizer's own (decoupled) ``weight_decay`` option when it has one
-    (adamw, lion); otherwise it is added to the gradient, g + λθ, before the optimizer (PyTorch's
-    ``weight_decay``). Expects a resolved schedule (see :func:`resolve_schedule`).
+    (adamw, lion: so their decay is the config's, 0 by default, not optax's default); otherwise it is
+    added to the gradient, g + λθ, before the optimizer (PyTorch's ``weight_decay``). Expects a
+    resolved schedule (see :func:`resolve_schedule`).
     """
     from fnlearn import optim
 
@@ -895,11 +900,13 @@ def build_optimizer(optimizer: OptimizerConfig):
     if optimizer.schedule.name != "constant" or optimizer.schedule.warmup_steps:
         learning_rate = _schedule_fn(optimizer.schedule)
     accepts_decay = "weight_decay" in inspect.signature(optim.OPTIMIZERS[optimizer.name]).parameters
-    if accepts_decay and "weight_decay" in options and optimizer.weight_decay:
-        raise FnlearnError("optimizer.options.weight_decay: given twice (also as optimizer.weight_decay); keep one.")
-    if accepts_decay and optimizer.weight_decay:
-        options["weight_decay"] = optimizer.weight_decay
+    if accepts_decay and "weight_decay" in options:
+        raise FnlearnError(
+            "optimizer.options.weight_decay: set it as optimizer.weight_decay (it goes to "
+            f"{optimizer.name}'s own decoupled weight_decay option)."
+        )
     if accepts_decay:
+        options["weight_decay"] = optimizer.weight_decay
         options["mask"] = _mask(optimizer.weight_decay_mask)
     with _in_section("optimizer.options"):
         tx = optim.get(optimizer.name, learning_rate=learning_rate, **options)
@@ -942,12 +949,28 @@ def _steps(training: TrainingConfig, n_train: int) -> tuple[int, int]:
     return per_epoch, (training.steps or training.epochs * per_epoch)
 
 
+def fit_devices(training: TrainingConfig):
+    """``fit(devices=...)``: None for one device, "all" for 0, else the count."""
+    return None if training.devices == 1 else ("all" if training.devices == 0 else training.devices)
+
+
+def check_devices(training: TrainingConfig) -> None:
+    """The devices exist and the batch splits evenly over them."""
+    from fnlearn import parallel
+
+    with _in_section(f"training.devices = {training.devices}"):
+        mesh = parallel.data_mesh(fit_devices(training))
+        if mesh is not None:
+            parallel.check_batch_size(training.batch_size, mesh)
+
+
 def build(config: Config, *, cache: dict | None = None) -> Built:
     """Make everything a run of ``config`` needs (no training, no files written).
 
     Every problem — a dataset option, a head that does not fit the targets, an optimizer option —
     is raised here as a FnlearnError naming the config key, before any run directory exists.
     """
+    check_devices(config.training)
     splits, standardizer = build_data(config.data, cache=cache)
     train = splits.train
     es = config.training.early_stopping

@@ -188,11 +188,17 @@ def group_runs(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
     labelled = []
     for key, members in groups.items():
         flat = flats[key]
-        parts = [f"{k}={json.loads(flat[k]) if k in flat else '-'}" for k in differing if k != "name"]
+        parts = [f"{k}={_label_value(flat[k]) if k in flat else '-'}" for k in differing if k != "name"]
         if "name" in differing or not parts:
             parts.insert(0, str(members[0].config.get("name") or members[0].path.name))
         labelled.append((" ".join(parts), members))
     return labelled
+
+
+def _label_value(encoded: str) -> str:
+    """A config value for a label: strings bare, everything else as JSON (true, [64, 32])."""
+    value = json.loads(encoded)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -369,6 +375,8 @@ def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key in zip(axes[0], panels):
         for i, (label, members) in enumerate(groups):
+            diverged = sum((run.summary or {}).get("status") == "diverged" for run in members)
+            label = f"{label} ({diverged}/{len(members)} diverged)" if diverged else label
             for j, run in enumerate(members):
                 xs, ys = _curve(_epoch_rows(run.metrics, key, x), key, x)
                 ax.plot(xs, ys, color=colours[i % len(colours)], alpha=0.9 if len(members) == 1 else 0.6,
