@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -192,7 +191,7 @@ def main(argv=None):
     plot(results, histograms, args.out / "init_variance.png")
     results["seconds"] = time.perf_counter() - start
     (args.out / "init_variance.json").write_text(json.dumps(results, indent=1, allow_nan=False))
-    print(f"5 hidden layers of 100 units: Var(activations) in the last hidden layer")
+    print("5 hidden layers of 100 units: Var(activations) in the last hidden layer")
     print(f"{'init':>12} " + " ".join(f"{a:>10}" for a in ACTIVATIONS))
     for name in INITS:
         print(f"{name:>12} " + " ".join(f"{shallow[a][name]['forward_variance'][-1]:10.3g}" for a in ACTIVATIONS))

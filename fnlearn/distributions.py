@@ -34,7 +34,6 @@ with :func:`register`. Nothing is registered as a side effect of importing anoth
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, i0e, logsumexp
 
-from fnlearn.errors import FnlearnError, did_you_mean, unknown_name
+from fnlearn import registry
+from fnlearn.errors import FnlearnError
 
 __all__ = [
     "Head",
@@ -880,25 +880,9 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _check_options(name: str, factory: Callable[..., Head], options: dict) -> None:
-    parameters = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    for option in options:
-        if option not in parameters:
-            raise FnlearnError(
-                f"distribution {name!r} has no option {option!r}.{did_you_mean(option, parameters)} "
-                f"Its options: {', '.join(parameters) or 'none'}."
-            )
-
-
 def get(name: str, **options) -> Head:
     """The head registered as ``name``, built with ``options``: ``get("gaussian", scale="learned")``."""
-    if name not in _REGISTRY:
-        raise unknown_name("distribution", name, names())
-    factory = _REGISTRY[name]
-    _check_options(name, factory, options)
-    head = factory(**options)
+    head = registry.build("distribution", _REGISTRY, name, options)
     if not isinstance(head, Head):
         raise FnlearnError(f"the factory registered as {name!r} returned {type(head).__name__}, not a Head.")
     return head

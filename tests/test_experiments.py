@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

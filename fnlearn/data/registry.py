@@ -7,12 +7,11 @@ under ``data.options``). Nothing registers itself on import: to add a dataset, a
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
+from fnlearn import registry
 from fnlearn.data import embedded, files, idx, synthetic
 from fnlearn.data.dataset import Dataset
-from fnlearn.errors import FnlearnError, did_you_mean, unknown_name
 
 __all__ = ["DEFAULT", "load", "names", "options"]
 
@@ -47,22 +46,9 @@ def names() -> list[str]:
 
 def options(name: str) -> dict[str, object]:
     """The options dataset ``name`` accepts, each with its default value."""
-    return {p.name: p.default for p in inspect.signature(_loader(name)).parameters.values()}
+    return registry.options(registry.lookup("dataset", _LOADERS, name))
 
 
 def load(name: str = DEFAULT, **kwargs) -> Dataset:
     """The dataset ``name`` (see ``names()``), built with ``kwargs`` from ``options(name)``."""
-    accepted = options(name)
-    for key in kwargs:
-        if key not in accepted:
-            listed = ", ".join(accepted) if accepted else "none"
-            raise FnlearnError(
-                f"dataset {name!r} has no option {key!r}.{did_you_mean(key, accepted)} Accepted options: {listed}."
-            )
-    return _loader(name)(**kwargs)
-
-
-def _loader(name: str) -> Callable[..., Dataset]:
-    if name not in _LOADERS:
-        raise unknown_name("dataset", name, _LOADERS)
-    return _LOADERS[name]
+    return registry.build("dataset", _LOADERS, name, kwargs)

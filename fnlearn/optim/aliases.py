@@ -7,10 +7,10 @@ stated on each function; the README table compares them with PyTorch and Keras.
 
 from __future__ import annotations
 
+from fnlearn import registry
 from fnlearn.optim import transforms as tr
 from fnlearn.optim.base import (
     GradientTransformation,
-    build_from_table,
     chain,
     check_unit_interval,
     identity,
@@ -198,4 +198,4 @@ def names() -> list[str]:
 
 def get(name: str, **options) -> GradientTransformation:
     """Build an optimizer by name: ``get("adam", learning_rate=1e-3, b2=0.99)``."""
-    return build_from_table("optimizer", OPTIMIZERS, name, options)
+    return registry.build("optimizer", OPTIMIZERS, name, options)

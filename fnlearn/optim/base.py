@@ -16,7 +16,6 @@ optax's internals; the tests prove both directions step by step.
 
 from __future__ import annotations
 
-import inspect
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -24,7 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnlearn.errors import FnlearnError, unknown_name
+from fnlearn.errors import FnlearnError
 
 __all__ = [
     "GradientTransformation",
@@ -141,22 +140,3 @@ def check_non_negative(name: str, value, owner: str) -> None:
 
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def build_from_table(kind: str, table: dict, name: str, options: dict):
-    """``table[name](**options)`` for the name registries (``optim.get``, ``schedules.get``).
-
-    An unknown name lists the known ones; a wrong or missing option lists the accepted ones.
-    """
-    if name not in table:
-        raise unknown_name(kind, name, table)
-    factory = table[name]
-    signature = inspect.signature(factory)
-    try:
-        signature.bind(**options)
-    except TypeError as err:
-        accepted = ", ".join(signature.parameters)
-        raise FnlearnError(
-            f"{kind} {name!r}: {err}. Given options: {sorted(options)}; accepted: {accepted}."
-        ) from None
-    return factory(**options)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import jax.numpy as jnp
 
 from fnlearn.errors import FnlearnError
-from fnlearn.optim.base import build_from_table
+from fnlearn import registry
 
 __all__ = [
     "constant_schedule",
@@ -225,4 +225,4 @@ def get(name: str, **options) -> Schedule:
 
     ``join_schedules`` and ``linear_warmup`` take schedules as arguments and are used from Python.
     """
-    return build_from_table("schedule", SCHEDULES, name, options)
+    return registry.build("schedule", SCHEDULES, name, options)
