@@ -27,7 +27,7 @@ same dtype measured in this process.
 Also measured: the first call's extra time over a steady-state call (trace + compile: the "time to
 first step"), the peak memory of a ~50M-parameter Adam step against params + grads + two moments
 (in a fresh subprocess each, with and without buffer donation), and S = 16 replicas trained in one
-vmapped program against 16 sequential runs.
+vmapped program (fl.replicas.fit; and vmap of the hand-written scan) against 16 sequential runs.
 
     python experiments/benchmarks/train_loop.py [--quick] [--workload small|large|all]
         [--sections throughput,memory,replicas] [--repeats 7] [--out DIR] [--json PATH]
@@ -463,15 +463,20 @@ def timed(fn) -> tuple[float, object]:
 
 def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
     """Time every run once cold (the first call: trace + compile + steps), then ``repeats`` times
-    interleaved, rotating the order each round. Returns per name: first call, all times, median."""
+    interleaved, rotating the order each round. Returns per name: first call, all times, median,
+    and what the last call returned."""
     names = list(runs)
-    first = {name: timed(runs[name])[0] for name in names}
-    times = {name: [] for name in names}
+    first = {name: timed(runs[name]) for name in names}
+    times, last = {name: [] for name in names}, {name: first[name][1] for name in names}
     for r in range(repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            times[name].append(timed(runs[name])[0])
-    return {name: {"first_call_s": first[name], "times_s": times[name], "median_s": statistics.median(times[name])} for name in names}
+            t, last[name] = timed(runs[name])
+            times[name].append(t)
+    return {
+        name: {"first_call_s": first[name][0], "times_s": times[name], "median_s": statistics.median(times[name]), "last": last[name]}
+        for name in names
+    }
 
 
 def matmul_peak(sizes, repeats: int, dtype=jnp.float32) -> dict:
@@ -647,77 +652,112 @@ def bench_memory(sizes: list[int], variants: list[str]) -> list[dict]:
 
 # --------------------------------------------------------------------------------------------
 # S replicas: one vmapped program against S sequential runs
+#
+# Every ``run`` below trains S replicas of the workload from their initial states (fresh copies,
+# so each call does the same work) and returns each replica's final dense (w, b) pairs.
 
 
-def replica_states(problem: Problem, tx, seeds):
-    """Stacked (layers, opt_state, order key) of one replica per seed (own init and batch order)."""
-    layers = [device_layers(initial_layers(problem.workload.sizes, int(s))) for s in seeds]
-    keys = [jax.random.key(int(s) + 1) for s in seeds]
+def split_replicas(stacked_layers) -> list[list]:
+    """Stacked host (w, b) pairs [S, ...] -> one list of (w, b) pairs per replica."""
+    count = stacked_layers[0][0].shape[0]
+    return [[(w[i], b[i]) for w, b in stacked_layers] for i in range(count)]
+
+
+def fresh(tree):
+    """Copies of every buffer (fit donates what it is given)."""
+    return jax.tree.map(lambda a: a.copy(), tree)
+
+
+def fnlearn_replicas(problem: Problem, seeds) -> dict[str, Callable[[], list]]:
+    """fnlearn: ``fl.replicas.fit`` on ``fl.replicas.create(model, tx, seeds)`` (one compiled
+    vmapped scan), against one ``fl.fit`` per seed on ``TrainState.create(model, tx, key(seed))``."""
+    wl = problem.workload
+    model, tx, head = fl.nn.mlp(list(wl.sizes)), fl.optim.adam(LEARNING_RATE), fl.distributions.get("categorical")
+    stacked, _ = fl.replicas.create(model, tx, [int(s) for s in seeds])
+    singles = [fl.train.TrainState.create(model, tx, jax.random.key(int(s))) for s in seeds]
+    train = (jnp.asarray(problem.x), jnp.asarray(problem.y))
+    options = {"loss": head, "steps": wl.steps, "batch_size": wl.batch, "drop_last": True, "progress": False}
+
+    def vmapped():
+        states, _ = fl.replicas.fit(fresh(stacked), train, **options)
+        return split_replicas(dense_layers(jax.device_get(states.params)))
+
+    def sequential():
+        return [dense_layers(jax.device_get(fl.fit(fresh(state), train, log_every=None, **options)[0].params)) for state in singles]
+
+    return {"fnlearn replicas.fit (vmapped)": vmapped, "fnlearn fit, one run per seed": sequential}
+
+
+def handwritten_replicas(problem: Problem, seeds) -> dict[str, Callable[[], list]]:
+    """The ceiling: ``jax.vmap`` of the hand-written scan over S stacked states, against the same
+    compiled scan run once per seed."""
+    wl = problem.workload
+    tx = optax.adam(LEARNING_RATE)
+    x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
+    singles = [(device_layers(initial_layers(wl.sizes, int(s))), jax.random.key(int(s) + 1)) for s in seeds]
     stack = lambda *xs: jnp.stack(xs)  # noqa: E731
-    return jax.tree.map(stack, *layers), jax.tree.map(stack, *[tx.init(p) for p in layers]), jnp.stack(keys)
+    layers = jax.tree.map(stack, *[layers for layers, _ in singles])
+    opt_state = jax.tree.map(stack, *[tx.init(layers) for layers, _ in singles])
+    keys = jnp.stack([key for _, key in singles])
+    one = jax.jit(scan_program(tx, wl), static_argnums=6)
+    many = jax.jit(jax.vmap(scan_program(tx, wl), in_axes=(0, 0, None, None, 0, None, None)), static_argnums=6)
+
+    def vmapped():
+        return split_replicas(jax.device_get(many(layers, opt_state, x, y, keys, 0, wl.epochs)[0]))
+
+    def sequential():
+        return [jax.device_get(one(layers, tx.init(layers), x, y, key, 0, wl.epochs)[0]) for layers, key in singles]
+
+    return {"jax: vmap of the hand-written scan": vmapped, "jax: hand-written scan per seed": sequential}
 
 
-def vmapped_replicas(problem: Problem, seeds) -> Callable[[], np.ndarray]:
-    """S replicas in one compiled program, each trained from its seed's initial state on every call.
-
-    Stand-in until fnlearn's replicas land: jax.vmap of the hand-written scan over S stacked
-    states (the replica feature of fit is meant to compile to this). Returns ``run`` giving the
-    S last losses.
-    """
-    wl = problem.workload
-    tx = optax.adam(LEARNING_RATE)
-    program = jax.jit(jax.vmap(scan_program(tx, wl), in_axes=(0, 0, None, None, 0, None, None)), static_argnums=6)
-    layers, opt_state, keys = replica_states(problem, tx, seeds)
-    x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
-
-    def run():
-        return np.asarray(program(layers, opt_state, x, y, keys, 0, wl.epochs)[2])
-
-    return run
-
-
-def sequential_replicas(problem: Problem, seeds) -> Callable[[], np.ndarray]:
-    """S runs one after another through one compiled hand-written scan (compiled once)."""
-    wl = problem.workload
-    tx = optax.adam(LEARNING_RATE)
-    program = jax.jit(scan_program(tx, wl), static_argnums=6)
-    x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
-    starts = [(device_layers(initial_layers(wl.sizes, int(s))), jax.random.key(int(s) + 1)) for s in seeds]
-
-    def run():
-        return np.asarray([float(program(layers, tx.init(layers), x, y, key, 0, wl.epochs)[2]) for layers, key in starts])
-
-    return run
-
-
-def bench_replicas(workload: Workload, replicas: int, repeats: int) -> dict:
-    """Median time of S vmapped replicas vs S sequential runs of the same per-replica program;
-    the losses must agree replica by replica (same seeds, same data order)."""
+def bench_replicas(workload: Workload, replicas: int, repeats: int) -> list[dict]:
+    """Median time of S vmapped replicas vs S sequential runs, for fnlearn (when it has replicas)
+    and for the hand-written scan, all interleaved; each pair's final training-set losses must agree
+    replica by replica (same seeds, same batch orders)."""
     problem = make_problem(workload)
     seeds = np.arange(replicas)
-    runs = {"vmapped (stand-in: vmap of the hand-written scan)": vmapped_replicas(problem, seeds), "sequential": sequential_replicas(problem, seeds)}
-    timings = {name: {"first": timed(run)} for name, run in runs.items()}
-    for name, run in runs.items():
-        timings[name]["times"] = []
-    for r in range(repeats):
-        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
-            t, losses = timed(runs[name])
-            timings[name]["times"].append(t)
-            timings[name]["losses"] = losses
-    (vname, v), (_, s) = timings.items()
-    t_v, t_s = statistics.median(v["times"]), statistics.median(s["times"])
-    return {
-        "workload": workload.name,
-        "replicas": replicas,
-        "steps_per_replica": workload.steps,
-        "vmapped_label": vname,
-        "vmapped_s": t_v,
-        "sequential_s": t_s,
-        "speedup": t_s / t_v,
-        "vmapped_replica_steps_per_s": replicas * workload.steps / t_v,
-        "sequential_replica_steps_per_s": replicas * workload.steps / t_s,
-        "max_loss_difference": float(np.max(np.abs(v["losses"] - s["losses"]))),
-    }
+    pairs = [handwritten_replicas(problem, seeds)]
+    if hasattr(fl, "replicas") and hasattr(fl, "fit"):
+        pairs.insert(0, fnlearn_replicas(problem, seeds))
+    runs = {name: run for pair in pairs for name, run in pair.items()}
+    timings = interleaved_medians(runs, repeats)
+    rows = []
+    for pair in pairs:
+        v_name, s_name = pair
+        losses = {name: np.array([train_set_loss(layers, problem.x, problem.y) for layers in timings[name]["last"]]) for name in pair}
+        t_v, t_s = timings[v_name]["median_s"], timings[s_name]["median_s"]
+        rows.append(
+            {
+                "vmapped": v_name,
+                "sequential": s_name,
+                "replicas": replicas,
+                "steps_per_replica": workload.steps,
+                "vmapped_s": t_v,
+                "sequential_s": t_s,
+                "speedup": t_s / t_v,
+                "vmapped_replica_steps_per_s": replicas * workload.steps / t_v,
+                "sequential_replica_steps_per_s": replicas * workload.steps / t_s,
+                "vmapped_first_call_s": timings[v_name]["first_call_s"],
+                "sequential_first_call_s": timings[s_name]["first_call_s"],
+                "final_losses": losses[v_name].tolist(),
+                "max_loss_difference": float(np.max(np.abs(losses[v_name] - losses[s_name]))),
+            }
+        )
+    return rows
+
+
+def replicas_table(workload: Workload, rows: list[dict]) -> str:
+    lines = [
+        f"replicas: S = {rows[0]['replicas']} runs of {workload.name} ({workload.describe()}), different seeds",
+        f"  {'one program over S stacked states':36s} {'s':>6s}   {'S runs one after another':32s} {'s':>6s} {'speedup':>8s} {'max |Δ loss|':>13s}",
+    ]
+    for r in rows:
+        lines.append(
+            f"  {r['vmapped']:36s} {r['vmapped_s']:6.2f}   {r['sequential']:32s} {r['sequential_s']:6.2f} "
+            f"{r['speedup']:7.2f}× {r['max_loss_difference']:13.2e}"
+        )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -814,6 +854,7 @@ def parse_args(argv):
     parser.add_argument("--workload", choices=("small", "large", "all"), default="all")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per competitor (default 7, 1 with --quick)")
+    parser.add_argument("--competitors", default=",".join(COMPETITORS), help="comma-separated subset of: " + ", ".join(COMPETITORS))
     parser.add_argument("--replicas", type=int, default=16)
     parser.add_argument("--out", default="out/benchmark_train_loop", help="directory for the PNG (and the JSON unless --json)")
     parser.add_argument("--json", default=None, help="where to write the numbers (default OUT/train_loop.json)")
@@ -822,6 +863,9 @@ def parse_args(argv):
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    unknown = set(args.competitors.split(",")) - set(COMPETITORS)
+    if unknown:
+        parser.error(f"unknown competitor(s) {sorted(unknown)}; choose from {', '.join(COMPETITORS)}")
     return args
 
 
@@ -840,6 +884,9 @@ def main(argv=None):
     if args.workload != "all":
         chosen = {args.workload: chosen[args.workload]}
     factories, missing = available_competitors()
+    wanted = args.competitors.split(",")
+    factories = {name: f for name, f in factories.items() if name in wanted}
+    missing = {name: why for name, why in missing.items() if name in wanted}
 
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores; jax {info['versions']['jax']} on {info['jax_device']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if k not in ("python", "jax")))
@@ -864,11 +911,8 @@ def main(argv=None):
     if "replicas" in sections:
         workload = chosen.get("small", workloads(args.quick)["small"])
         workload = dataclasses.replace(workload, epochs=max(1, workload.epochs // 4))
-        results["replicas"] = r = bench_replicas(workload, args.replicas, max(repeats, 1) if args.quick else 3)
-        print(
-            f"replicas: S = {r['replicas']} × {r['steps_per_replica']} steps ({workload.name}): {r['vmapped_label']} {r['vmapped_s']:.2f} s, "
-            f"sequential {r['sequential_s']:.2f} s, speedup {r['speedup']:.2f}×; max |loss difference| {r['max_loss_difference']:.2e}"
-        )
+        results["replicas"] = bench_replicas(workload, args.replicas, repeats if args.quick else 3)
+        print(replicas_table(workload, results["replicas"]))
 
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2))
