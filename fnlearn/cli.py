@@ -24,6 +24,7 @@ import time
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from fnlearn.errors import FnlearnError
 
@@ -86,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fnlearn",
         description="Train neural networks from TOML configs, and compare the runs.",
-        epilog="`fnlearn COMMAND --help` explains each command. Configs: see configs/*.toml.",
+        epilog="`fnlearn COMMAND --help` explains each command. Configs: see configs/*.toml.\n\n"
+        "exit status: 0 done; 1 some run of a sweep or multi-seed run diverged (its summary.json says so);\n"
+        "2 a mistake in the config or the command line (one line on stderr, nothing written); 130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fnlearn {__version__}")
@@ -95,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one config (one run per seed)", epilog=EPILOG_TRAIN,
                                 formatter_class=raw, description="Train CONFIG, evaluate on the test split, write a run directory.")
-    train.add_argument("config", nargs="?", help="the TOML config (optional with --resume: OUT/config.toml is used)")
+    train.add_argument("config", nargs="?", metavar="CONFIG", help="the TOML config (optional with --resume: OUT/config.toml is used)")
     _add_set(train)
     train.add_argument("--out", metavar="DIR", help="the run directory (default runs/NAME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -104,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="train every combination of a grid of config values", epilog=EPILOG_SWEEP,
                                 formatter_class=raw, description="Train every combination of --grid values, then compare them.")
-    sweep.add_argument("config", help="the TOML config the grid varies")
+    sweep.add_argument("config", metavar="CONFIG", help="the TOML config the grid varies")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                        help="a config key and the values to try (TOML literals; repeat for more axes)")
     sweep.add_argument("--seeds", type=int, metavar="N", help="train every combination with seeds 0..N-1")
@@ -275,7 +278,7 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return checkpoint.latest_step(run_dir / "checkpoints" / "last") is not None
 
 
-def _train_one(built, config, run_dir: Path, *, resume: bool, quiet: bool) -> dict:
+def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet: bool) -> dict:
     """Train one seed into ``run_dir`` (config.toml already there); write summary.json and plots."""
     import jax
 
@@ -333,6 +336,7 @@ def _train_one(built, config, run_dir: Path, *, resume: bool, quiet: bool) -> di
 
     summary = {
         "name": config.name,
+        "label": label,
         "seed": seed,
         "status": "finished",
         "epochs": history[-1]["epoch"] if history else 0,
@@ -365,21 +369,29 @@ def _summary_line(run_dir: Path, summary: dict) -> str:
     return f"{run_dir}: {shown}  ({summary['epochs']} epochs, {summary['train_time_s']:.1f} s training)"
 
 
-def _plan_runs(config, out: Path) -> list[tuple[Path, object]]:
-    """(run directory, per-seed config) for every seed of ``config``."""
+class _Plan(NamedTuple):
+    """One run to make: where, with which config (one seed), under which label in the tables."""
+
+    run_dir: Path
+    config: object
+    label: str
+
+
+def _plan_runs(config, out: Path, label: str) -> list[_Plan]:
+    """One plan per seed of ``config``: ``out`` itself for one seed, else ``out/seed_S``."""
     seeds = config.training.seeds
     if len(seeds) == 1:
-        return [(out, _seed_config(config, seeds[0]))]
-    return [(out / f"seed_{s}", _seed_config(config, s)) for s in seeds]
+        return [_Plan(out, _seed_config(config, seeds[0]), label)]
+    return [_Plan(out / f"seed_{s}", _seed_config(config, s), label) for s in seeds]
 
 
-def _build_all(plans) -> list[tuple[Path, object]]:
-    """``(run directory, Built)`` for every plan, built (data cached between them) before anything
-    is written, so a mistake in any run stops the command before the first directory exists."""
+def _build_all(plans: list[_Plan]) -> list[_Plan]:
+    """Every plan with its config built (``Built``; data cached between them) before anything is
+    written, so a mistake in any run stops the command before the first directory exists."""
     from fnlearn import config as fconfig
 
     cache: dict = {}
-    return [(run_dir, fconfig.build(config, cache=cache)) for run_dir, config in plans]
+    return [plan._replace(config=fconfig.build(plan.config, cache=cache)) for plan in plans]
 
 
 def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]]:
@@ -389,7 +401,7 @@ def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]
     from fnlearn.callbacks import NonFiniteError
 
     done = []
-    for run_dir, built in built_runs:
+    for run_dir, built, label in built_runs:
         config = built.config
         if resume and (run_dir / "summary.json").is_file():
             summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
@@ -404,24 +416,24 @@ def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]
         if not quiet:
             print(f"{'resuming' if resume else 'training'} {run_dir}", flush=True)
         try:
-            summary = _train_one(built, config, run_dir, resume=resume, quiet=quiet)
+            summary = _train_one(built, config, run_dir, label, resume=resume, quiet=quiet)
         except NonFiniteError as error:
             hint = " In the config: lower optimizer.learning_rate, set optimizer.clip_norm, or optimizer.skip_nonfinite."
             if len(built_runs) == 1:
                 raise FnlearnError(f"{run_dir}: {error}{hint}") from None
-            summary = _diverged_summary(config, run_dir, str(error))
+            summary = _diverged_summary(config, run_dir, label, str(error))
         if not quiet:
             print(_summary_line(run_dir, summary), flush=True)
         done.append((run_dir, summary))
     return done
 
 
-def _diverged_summary(config, run_dir: Path, message: str) -> dict:
+def _diverged_summary(config, run_dir: Path, label: str, message: str) -> dict:
     from fnlearn import report
 
     rows = report.read_metrics(run_dir / "metrics.jsonl")
     summary = {
-        "name": config.name, "seed": config.training.seeds[0], "status": "diverged", "error": message,
+        "name": config.name, "label": label, "seed": config.training.seeds[0], "status": "diverged", "error": message,
         "epochs": rows[-1].get("epoch", 0) if rows else 0, "final": report.final_metrics(rows),
         "best": report.best_metrics(rows), "test": None, "train_time_s": rows[-1].get("time", 0.0) if rows else 0.0,
     }
@@ -458,7 +470,7 @@ def cmd_train(args) -> int:
     else:
         config = fconfig.load(args.config, args.overrides)
     out = _output_directory(args.out, Path("runs") / config.name, args.resume)
-    built_runs = _build_all(_plan_runs(config, out))
+    built_runs = _build_all(_plan_runs(config, out, config.name))
     done = _run_all(built_runs, resume=args.resume, quiet=args.quiet)
     if args.quiet:
         print("\n".join(_summary_line(run_dir, summary) for run_dir, summary in done))
@@ -473,7 +485,7 @@ def cmd_sweep(args) -> int:
     config = fconfig.load(args.config, args.overrides)
     runs = fconfig.expand_sweep(config, args.grid, args.seeds)
     out = _output_directory(args.out, Path("runs") / f"{config.name}-sweep", args.resume)
-    plans = [plan for label, run in runs for plan in _plan_runs(run, out / label)]
+    plans = [plan for label, run in runs for plan in _plan_runs(run, out / label, label)]
     built_runs = _build_all(plans)
     if not args.quiet:
         print(f"sweep: {len(runs)} configurations, {len(plans)} runs into {out}", flush=True)

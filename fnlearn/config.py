@@ -31,6 +31,7 @@ section         keys (defaults in :class:`DataConfig` ... :class:`LoggingConfig`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import itertools
@@ -74,6 +75,10 @@ __all__ = [
     "build_penalty",
     "build_optimizer",
     "build_augment",
+    "resolve_distribution",
+    "resolve_schedule",
+    "fit_devices",
+    "check_devices",
 ]
 
 # ------------------------------------------------------------------------------------------------
@@ -727,19 +732,15 @@ class Built(NamedTuple):
     total_steps: int
 
 
+@contextlib.contextmanager
 def _in_section(key: str):
     """Re-raise a registry's FnlearnError with the config key in front."""
-
-    class _Prefix:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, kind, error, tb):
-            if isinstance(error, FnlearnError) and not str(error).startswith(key):
-                raise FnlearnError(f"{key}: {error}") from None
-            return False
-
-    return _Prefix()
+    try:
+        yield
+    except FnlearnError as error:
+        if str(error).startswith(key):
+            raise
+        raise FnlearnError(f"{key}: {error}") from None
 
 
 def build_data(data: DataConfig, *, cache: dict | None = None):

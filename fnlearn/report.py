@@ -174,8 +174,9 @@ _IGNORED = ("training.seeds", "sweep.grid", "sweep.variants", "sweep.seeds")
 
 
 def group_runs(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
-    """Group runs whose configs differ only in their seeds; label each group by the config keys
-    that differ between groups (``optimizer.name=adam``), or by its name when there is one group."""
+    """Group runs whose configs differ only in their seeds. Label each group by the label its runs
+    were given (a sweep's variant label, in summary.json) when those tell the groups apart, else by
+    the config keys that differ between groups (``optimizer.name=adam``), or by its name."""
     groups: dict[str, list[Run]] = {}
     flats = {}
     for run in runs:
@@ -185,6 +186,9 @@ def group_runs(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
         flats[key] = flat
     all_keys = sorted({k for flat in flats.values() for k in flat})
     differing = [k for k in all_keys if len({flat.get(k) for flat in flats.values()}) > 1]
+    given = [{(run.summary or {}).get("label") for run in members} for members in groups.values()]
+    if all(len(g) == 1 and None not in g for g in given) and len({next(iter(g)) for g in given}) == len(given) > 1:
+        return [(next(iter(g)), members) for g, members in zip(given, groups.values())]
     labelled = []
     for key, members in groups.items():
         flat = flats[key]

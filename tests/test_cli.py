@@ -327,7 +327,7 @@ def test_sweep_runs_every_combination(tmp_path):
     assert runs == [f"learning_rate={lr}/seed_{s}" for lr in ("0.001", "0.01") for s in (0, 1)]
     table = result.stdout.strip().splitlines()
     assert len(table) == 4 and all("| 2 |" in row for row in table[2:])
-    assert {row.split("|")[1].strip() for row in table[2:]} == {"optimizer.learning_rate=0.001", "optimizer.learning_rate=0.01"}
+    assert {row.split("|")[1].strip() for row in table[2:]} == {"learning_rate=0.001", "learning_rate=0.01"}  # the sweep's labels
     # --resume on a finished sweep trains nothing
     again = fnlearn("sweep", "s.toml", "--grid", "optimizer.learning_rate=1e-3,1e-2", "--seeds", "2", "--out", "sw", "--resume", cwd=tmp_path)
     assert again.stdout.count("already finished, skipped") == 4

@@ -11,7 +11,8 @@ from fnlearn import report
 from fnlearn.errors import FnlearnError
 
 
-def make_run(directory, *, lr=1e-3, seed=0, val_loss=(1.0, 0.5, 0.7), val_acc=(0.5, 0.8, 0.75), test=None, status="finished", torn=False):
+def make_run(directory, *, lr=1e-3, seed=0, val_loss=(1.0, 0.5, 0.7), val_acc=(0.5, 0.8, 0.75), test=None, status="finished", torn=False,
+             label=None):
     """A run directory as fnlearn train leaves it: config.toml, metrics.jsonl, summary.json."""
     directory.mkdir(parents=True)
     config = C.loads("", [f"optimizer.learning_rate={lr}", f"training.seeds=[{seed}]"], name="hand")
@@ -26,7 +27,7 @@ def make_run(directory, *, lr=1e-3, seed=0, val_loss=(1.0, 0.5, 0.7), val_acc=(0
         text += '{"step": 99, "val_lo'
     (directory / "metrics.jsonl").write_text(text)
     if test is not None:
-        summary = {"status": status, "test": test, "wall_time_s": 2.0 + seed}
+        summary = {"status": status, "test": test, "wall_time_s": 2.0 + seed, **({"label": label} if label else {})}
         (directory / "summary.json").write_text(json.dumps(summary))
     return directory
 
@@ -127,3 +128,15 @@ def test_plots_are_written(tmp_path):
     assert width > 2 * height  # three panels side by side
     combined = report.plot_compare(runs, tmp_path / "curves.png")
     assert matplotlib.image.imread(combined).shape[1] > 500
+
+
+def test_sweep_labels_name_the_groups_when_they_tell_them_apart(tmp_path):
+    for lr, label in ((1e-3, "slow"), (1e-2, "fast")):
+        for seed in range(2):
+            make_run(tmp_path / label / f"seed_{seed}", lr=lr, seed=seed, test={"accuracy": 0.5}, label=label)
+    assert sorted(label for label, _ in report.group_runs(report.find_runs([tmp_path]))) == ["fast", "slow"]
+    # labels that do not tell the groups apart are replaced by the differing config keys
+    for lr in (1e-3, 1e-2):
+        make_run(tmp_path / "same" / str(lr), lr=lr, test={"accuracy": 0.5}, label="same")
+    labels = sorted(label for label, _ in report.group_runs(report.find_runs([tmp_path / "same"])))
+    assert labels == ["optimizer.learning_rate=0.001", "optimizer.learning_rate=0.01"]
