@@ -151,3 +151,18 @@ def test_quick_run_writes_table_figure_and_json(tmp_path):
         assert r["final_loss"] < r["initial_loss"]
     assert results["matmul_peak"]["gflops"] > 0 and results["machine"]["cores"] >= 1
     assert (out / "train_loop.png").stat().st_size > 10_000
+
+
+def test_targets_read_the_issue_thresholds_from_the_table():
+    rows = lambda **rates: [{"competitor": k.replace("_", " "), "steps_per_s": v, "fraction_of_peak": 0.5} for k, v in rates.items()]  # noqa: E731
+    results = {
+        "workloads": {"small": {"rows": rows(fnlearn_fit=960.0, jax_scan=1000.0, flax_linen=300.0, torch_eager=100.0)}},
+        "memory": [{"variant": "fnlearn fit", "donated": True}],
+    }
+    by_name = {t["target"]: t for t in tl.targets(results)}
+    scan = by_name["small: fnlearn fit ÷ jax scan ≥ 0.95"]
+    assert scan["measured"] == pytest.approx(0.96) and scan["met"] is True
+    assert by_name["small: fnlearn fit ÷ flax linen ≈ 3"]["measured"] == pytest.approx(3.2)
+    assert by_name["small: fnlearn fit ÷ torch eager ≈ 8"]["met"] is True
+    assert by_name["large: fnlearn fit ÷ jax scan ≥ 0.95"] == {"target": "large: fnlearn fit ÷ jax scan ≥ 0.95", "measured": None, "met": None}
+    assert by_name["memory: fnlearn fit donates its buffers"]["met"] is True

@@ -845,6 +845,34 @@ def plot(results: dict, path: Path):
     plt.close(fig)
 
 
+def targets(results: dict) -> list[dict]:
+    """The issue's targets for a 2-core CPU, each with the measured value (None: not measured).
+
+    small and large: fnlearn ≥ 0.95 × the hand-written scan; small: about 3× flax and 8× torch;
+    large: above 0.8 of the matmul peak; memory: fit's buffers donated.
+    """
+
+    def row(workload, name):
+        rows = results["workloads"].get(workload, {}).get("rows", [])
+        return next((r for r in rows if r["competitor"] == name and "missing" not in r), None)
+
+    def speed_ratio(workload, other):
+        ours, theirs = row(workload, "fnlearn fit"), row(workload, other)
+        return None if ours is None or theirs is None else ours["steps_per_s"] / theirs["steps_per_s"]
+
+    large = row("large", "fnlearn fit")
+    fit_memory = next((r for r in results.get("memory", []) if r["variant"] == "fnlearn fit" and "error" not in r), None)
+    checks = [
+        ("small: fnlearn fit ÷ jax scan ≥ 0.95", speed_ratio("small", "jax scan"), lambda v: v >= 0.95),
+        ("large: fnlearn fit ÷ jax scan ≥ 0.95", speed_ratio("large", "jax scan"), lambda v: v >= 0.95),
+        ("small: fnlearn fit ÷ flax linen ≈ 3", speed_ratio("small", "flax linen"), lambda v: v >= 2.5),
+        ("small: fnlearn fit ÷ torch eager ≈ 8", speed_ratio("small", "torch eager"), lambda v: v >= 6.5),
+        ("large: fnlearn fit fraction of matmul peak > 0.8", large and large["fraction_of_peak"], lambda v: v > 0.8),
+        ("memory: fnlearn fit donates its buffers", fit_memory and fit_memory["donated"], lambda v: v is True),
+    ]
+    return [{"target": t, "measured": v, "met": None if v is None else bool(ok(v))} for t, v, ok in checks]
+
+
 SECTIONS = ("throughput", "memory", "replicas")
 
 
@@ -914,6 +942,11 @@ def main(argv=None):
         results["replicas"] = bench_replicas(workload, args.replicas, repeats if args.quick else 3)
         print(replicas_table(workload, results["replicas"]))
 
+    results["targets"] = targets(results)
+    print("targets:")
+    for t in results["targets"]:
+        shown = "not measured" if t["measured"] is None else (f"{t['measured']:.2f}" if not isinstance(t["measured"], bool) else str(t["measured"]))
+        print(f"  {t['target']:48s} {shown:>13s}  {'' if t['met'] is None else ('met' if t['met'] else 'NOT met')}")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2))
     if results["workloads"]:
