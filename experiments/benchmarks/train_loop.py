@@ -388,11 +388,12 @@ def make_equinox(problem: Problem) -> Runner:
     return python_loop(step, (model, opt_state), problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights)
 
 
-def make_torch_eager(problem: Problem) -> Runner:
-    """PyTorch eager on the CPU with all cores: nn.Sequential, F.cross_entropy, torch.optim.Adam."""
+def make_torch_eager(problem: Problem, threads: int | None = None) -> Runner:
+    """PyTorch eager on the CPU: nn.Sequential, F.cross_entropy, torch.optim.Adam, with
+    ``torch.set_num_threads(threads)`` (default: all cores)."""
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    threads = threads or os.cpu_count() or 1
     modules = []
     for i, (w, b) in enumerate(problem.layers):
         linear = torch.nn.Linear(w.shape[0], w.shape[1])
@@ -418,7 +419,19 @@ def make_torch_eager(problem: Problem) -> Runner:
 
     to_torch = lambda order: torch.from_numpy(np.asarray(order, dtype=np.int64))  # noqa: E731
     x, y = torch.from_numpy(problem.x.copy()), torch.from_numpy(problem.y.astype(np.int64))
-    return python_loop(step, None, problem, x, y, weights, to_torch)
+    loop = python_loop(step, None, problem, x, y, weights, to_torch)
+
+    def run():
+        torch.set_num_threads(threads)  # process-wide, so set on every call (the other torch row changes it)
+        loop.run()
+
+    return Runner(run, loop.weights)
+
+
+def make_torch_one_thread(problem: Problem) -> Runner:
+    """PyTorch eager with one thread: intra-op threads rarely pay off on matrices this small, and
+    they suffer most when other processes share the cores."""
+    return make_torch_eager(problem, threads=1)
 
 
 # name -> (the package it needs, its factory); "fnlearn" means fl.fit and fl.train are exported
@@ -429,6 +442,7 @@ COMPETITORS: dict[str, tuple[str | None, Callable]] = {
     "flax linen": ("flax", make_flax_linen),
     "equinox": ("equinox", make_equinox),
     "torch eager": ("torch", make_torch_eager),
+    "torch 1 thread": ("torch", make_torch_one_thread),
 }
 
 
@@ -796,7 +810,7 @@ def throughput_table(workload: Workload, rows: list[dict], peak: dict) -> str:
             continue
         lines.append(
             f"  {r['competitor']:14s} {r['steps_per_s']:10.1f} {r['baseline_over_this']:18.2f} {r['gflops']:9.2f} "
-            f"{100 * r['fraction_of_peak']:6.1f}% {r['first_call_s']:11.2f} {r['first_step_overhead_s']:10.2f} {r['final_loss']:11.4f}"
+            f"{100 * r['fraction_of_peak']:6.1f}% {r['first_call_s']:11.2f} {r['first_step_overhead_s']:10.2f} {r['final_loss']:11.4g}"
         )
     return "\n".join(lines)
 
