@@ -96,47 +96,103 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     raw = argparse.RawDescriptionHelpFormatter
 
-    train = commands.add_parser("train", help="train one config (one run per seed)", epilog=EPILOG_TRAIN,
-                                formatter_class=raw, description="Train CONFIG, evaluate on the test split, write a run directory.")
-    train.add_argument("config", nargs="?", metavar="CONFIG", help="the TOML config (optional with --resume: OUT/config.toml is used)")
+    train = commands.add_parser(
+        "train",
+        help="train one config (one run per seed)",
+        epilog=EPILOG_TRAIN,
+        formatter_class=raw,
+        description="Train CONFIG, evaluate on the test split, write a run directory.",
+    )
+    train.add_argument(
+        "config",
+        nargs="?",
+        metavar="CONFIG",
+        help="the TOML config (optional with --resume: OUT/config.toml is used)",
+    )
     _add_set(train)
     train.add_argument("--out", metavar="DIR", help="the run directory (default runs/NAME)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
     train.add_argument("--quiet", action="store_true", help="print only the final line of each run")
     train.set_defaults(handler=cmd_train)
 
-    sweep = commands.add_parser("sweep", help="train every combination of a grid of config values", epilog=EPILOG_SWEEP,
-                                formatter_class=raw, description="Train every combination of --grid values, then compare them.")
+    sweep = commands.add_parser(
+        "sweep",
+        help="train every combination of a grid of config values",
+        epilog=EPILOG_SWEEP,
+        formatter_class=raw,
+        description="Train every combination of --grid values, then compare them.",
+    )
     sweep.add_argument("config", metavar="CONFIG", help="the TOML config the grid varies")
-    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                       help="a config key and the values to try (TOML literals; repeat for more axes)")
-    sweep.add_argument("--seeds", type=int, metavar="N", help="train every combination with seeds 0..N-1")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a config key and the values to try (TOML literals; repeat for more axes)",
+    )
+    sweep.add_argument(
+        "--seeds", type=int, metavar="N", help="train every combination with seeds 0..N-1"
+    )
     _add_set(sweep)
     sweep.add_argument("--out", metavar="DIR", help="the sweep directory (default runs/NAME-sweep)")
-    sweep.add_argument("--resume", action="store_true", help="skip finished runs, resume unfinished ones in --out")
+    sweep.add_argument(
+        "--resume", action="store_true", help="skip finished runs, resume unfinished ones in --out"
+    )
     sweep.add_argument("--quiet", action="store_true", help="print only the table")
     sweep.set_defaults(handler=cmd_sweep)
 
-    compare = commands.add_parser("compare", help="table and learning curves of run directories", epilog=EPILOG_COMPARE,
-                                  formatter_class=raw, description="Compare runs: a markdown table on stdout and a PNG of the curves.")
-    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders of them (a sweep's DIR)")
-    compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV (mean and std columns)")
-    compare.add_argument("--out", metavar="PNG", default="compare.png", help="the learning-curve figure (default compare.png)")
+    compare = commands.add_parser(
+        "compare",
+        help="table and learning curves of run directories",
+        epilog=EPILOG_COMPARE,
+        formatter_class=raw,
+        description="Compare runs: a markdown table on stdout and a PNG of the curves.",
+    )
+    compare.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run directories, or folders of them (a sweep's DIR)",
+    )
+    compare.add_argument(
+        "--csv", metavar="FILE", help="also write the table as CSV (mean and std columns)"
+    )
+    compare.add_argument(
+        "--out",
+        metavar="PNG",
+        default="compare.png",
+        help="the learning-curve figure (default compare.png)",
+    )
     compare.add_argument("--no-plot", action="store_true", help="print the table only")
     compare.set_defaults(handler=cmd_compare)
 
-    plot = commands.add_parser("plot", help="loss, metric and learning-rate curves of a run",
-                               description="Plot loss, metric and learning rate against the step.")
-    plot.add_argument("run", metavar="RUN_DIR", help="a run directory (or a folder of them: one plot each)")
-    plot.add_argument("--out", metavar="PNG", help="where to write (default RUN_DIR/plots/training.png)")
+    plot = commands.add_parser(
+        "plot",
+        help="loss, metric and learning-rate curves of a run",
+        description="Plot loss, metric and learning rate against the step.",
+    )
+    plot.add_argument(
+        "run", metavar="RUN_DIR", help="a run directory (or a folder of them: one plot each)"
+    )
+    plot.add_argument(
+        "--out", metavar="PNG", help="where to write (default RUN_DIR/plots/training.png)"
+    )
     plot.set_defaults(handler=cmd_plot)
     return parser
 
 
 def _add_set(sub) -> None:
-    sub.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                     help="override a config value, as a TOML literal: optimizer.learning_rate=1e-3, "
-                          "model.sizes=[64,32], data.name=\"iris\" (repeatable)")
+    sub.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="override a config value, as a TOML literal: optimizer.learning_rate=1e-3, "
+        'model.sizes=[64,32], data.name="iris" (repeatable)',
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,7 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else 0
     except KeyboardInterrupt:
-        print("fnlearn: interrupted; `fnlearn train --resume --out DIR` continues from the last checkpoint.", file=sys.stderr)
+        print(
+            "fnlearn: interrupted; `fnlearn train --resume --out DIR` continues from the last checkpoint.",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -179,7 +238,9 @@ def _output_directory(given: str | None, default: Path, resume: bool) -> Path:
     if resume:
         out = Path(given) if given else default
         if not out.is_dir():
-            raise FnlearnError(f"--resume: {str(out)!r} does not exist. Pass the run directory to continue with --out DIR.")
+            raise FnlearnError(
+                f"--resume: {str(out)!r} does not exist. Pass the run directory to continue with --out DIR."
+            )
         return out
     if given is None:
         return _free_directory(default)
@@ -249,8 +310,17 @@ def _environment() -> dict:
 
     device = jax.devices()[0]
     return {
-        "versions": {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__, "fnlearn": __version__},
-        "device": {"platform": device.platform, "kind": getattr(device, "device_kind", str(device)), "count": jax.device_count()},
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "fnlearn": __version__,
+        },
+        "device": {
+            "platform": device.platform,
+            "kind": getattr(device, "device_kind", str(device)),
+            "count": jax.device_count(),
+        },
         "host": platform.node(),
     }
 
@@ -265,7 +335,11 @@ def _epoch_printer(total_epochs: int):
     def show(ctx):
         if ctx.epoch % every and ctx.epoch != total_epochs:
             return
-        shown = {k: v for k, v in ctx.record.items() if k.startswith(("train_", "val_")) and not report.is_bookkeeping(k)}
+        shown = {
+            k: v
+            for k, v in ctx.record.items()
+            if k.startswith(("train_", "val_")) and not report.is_bookkeeping(k)
+        }
         metrics = "  ".join(f"{k} {v:.4g}" for k, v in shown.items())
         print(f"  epoch {ctx.epoch:>4}  {metrics}", flush=True)
 
@@ -291,7 +365,9 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
     start = time.perf_counter()
     t = config.training
     if resume and not _has_checkpoint(run_dir):
-        resume = False  # killed before its first checkpoint: start over (metrics.jsonl is rewritten)
+        resume = (
+            False  # killed before its first checkpoint: start over (metrics.jsonl is rewritten)
+        )
         if not quiet:
             print(f"{run_dir}: no checkpoint yet, starting from the beginning", flush=True)
     seed = t.seeds[0]
@@ -300,8 +376,13 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
     es = t.early_stopping
     early = None
     if es.enabled:
-        early = fcallbacks.EarlyStopping(es.monitor, patience=es.patience, min_delta=es.min_delta, mode=es.mode,
-                                         restore_best=es.restore_best)
+        early = fcallbacks.EarlyStopping(
+            es.monitor,
+            patience=es.patience,
+            min_delta=es.min_delta,
+            mode=es.mode,
+            restore_best=es.restore_best,
+        )
         callbacks.append(early)
     if not quiet and not config.logging.progress:
         callbacks.append(_epoch_printer(t.epochs or 0))
@@ -331,7 +412,9 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
     )
     test = None
     if splits.test is not None:
-        test = evaluate(state, (splits.test.x, splits.test.y), loss=built.head, batch_size=t.eval_batch_size)
+        test = evaluate(
+            state, (splits.test.x, splits.test.y), loss=built.head, batch_size=t.eval_batch_size
+        )
     from fnlearn.tree import num_params
 
     summary = {
@@ -349,8 +432,11 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
         "train_time_s": history[-1]["time"] if history else 0.0,
         "wall_time_s": time.perf_counter() - start,
         "num_params": int(num_params(state.params)),
-        "examples": {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
-                     "test": len(splits.test) if splits.test is not None else 0},
+        "examples": {
+            "train": len(splits.train),
+            "val": len(splits.val) if splits.val is not None else 0,
+            "test": len(splits.test) if splits.test is not None else 0,
+        },
         "standardizer": built.standardizer.to_dict() if built.standardizer is not None else None,
         **_environment(),
     }
@@ -433,9 +519,16 @@ def _diverged_summary(config, run_dir: Path, label: str, message: str) -> dict:
 
     rows = report.read_metrics(run_dir / "metrics.jsonl")
     summary = {
-        "name": config.name, "label": label, "seed": config.training.seeds[0], "status": "diverged", "error": message,
-        "epochs": rows[-1].get("epoch", 0) if rows else 0, "final": report.final_metrics(rows),
-        "best": report.best_metrics(rows), "test": None, "train_time_s": rows[-1].get("time", 0.0) if rows else 0.0,
+        "name": config.name,
+        "label": label,
+        "seed": config.training.seeds[0],
+        "status": "diverged",
+        "error": message,
+        "epochs": rows[-1].get("epoch", 0) if rows else 0,
+        "final": report.final_metrics(rows),
+        "best": report.best_metrics(rows),
+        "test": None,
+        "train_time_s": rows[-1].get("time", 0.0) if rows else 0.0,
     }
     _write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -450,12 +543,20 @@ def _resume_config(out: Path):
     """The config of the run (or multi-seed folder) ``out``, for ``train --resume`` without CONFIG."""
     from fnlearn import config as fconfig
 
-    paths = [out / "config.toml"] if (out / "config.toml").is_file() else sorted(out.glob("seed_*/config.toml"))
+    paths = (
+        [out / "config.toml"]
+        if (out / "config.toml").is_file()
+        else sorted(out.glob("seed_*/config.toml"))
+    )
     if not paths:
-        raise FnlearnError(f"--resume: {str(out)!r} holds no config.toml. Pass the CONFIG the run was started with.")
+        raise FnlearnError(
+            f"--resume: {str(out)!r} holds no config.toml. Pass the CONFIG the run was started with."
+        )
     configs = [fconfig.loads(p.read_text(encoding="utf-8"), source=str(p)) for p in paths]
     seeds = tuple(s for c in configs for s in c.training.seeds)
-    return dataclasses.replace(configs[0], training=dataclasses.replace(configs[0].training, seeds=seeds))
+    return dataclasses.replace(
+        configs[0], training=dataclasses.replace(configs[0].training, seeds=seeds)
+    )
 
 
 def cmd_train(args) -> int:
@@ -463,7 +564,9 @@ def cmd_train(args) -> int:
 
     if args.config is None:
         if not (args.resume and args.out):
-            raise FnlearnError("fnlearn train: give a CONFIG file (or --resume --out DIR to continue a run).")
+            raise FnlearnError(
+                "fnlearn train: give a CONFIG file (or --resume --out DIR to continue a run)."
+            )
         if args.overrides:
             raise FnlearnError("fnlearn train: --set needs the CONFIG file it changes.")
         config = _resume_config(Path(args.out))
@@ -520,7 +623,9 @@ def cmd_plot(args) -> int:
 
     runs = report.find_runs([args.run])
     if args.out and len(runs) > 1:
-        raise FnlearnError(f"--out names one file, but {args.run} holds {len(runs)} runs; leave --out out to plot each into its plots/.")
+        raise FnlearnError(
+            f"--out names one file, but {args.run} holds {len(runs)} runs; leave --out out to plot each into its plots/."
+        )
     for run in runs:
         print(report.plot_run(run, args.out))
     return 0

@@ -101,7 +101,11 @@ def _unit_interval(value) -> str | None:
 
 def _one_of(*choices: str) -> Check:
     def check(value):
-        return None if value in choices else f"one of {', '.join(map(repr, choices))}.{did_you_mean(value, choices)}"
+        return (
+            None
+            if value in choices
+            else f"one of {', '.join(map(repr, choices))}.{did_you_mean(value, choices)}"
+        )
 
     return check
 
@@ -125,12 +129,19 @@ def _distinct_nonempty(values) -> str | None:
     return _each(_at_least(0))(values)
 
 
-def _field(default, check: Check | None = None, names: Callable[[], Sequence[str]] | None = None, kind: str = ""):
+def _field(
+    default,
+    check: Check | None = None,
+    names: Callable[[], Sequence[str]] | None = None,
+    kind: str = "",
+):
     """A schema field: its default, a range check, and (for names) the registry's known names."""
     metadata = {"check": check, "names": names, "kind": kind}
     if isinstance(default, (dict, list, tuple)) or dataclasses.is_dataclass(default):
         value = default
-        factory = (lambda: type(value)(value)) if not dataclasses.is_dataclass(value) else type(value)
+        factory = (
+            (lambda: type(value)(value)) if not dataclasses.is_dataclass(value) else type(value)
+        )
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -200,10 +211,14 @@ class DataConfig:
     options: dict = _field({})  # the dataset's options, fnlearn.data.options(name)
     val: float = _field(0.1, _unit_interval)  # validation fraction
     test: float = _field(0.2, _unit_interval)  # test fraction (0 when test_options is used)
-    test_options: dict = _field({})  # non-empty: the test set is load(name, **options, **test_options)
+    test_options: dict = _field(
+        {}
+    )  # non-empty: the test set is load(name, **options, **test_options)
     split_seed: int = _field(0, _at_least(0))  # the split is the same for every training seed
     standardize: bool = _field(True)  # x̂ = (x − μ)/σ fitted on the training split
-    standardize_targets: bool = _field(True)  # the same for regression targets (ignored for classes)
+    standardize_targets: bool = _field(
+        True
+    )  # the same for regression targets (ignored for classes)
     augment: AugmentConfig = _field(AugmentConfig())
 
 
@@ -235,7 +250,9 @@ class ScheduleConfig:
     """The learning-rate schedule: a name from ``fnlearn.optim.schedules`` and its options."""
 
     name: str = _field("constant", names=_schedule_names, kind="schedule")
-    options: dict = _field({})  # unset init_value/peak_value and decay/transition steps are filled in
+    options: dict = _field(
+        {}
+    )  # unset init_value/peak_value and decay/transition steps are filled in
     warmup_steps: int = _field(0, _at_least(0))  # linear warmup from 0 in front of the schedule
 
 
@@ -245,11 +262,15 @@ class OptimizerConfig:
 
     name: str = _field("adam", names=_optimizer_names, kind="optimizer")
     learning_rate: float = _field(1e-3, _at_least(0, strict=True))
-    options: dict = _field({})  # the optimizer's other options, e.g. {b2 = 0.99} or {momentum = 0.9}
+    options: dict = _field(
+        {}
+    )  # the optimizer's other options, e.g. {b2 = 0.99} or {momentum = 0.9}
     weight_decay: float = _field(0.0, _at_least(0))
     weight_decay_mask: str = _field("weights_only", _one_of("weights_only", "all"))
     clip_norm: float = _field(0.0, _at_least(0))  # clip the global gradient norm; 0 = off
-    skip_nonfinite: int = _field(0, _at_least(0))  # skip up to this many NaN/inf updates in a row; 0 = off
+    skip_nonfinite: int = _field(
+        0, _at_least(0)
+    )  # skip up to this many NaN/inf updates in a row; 0 = off
     schedule: ScheduleConfig = _field(ScheduleConfig())
 
 
@@ -342,14 +363,25 @@ def _show(value) -> str:
 
 
 def _type_name(value) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 def _convert(key: str, value, annotation, kind: str):
     """``value`` as the field's type: ints widen to floats; nothing else is coerced."""
-    expected = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table {...}"}
+    expected = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        dict: "a table {...}",
+    }
     if annotation is bool or annotation is str or annotation is dict:
         if type(value) is not annotation:
             raise _error(key, value, f"{expected[annotation]}, got {_type_name(value)}")
@@ -368,7 +400,7 @@ def _convert(key: str, value, annotation, kind: str):
         return tuple(value)
     if kind == "table list":
         if not isinstance(value, (list, tuple)) or any(not isinstance(v, dict) for v in value):
-            raise _error(key, value, "a list of tables like [{label = \"a\", \"model.dropout\" = 0.1}]")
+            raise _error(key, value, 'a list of tables like [{label = "a", "model.dropout" = 0.1}]')
         return tuple(dict(v) for v in value)
     raise AssertionError(f"schema field {key} has an unsupported type {annotation!r}")
 
@@ -445,7 +477,11 @@ def _check_cross_fields(config: Config) -> None:
     if d.test_options and d.test > 0:
         raise _error("data.test", d.test, "0 when data.test_options loads a separate test set")
     if d.val + d.test >= 1.0:
-        raise _error("data.val", d.val, f"val + test < 1 so some data is left to train on (data.test = {d.test:g})")
+        raise _error(
+            "data.val",
+            d.val,
+            f"val + test < 1 so some data is left to train on (data.test = {d.test:g})",
+        )
     if (t.epochs > 0) == (t.steps > 0):
         raise _error(
             "training.epochs",
@@ -454,21 +490,33 @@ def _check_cross_fields(config: Config) -> None:
             " Set the other to 0.",
         )
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", config.name):
-        raise _error("name", config.name, "a run name of letters, digits, '_', '-', '.' (it names the run directory)")
+        raise _error(
+            "name",
+            config.name,
+            "a run name of letters, digits, '_', '-', '.' (it names the run directory)",
+        )
     es = t.early_stopping
     if es.enabled and not re.fullmatch(r"(train|val)_\w+", es.monitor):
-        raise _error("training.early_stopping.monitor", es.monitor, "a logged metric such as 'val_loss' or 'val_accuracy'")
+        raise _error(
+            "training.early_stopping.monitor",
+            es.monitor,
+            "a logged metric such as 'val_loss' or 'val_accuracy'",
+        )
     for key in config.sweep.grid:
         values = config.sweep.grid[key]
         if not isinstance(values, list) or not values:
-            raise _error(f"sweep.grid.{_toml_key(key)}", values, "a non-empty list of values to try")
+            raise _error(
+                f"sweep.grid.{_toml_key(key)}", values, "a non-empty list of values to try"
+            )
 
 
 # ------------------------------------------------------------------------------------------------
 # Files and overrides
 
 
-def loads(text: str, overrides: Sequence[str] = (), *, name: str = "", source: str = "config") -> Config:
+def loads(
+    text: str, overrides: Sequence[str] = (), *, name: str = "", source: str = "config"
+) -> Config:
     """Parse TOML ``text``, apply ``overrides`` (``"key.sub=value"``) and validate."""
     try:
         raw = tomllib.loads(text)
@@ -482,11 +530,15 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     path = Path(path)
     if not path.is_file():
         hint = " It is a directory; pass the .toml file in it." if path.is_dir() else ""
-        raise FnlearnError(f"config file {str(path)!r} does not exist.{hint} Expected a TOML file such as configs/digits_mlp.toml.")
+        raise FnlearnError(
+            f"config file {str(path)!r} does not exist.{hint} Expected a TOML file such as configs/digits_mlp.toml."
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise FnlearnError(f"config file {str(path)!r} cannot be read as UTF-8 text: {err}.") from None
+        raise FnlearnError(
+            f"config file {str(path)!r} cannot be read as UTF-8 text: {err}."
+        ) from None
     return loads(text, overrides, name=path.stem, source=f"config file {str(path)!r}")
 
 
@@ -502,17 +554,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, literal = text.partition("=")
     key, literal = key.strip(), literal.strip()
     if not sep or not key:
-        raise FnlearnError(f"--set {text!r}: expected KEY=VALUE such as optimizer.learning_rate=1e-3.")
+        raise FnlearnError(
+            f"--set {text!r}: expected KEY=VALUE such as optimizer.learning_rate=1e-3."
+        )
     path = key.split(".")
     if any(not part for part in path):
-        raise FnlearnError(f"--set {text!r}: the key {key!r} has an empty part; write it like section.key.")
+        raise FnlearnError(
+            f"--set {text!r}: the key {key!r} has an empty part; write it like section.key."
+        )
     try:
         value = tomllib.loads(f"value = {literal}")["value"]
     except tomllib.TOMLDecodeError:
         if not _BARE_WORD.fullmatch(literal):
             raise FnlearnError(
                 f"--set {key}={literal}: the value is not a TOML literal. Expected e.g. 1e-3, [64, 32], "
-                "\"text\", true, {scale = \"learned\"}."
+                '"text", true, {scale = "learned"}.'
             ) from None
         value = literal
     return path, value
@@ -533,7 +589,9 @@ def _set_path(table: dict, path: list[str], value, origin: str) -> None:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             prefix = ".".join(path[: i + 1])
-            raise FnlearnError(f"--set {origin}: {prefix} = {_show(child)} is a value, not a table, so it has no key {path[i + 1]!r}.")
+            raise FnlearnError(
+                f"--set {origin}: {prefix} = {_show(child)} is a value, not a table, so it has no key {path[i + 1]!r}."
+            )
         node = child
     node[path[-1]] = value
 
@@ -593,7 +651,11 @@ def _format_value(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_format_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_toml_key(str(k))} = {_format_value(v)}" for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{_toml_key(str(k))} = {_format_value(v)}" for k, v in value.items())
+            + "}"
+        )
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
@@ -609,7 +671,11 @@ def dumps(config: Config | Mapping, *, header: str = "") -> str:
 
 
 def _write_table(table: Mapping, path: list[str], lines: list[str]) -> None:
-    sections = {k: v for k, v in table.items() if isinstance(v, Mapping) and k in _SECTION_KEYS.get(len(path), ())}
+    sections = {
+        k: v
+        for k, v in table.items()
+        if isinstance(v, Mapping) and k in _SECTION_KEYS.get(len(path), ())
+    }
     if path:
         lines.append("")
         lines.append("[" + ".".join(_toml_key(p) for p in path) + "]")
@@ -638,7 +704,9 @@ _SECTION_KEYS = _section_names(Config)
 # Sweeps
 
 
-def expand_sweep(config: Config, grid: Sequence[str] = (), seeds: int | None = None) -> list[tuple[str, Config]]:
+def expand_sweep(
+    config: Config, grid: Sequence[str] = (), seeds: int | None = None
+) -> list[tuple[str, Config]]:
     """The runs of a sweep: ``(label, config)`` for every variant × grid combination.
 
     ``grid`` adds ``"key=v1,v2"`` axes (TOML literals split at top-level commas) to
@@ -649,8 +717,12 @@ def expand_sweep(config: Config, grid: Sequence[str] = (), seeds: int | None = N
     for text in grid:
         key, sep, values = text.partition("=")
         if not sep or not key.strip() or not values.strip():
-            raise FnlearnError(f"--grid {text!r}: expected KEY=V1,V2,... such as optimizer.name=sgd,adam.")
-        axes[key.strip()] = [parse_override(f"{key.strip()}={part}")[1] for part in _split_top_level(values)]
+            raise FnlearnError(
+                f"--grid {text!r}: expected KEY=V1,V2,... such as optimizer.name=sgd,adam."
+            )
+        axes[key.strip()] = [
+            parse_override(f"{key.strip()}={part}")[1] for part in _split_top_level(values)
+        ]
     n_seeds = seeds if seeds else config.sweep.seeds
     if n_seeds is not None and (type(n_seeds) is not int or n_seeds < 0):
         raise _error("--seeds", n_seeds, "a positive number of seeds")
@@ -660,7 +732,9 @@ def expand_sweep(config: Config, grid: Sequence[str] = (), seeds: int | None = N
     runs, labels = [], set()
     for variant in variants:
         variant = dict(variant)
-        variant_label = str(variant.pop("label", "")) or "_".join(f"{_short(k)}={_slug(v)}" for k, v in variant.items())
+        variant_label = str(variant.pop("label", "")) or "_".join(
+            f"{_short(k)}={_slug(v)}" for k, v in variant.items()
+        )
         for combo in itertools.product(*axes.values()):
             settings = {**variant, **dict(zip(axes, combo))}
             raw = _deep_copy(base)
@@ -673,7 +747,9 @@ def expand_sweep(config: Config, grid: Sequence[str] = (), seeds: int | None = N
             parts += [f"{_short(k)}={_slug(v)}" for k, v in zip(axes, combo)]
             label = "_".join(parts) or "base"
             if label in labels:
-                raise FnlearnError(f"sweep: two runs would share the directory {label!r}. Give the variants distinct labels.")
+                raise FnlearnError(
+                    f"sweep: two runs would share the directory {label!r}. Give the variants distinct labels."
+                )
             labels.add(label)
             runs.append((label, run))
     return runs
@@ -791,7 +867,9 @@ def build_head(loss: LossConfig, train) -> tuple[Any, int]:
         event = train.num_classes
     else:
         event = train.target_dim
-    with _in_section(f"loss.distribution = {_show(loss.distribution)} does not fit dataset {train.name!r}"):
+    with _in_section(
+        f"loss.distribution = {_show(loss.distribution)} does not fit dataset {train.name!r}"
+    ):
         num_outputs = head.num_outputs(event)
         head.check_targets(train.y, num_outputs)
     return head, int(num_outputs)
@@ -861,7 +939,9 @@ def resolve_schedule(optimizer: OptimizerConfig, total_steps: int) -> ScheduleCo
                 f"Its options: {', '.join(parameters)}."
             )
     if "boundaries_and_scales" in options and isinstance(options["boundaries_and_scales"], dict):
-        options["boundaries_and_scales"] = {str(k): v for k, v in options["boundaries_and_scales"].items()}
+        options["boundaries_and_scales"] = {
+            str(k): v for k, v in options["boundaries_and_scales"].items()
+        }
     return dataclasses.replace(schedule, options=options)
 
 
@@ -871,9 +951,15 @@ def _schedule_fn(schedule: ScheduleConfig):
     options = dict(schedule.options)
     if isinstance(options.get("boundaries_and_scales"), dict):
         try:
-            options["boundaries_and_scales"] = {int(k): v for k, v in options["boundaries_and_scales"].items()}
+            options["boundaries_and_scales"] = {
+                int(k): v for k, v in options["boundaries_and_scales"].items()
+            }
         except ValueError:
-            raise _error("optimizer.schedule.options.boundaries_and_scales", schedule.options["boundaries_and_scales"], "a table of step = scale with integer steps, like {\"100\" = 0.1}") from None
+            raise _error(
+                "optimizer.schedule.options.boundaries_and_scales",
+                schedule.options["boundaries_and_scales"],
+                'a table of step = scale with integer steps, like {"100" = 0.1}',
+            ) from None
     with _in_section("optimizer.schedule.options"):
         fn = schedules.get(schedule.name, **options)
         return schedules.linear_warmup(fn, schedule.warmup_steps) if schedule.warmup_steps else fn
@@ -915,7 +1001,11 @@ def build_optimizer(optimizer: OptimizerConfig):
     if optimizer.clip_norm > 0:
         parts.append(optim.clip_by_global_norm(optimizer.clip_norm))
     if optimizer.weight_decay > 0 and not accepts_decay:
-        parts.append(optim.add_decayed_weights(optimizer.weight_decay, mask=_mask(optimizer.weight_decay_mask)))
+        parts.append(
+            optim.add_decayed_weights(
+                optimizer.weight_decay, mask=_mask(optimizer.weight_decay_mask)
+            )
+        )
     tx = optim.chain(*parts, tx) if parts else tx
     return optim.apply_if_finite(tx, optimizer.skip_nonfinite) if optimizer.skip_nonfinite else tx
 
@@ -927,7 +1017,11 @@ def build_augment(augment: AugmentConfig, image_shape) -> Callable | None:
     needs_image = augment.max_shift or augment.crop_padding or augment.flip
     if needs_image and image_shape is None:
         on = [k for k in ("max_shift", "crop_padding", "flip") if getattr(augment, k)]
-        raise _error(f"data.augment.{on[0]}", getattr(augment, on[0]), "0 / false: image transforms need an image dataset (this one has no image_shape)")
+        raise _error(
+            f"data.augment.{on[0]}",
+            getattr(augment, on[0]),
+            "0 / false: image transforms need an image dataset (this one has no image_shape)",
+        )
     with _in_section("data.augment"):
         fn = faugment.make_augment(
             image_shape=image_shape,
@@ -941,10 +1035,13 @@ def build_augment(augment: AugmentConfig, image_shape) -> Callable | None:
 
 def _steps(training: TrainingConfig, n_train: int) -> tuple[int, int]:
     """(steps per epoch, total steps)."""
-    per_epoch = n_train // training.batch_size if training.drop_last else -(-n_train // training.batch_size)
+    per_epoch = (
+        n_train // training.batch_size if training.drop_last else -(-n_train // training.batch_size)
+    )
     if per_epoch < 1:
         raise _error(
-            "training.batch_size", training.batch_size,
+            "training.batch_size",
+            training.batch_size,
             f"at most the {n_train} training examples when training.drop_last = true",
         )
     return per_epoch, (training.steps or training.epochs * per_epoch)
@@ -976,7 +1073,11 @@ def build(config: Config, *, cache: dict | None = None) -> Built:
     train = splits.train
     es = config.training.early_stopping
     if es.enabled and es.monitor.startswith("val_") and splits.val is None:
-        raise _error("training.early_stopping.monitor", es.monitor, "a train_* metric, or a validation split (data.val > 0)")
+        raise _error(
+            "training.early_stopping.monitor",
+            es.monitor,
+            "a train_* metric, or a validation split (data.val > 0)",
+        )
     distribution = resolve_distribution(config.loss, train.task)
     loss = dataclasses.replace(config.loss, distribution=distribution)
     head, num_outputs = build_head(loss, train)
@@ -988,4 +1089,6 @@ def build(config: Config, *, cache: dict | None = None) -> Built:
     optimizer = build_optimizer(optimizer_config)
     augment = build_augment(config.data.augment, train.image_shape)
     resolved = dataclasses.replace(config, loss=loss, optimizer=optimizer_config)
-    return Built(resolved, splits, standardizer, head, model, penalty, optimizer, augment, per_epoch, total)
+    return Built(
+        resolved, splits, standardizer, head, model, penalty, optimizer, augment, per_epoch, total
+    )

@@ -38,7 +38,15 @@ __all__ = [
 ]
 
 BOOKKEEPING = (
-    "step", "epoch", "time", "replica", "learning_rate", "grad_norm", "update_norm", "skipped_steps", "examples_per_second",
+    "step",
+    "epoch",
+    "time",
+    "replica",
+    "learning_rate",
+    "grad_norm",
+    "update_norm",
+    "skipped_steps",
+    "examples_per_second",
 )
 """metrics.jsonl keys that are not model metrics (no 'best' value, not in the tables), also with a
 ``train_``/``val_`` prefix (``train_learning_rate``)."""
@@ -74,7 +82,9 @@ def read_metrics(path: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             if number == len(lines):
                 continue
-            raise FnlearnError(f"{path}: line {number} is not a JSON object: {line[:80]!r}.") from None
+            raise FnlearnError(
+                f"{path}: line {number} is not a JSON object: {line[:80]!r}."
+            ) from None
         if isinstance(row, dict):
             rows.append(row)
     return rows
@@ -94,7 +104,9 @@ def read_run(path: str | Path) -> Run:
     except tomllib.TOMLDecodeError as err:
         raise FnlearnError(f"{config_path}: not valid TOML ({err}).") from None
     summary_path = path / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
+    summary = (
+        json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
+    )
     return Run(path, config, read_metrics(path / "metrics.jsonl"), summary)
 
 
@@ -108,7 +120,9 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
             runs.append(read_run(path))
             continue
         if not path.is_dir():
-            raise FnlearnError(f"{str(path)!r} does not exist. Expected a run directory (or a folder of them).")
+            raise FnlearnError(
+                f"{str(path)!r} does not exist. Expected a run directory (or a folder of them)."
+            )
         found = sorted(p.parent for p in path.rglob("config.toml"))
         if not found:
             raise FnlearnError(f"{str(path)!r} holds no run directories (no config.toml below it).")
@@ -127,7 +141,9 @@ def _is_number(value) -> bool:
 def _metric_keys(rows: Sequence[Mapping]) -> list[str]:
     keys = []
     for row in rows:
-        keys += [k for k, v in row.items() if k not in keys and not is_bookkeeping(k) and _is_number(v)]
+        keys += [
+            k for k, v in row.items() if k not in keys and not is_bookkeeping(k) and _is_number(v)
+        ]
     return keys
 
 
@@ -187,12 +203,17 @@ def group_runs(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
     all_keys = sorted({k for flat in flats.values() for k in flat})
     differing = [k for k in all_keys if len({flat.get(k) for flat in flats.values()}) > 1]
     given = [{(run.summary or {}).get("label") for run in members} for members in groups.values()]
-    if all(len(g) == 1 and None not in g for g in given) and len({next(iter(g)) for g in given}) == len(given) > 1:
+    if (
+        all(len(g) == 1 and None not in g for g in given)
+        and len({next(iter(g)) for g in given}) == len(given) > 1
+    ):
         return [(next(iter(g)), members) for g, members in zip(given, groups.values())]
     labelled = []
     for key, members in groups.items():
         flat = flats[key]
-        parts = [f"{k}={_label_value(flat[k]) if k in flat else '-'}" for k in differing if k != "name"]
+        parts = [
+            f"{k}={_label_value(flat[k]) if k in flat else '-'}" for k in differing if k != "name"
+        ]
         if "name" in differing or not parts:
             parts.insert(0, str(members[0].config.get("name") or members[0].path.name))
         labelled.append((" ".join(parts), members))
@@ -258,7 +279,14 @@ def compare_table(runs: Sequence[Run]) -> tuple[list[str], list[dict]]:
             if key not in columns:
                 columns.append(key)
         rows.append(row)
-    order = sorted(columns, key=lambda c: (not c.startswith("test_"), c in ("epochs", "wall time (s)"), columns.index(c)))
+    order = sorted(
+        columns,
+        key=lambda c: (
+            not c.startswith("test_"),
+            c in ("epochs", "wall time (s)"),
+            columns.index(c),
+        ),
+    )
     return ["run", "seeds", *(["diverged"] if any_diverged else []), *order], rows
 
 
@@ -317,13 +345,19 @@ def _pyplot():
 
 
 def _curve(rows: Sequence[Mapping], key: str, x: str) -> tuple[list, list]:
-    points = [(row[x], row[key]) for row in rows if _is_number(row.get(key)) and _is_number(row.get(x))]
+    points = [
+        (row[x], row[key]) for row in rows if _is_number(row.get(key)) and _is_number(row.get(x))
+    ]
     return [p[0] for p in points], [p[1] for p in points]
 
 
 def _other_metric(keys: Sequence[str]) -> str | None:
     """The metric shown next to the loss: accuracy if logged, else the first non-loss metric."""
-    names = [k.split("_", 1)[1] for k in keys if k.startswith(("train_", "val_")) and not k.endswith("_loss")]
+    names = [
+        k.split("_", 1)[1]
+        for k in keys
+        if k.startswith(("train_", "val_")) and not k.endswith("_loss")
+    ]
     return "accuracy" if "accuracy" in names else (names[0] if names else None)
 
 
@@ -331,7 +365,9 @@ def plot_run(run: Run, out: str | Path | None = None) -> Path:
     """Loss, metric and learning rate against the step, as one PNG (default RUN/plots/training.png)."""
     rows = run.metrics
     if not rows:
-        raise FnlearnError(f"{run.path}: metrics.jsonl is empty or missing, so there is nothing to plot.")
+        raise FnlearnError(
+            f"{run.path}: metrics.jsonl is empty or missing, so there is nothing to plot."
+        )
     out = Path(out) if out else run.path / "plots" / "training.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     plt = _pyplot()
@@ -339,9 +375,14 @@ def plot_run(run: Run, out: str | Path | None = None) -> Path:
     panels = [("loss", ["train_loss", "val_loss"])]
     if metric:
         panels.append((metric, [f"train_{metric}", f"val_{metric}"]))
-    rate = next((k for k in ("learning_rate", "train_learning_rate") if any(k in row for row in rows)), "learning_rate")
+    rate = next(
+        (k for k in ("learning_rate", "train_learning_rate") if any(k in row for row in rows)),
+        "learning_rate",
+    )
     panels.append(("learning rate", [rate]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 3.4), constrained_layout=True, squeeze=False
+    )
     for ax, (title, keys) in zip(axes[0], panels):
         for key in keys:
             xs, ys = _curve(rows, key, "step")
@@ -370,12 +411,16 @@ def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
     keys = _metric_keys(all_rows)
     split = "val_" if any(k.startswith("val_") for k in keys) else "train_"
     metric = _other_metric(keys)
-    panels = [f"{split}loss"] + ([f"{split}{metric}"] if metric and f"{split}{metric}" in keys else [])
+    panels = [f"{split}loss"] + (
+        [f"{split}{metric}"] if metric and f"{split}{metric}" in keys else []
+    )
     x = "epoch" if any("epoch" in row for row in all_rows) else "step"
     plt = _pyplot()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 3.8), constrained_layout=True, squeeze=False
+    )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key in zip(axes[0], panels):
         for i, (label, members) in enumerate(groups):
@@ -383,8 +428,14 @@ def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
             label = f"{label} ({diverged}/{len(members)} diverged)" if diverged else label
             for j, run in enumerate(members):
                 xs, ys = _curve(_epoch_rows(run.metrics, key, x), key, x)
-                ax.plot(xs, ys, color=colours[i % len(colours)], alpha=0.9 if len(members) == 1 else 0.6,
-                        linewidth=1.4, label=label if j == 0 else None)
+                ax.plot(
+                    xs,
+                    ys,
+                    color=colours[i % len(colours)],
+                    alpha=0.9 if len(members) == 1 else 0.6,
+                    linewidth=1.4,
+                    label=label if j == 0 else None,
+                )
         ax.set_title(key)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)

@@ -46,48 +46,155 @@ def run_main(args, capsys):
 # (config file text, extra arguments, text the one-line message must contain)
 MALFORMED = [
     ("[optimiser]\nname = 'adam'\n", [], "optimiser: unknown key. Did you mean 'optimizer'?"),
-    ("[optimizer]\nlearning_rat = 0.1\n", [], "optimizer.learning_rat: unknown key. Did you mean 'learning_rate'?"),
-    ("[training]\nepochs = 'ten'\n", [], 'training.epochs = "ten": expected an integer, got a string'),
+    (
+        "[optimizer]\nlearning_rat = 0.1\n",
+        [],
+        "optimizer.learning_rat: unknown key. Did you mean 'learning_rate'?",
+    ),
+    (
+        "[training]\nepochs = 'ten'\n",
+        [],
+        'training.epochs = "ten": expected an integer, got a string',
+    ),
     ("[model]\nresidual = 'yes'\n", [], 'model.residual = "yes": expected true or false'),
     ("[model]\nsizes = 128\n", [], "model.sizes = 128: expected a list of integers"),
     ("[model]\nsizes = [64, 'a']\n", [], "model.sizes"),
-    ("[optimizer]\nlearning_rate = 0\n", [], "optimizer.learning_rate = 0: out of range: expected a number > 0"),
-    ("[model]\ndropout = 1.0\n", [], "model.dropout = 1.0: out of range: expected a number in [0, 1)"),
+    (
+        "[optimizer]\nlearning_rate = 0\n",
+        [],
+        "optimizer.learning_rate = 0: out of range: expected a number > 0",
+    ),
+    (
+        "[model]\ndropout = 1.0\n",
+        [],
+        "model.dropout = 1.0: out of range: expected a number in [0, 1)",
+    ),
     ("[data]\nval = -0.1\n", [], "data.val = -0.1: out of range"),
-    ("[training]\nbatch_size = 0\n", [], "training.batch_size = 0: out of range: expected an integer >= 1"),
+    (
+        "[training]\nbatch_size = 0\n",
+        [],
+        "training.batch_size = 0: out of range: expected an integer >= 1",
+    ),
     ("[training]\nseeds = []\n", [], "training.seeds = []: out of range"),
-    ("[data]\nname = 'digit'\n", [], "data.name = \"digit\": unknown dataset. Did you mean 'digits'?"),
+    (
+        "[data]\nname = 'digit'\n",
+        [],
+        "data.name = \"digit\": unknown dataset. Did you mean 'digits'?",
+    ),
     ("[model]\nname = 'mpl'\n", [], "model.name = \"mpl\": unknown model. Did you mean 'mlp'?"),
-    ("[loss]\ndistribution = 'gausian'\n", [], "loss.distribution = \"gausian\": unknown distribution. Did you mean 'gaussian'?"),
-    ("[optimizer]\nname = 'adma'\n", [], "optimizer.name = \"adma\": unknown optimizer. Did you mean 'adam'?"),
-    ("[optimizer.schedule]\nname = 'cosine_decy'\n", [], "optimizer.schedule.name = \"cosine_decy\": unknown schedule. Did you mean 'cosine_decay'?"),
-    ("[model]\nactivation = 'rellu'\n", [], "model.activation = \"rellu\": unknown activation. Did you mean 'relu'?"),
-    ("[model]\nnorm = 'batchnorm'\n", [], "model.norm = \"batchnorm\": unknown norm. Did you mean 'batch_norm'?"),
-    ("[optimizer.schedule]\nname = 'exponential_decay'\n", [], "optimizer.schedule.options.decay_rate: missing required value"),
+    (
+        "[loss]\ndistribution = 'gausian'\n",
+        [],
+        "loss.distribution = \"gausian\": unknown distribution. Did you mean 'gaussian'?",
+    ),
+    (
+        "[optimizer]\nname = 'adma'\n",
+        [],
+        "optimizer.name = \"adma\": unknown optimizer. Did you mean 'adam'?",
+    ),
+    (
+        "[optimizer.schedule]\nname = 'cosine_decy'\n",
+        [],
+        "optimizer.schedule.name = \"cosine_decy\": unknown schedule. Did you mean 'cosine_decay'?",
+    ),
+    (
+        "[model]\nactivation = 'rellu'\n",
+        [],
+        "model.activation = \"rellu\": unknown activation. Did you mean 'relu'?",
+    ),
+    (
+        "[model]\nnorm = 'batchnorm'\n",
+        [],
+        "model.norm = \"batchnorm\": unknown norm. Did you mean 'batch_norm'?",
+    ),
+    (
+        "[optimizer.schedule]\nname = 'exponential_decay'\n",
+        [],
+        "optimizer.schedule.options.decay_rate: missing required value",
+    ),
     ("[data]\nname = 'csv'\n", [], "data.options: "),
     ("[data]\noptions = {n = 5}\n", [], "data.options: dataset 'digits' has no option 'n'"),
-    ("[loss]\noptions = {scale = 'learned'}\n", [], "loss.options: distribution 'categorical' has no option 'scale'"),
-    ("[optimizer]\nname = 'sgd'\noptions = {momentm = 0.9}\n", [], "optimizer.options: optimizer 'sgd'"),
-    ("[optimizer]\nname = 'adamw'\noptions = {weight_decay = 0.1}\n", [], "optimizer.options.weight_decay: set it as optimizer.weight_decay"),
-    ("[data]\nname = 'iris'\n[loss]\ndistribution = 'bernoulli'\n", [], "loss.distribution = \"bernoulli\" does not fit dataset 'iris'"),
-    ("[data]\nname = 'iris'\n[data.augment]\nflip = true\n", [], "data.augment.flip = true: expected 0 / false: image transforms need an image dataset"),
-    ("[training]\nepochs = 3\nsteps = 10\n", [], "training.epochs = 3: expected exactly one of training.epochs and training.steps"),
+    (
+        "[loss]\noptions = {scale = 'learned'}\n",
+        [],
+        "loss.options: distribution 'categorical' has no option 'scale'",
+    ),
+    (
+        "[optimizer]\nname = 'sgd'\noptions = {momentm = 0.9}\n",
+        [],
+        "optimizer.options: optimizer 'sgd'",
+    ),
+    (
+        "[optimizer]\nname = 'adamw'\noptions = {weight_decay = 0.1}\n",
+        [],
+        "optimizer.options.weight_decay: set it as optimizer.weight_decay",
+    ),
+    (
+        "[data]\nname = 'iris'\n[loss]\ndistribution = 'bernoulli'\n",
+        [],
+        "loss.distribution = \"bernoulli\" does not fit dataset 'iris'",
+    ),
+    (
+        "[data]\nname = 'iris'\n[data.augment]\nflip = true\n",
+        [],
+        "data.augment.flip = true: expected 0 / false: image transforms need an image dataset",
+    ),
+    (
+        "[training]\nepochs = 3\nsteps = 10\n",
+        [],
+        "training.epochs = 3: expected exactly one of training.epochs and training.steps",
+    ),
     ("[data]\nval = 0.5\ntest = 0.5\n", [], "data.val = 0.5: expected val + test < 1"),
-    ("[data]\nval = 0.0\n[training.early_stopping]\nenabled = true\n", [], "training.early_stopping.monitor = \"val_loss\": expected a train_* metric"),
-    ("[training.early_stopping]\nenabled = true\nmonitor = 'loss'\n", [], "training.early_stopping.monitor = \"loss\": expected a logged metric"),
+    (
+        "[data]\nval = 0.0\n[training.early_stopping]\nenabled = true\n",
+        [],
+        'training.early_stopping.monitor = "val_loss": expected a train_* metric',
+    ),
+    (
+        "[training.early_stopping]\nenabled = true\nmonitor = 'loss'\n",
+        [],
+        'training.early_stopping.monitor = "loss": expected a logged metric',
+    ),
     ("[model\nsizes = [1]\n", [], "is not valid TOML"),
-    ("", ["--set", "optimizer.learning_rate"], "--set 'optimizer.learning_rate': expected KEY=VALUE"),
-    ("", ["--set", "optimizer.name.x=1"], "optimizer.name = {x = 1}: expected a string, got a table"),
-    ("[optimizer]\nname = 'sgd'\n", ["--set", "optimizer.name.x=1"], "optimizer.name = \"sgd\" is a value, not a table"),
+    (
+        "",
+        ["--set", "optimizer.learning_rate"],
+        "--set 'optimizer.learning_rate': expected KEY=VALUE",
+    ),
+    (
+        "",
+        ["--set", "optimizer.name.x=1"],
+        "optimizer.name = {x = 1}: expected a string, got a table",
+    ),
+    (
+        "[optimizer]\nname = 'sgd'\n",
+        ["--set", "optimizer.name.x=1"],
+        'optimizer.name = "sgd" is a value, not a table',
+    ),
     ("", ["--set", "optimizer.learning_rate=[1"], "the value is not a TOML literal"),
-    ("", ["--set", "training.epochs=1.5"], "training.epochs = 1.5: expected an integer, got a number"),
-    ("[data]\ntest = 0.2\ntest_options = {subset = 'test'}\n", [], "data.test = 0.2: expected 0 when data.test_options"),
-    ("[loss]\npenalty_mask = 'weight_only'\n", [], "loss.penalty_mask = \"weight_only\": out of range: expected one of 'weights_only', 'all'. Did you mean 'weights_only'?"),
-    ("name = 'my run'\n", [], "name = \"my run\": expected a run name"),
+    (
+        "",
+        ["--set", "training.epochs=1.5"],
+        "training.epochs = 1.5: expected an integer, got a number",
+    ),
+    (
+        "[data]\ntest = 0.2\ntest_options = {subset = 'test'}\n",
+        [],
+        "data.test = 0.2: expected 0 when data.test_options",
+    ),
+    (
+        "[loss]\npenalty_mask = 'weight_only'\n",
+        [],
+        "loss.penalty_mask = \"weight_only\": out of range: expected one of 'weights_only', 'all'. Did you mean 'weights_only'?",
+    ),
+    ("name = 'my run'\n", [], 'name = "my run": expected a run name'),
     ("", ["--epochs", "3"], "unrecognized arguments: --epochs 3"),
     ("", ["--resume", "--out", "nowhere"], "--resume: 'nowhere' does not exist"),
-    ("[optimizer.schedule]\nname = 'piecewise_constant'\noptions = {boundaries_and_scales = {ten = 0.1}}\n", [],
-     "optimizer.schedule.options.boundaries_and_scales"),
+    (
+        "[optimizer.schedule]\nname = 'piecewise_constant'\noptions = {boundaries_and_scales = {ten = 0.1}}\n",
+        [],
+        "optimizer.schedule.options.boundaries_and_scales",
+    ),
 ]
 
 
@@ -113,8 +220,14 @@ def test_there_are_at_least_30_malformed_cases():
     [
         (["train", "missing.toml"], "config file 'missing.toml' does not exist"),
         (["train"], "give a CONFIG file"),
-        (["sweep", "ok.toml", "--grid", "optimizer.learning_rate"], "--grid 'optimizer.learning_rate': expected KEY=V1,V2"),
-        (["sweep", "ok.toml", "--grid", "optimizer.learning_rate=1e-3,-1"], "optimizer.learning_rate = -1: out of range"),
+        (
+            ["sweep", "ok.toml", "--grid", "optimizer.learning_rate"],
+            "--grid 'optimizer.learning_rate': expected KEY=V1,V2",
+        ),
+        (
+            ["sweep", "ok.toml", "--grid", "optimizer.learning_rate=1e-3,-1"],
+            "optimizer.learning_rate = -1: out of range",
+        ),
         (["sweep", "ok.toml", "--grid", "model.sizes=[8],[0]"], "model.sizes = [0]: out of range"),
         (["sweep", "ok.toml", "--seeds", "-1"], "--seeds = -1"),
         (["compare", "nowhere"], "'nowhere' does not exist"),
@@ -177,9 +290,16 @@ def test_version(capsys):
 
 def test_importing_the_cli_does_not_import_the_training_engine():
     code = "import sys, fnlearn.cli; print(sorted(m for m in ('fnlearn.loop', 'fnlearn.config', 'fnlearn.report', 'matplotlib', 'sklearn', 'orbax') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
     # fnlearn/__init__.py (the lead's) may import the engine; the CLI itself adds none of the heavy parts
-    assert "matplotlib" not in out and "sklearn" not in out and "orbax" not in out and "fnlearn.config" not in out
+    assert (
+        "matplotlib" not in out
+        and "sklearn" not in out
+        and "orbax" not in out
+        and "fnlearn.config" not in out
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,18 +308,33 @@ def test_importing_the_cli_does_not_import_the_training_engine():
 
 def fnlearn(*args, cwd, check=True, timeout=300):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, "-m", "fnlearn", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "fnlearn", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"fnlearn {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
+        raise AssertionError(
+            f"fnlearn {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}"
+        )
     return result
 
 
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("[optimizer]\nname = 'adma'\n", "optimizer.name = \"adma\": unknown optimizer. Did you mean 'adam'?"),
+        (
+            "[optimizer]\nname = 'adma'\n",
+            "optimizer.name = \"adma\": unknown optimizer. Did you mean 'adam'?",
+        ),
         ("[training]\nbatch_size = -3\n", "training.batch_size = -3: out of range"),
-        ("[data]\nname = 'iris'\n[loss]\ndistribution = 'bernoulli'\n", "does not fit dataset 'iris'"),
+        (
+            "[data]\nname = 'iris'\n[loss]\ndistribution = 'bernoulli'\n",
+            "does not fit dataset 'iris'",
+        ),
     ],
 )
 def test_malformed_config_in_a_real_process(text, needle, tmp_path):
@@ -223,19 +358,46 @@ def test_help_in_a_real_process(tmp_path):
 def test_train_writes_a_complete_run_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text(SMALL)
-    code, out, err = run_main(["train", "small.toml", "--set", "logging.plots=true", "--set", "optimizer.learning_rate=3e-3"], capsys)
+    code, out, err = run_main(
+        [
+            "train",
+            "small.toml",
+            "--set",
+            "logging.plots=true",
+            "--set",
+            "optimizer.learning_rate=3e-3",
+        ],
+        capsys,
+    )
     assert code == 0, err
     run = tmp_path / "runs" / "small"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "metrics.jsonl", "plots", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints",
+        "config.toml",
+        "metrics.jsonl",
+        "plots",
+        "summary.json",
+    ]
     resolved = C.from_dict(tomllib.loads((run / "config.toml").read_text()))
     assert resolved.optimizer.learning_rate == 3e-3 and resolved.loss.distribution == "categorical"
-    assert resolved == C.build(C.load("small.toml", ["logging.plots=true", "optimizer.learning_rate=3e-3"])).config
+    assert (
+        resolved
+        == C.build(
+            C.load("small.toml", ["logging.plots=true", "optimizer.learning_rate=3e-3"])
+        ).config
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["seed"] == 0
-    assert set(summary["test"]) >= {"loss", "accuracy"} and 0.0 <= summary["test"]["accuracy"] <= 1.0
+    assert (
+        set(summary["test"]) >= {"loss", "accuracy"} and 0.0 <= summary["test"]["accuracy"] <= 1.0
+    )
     assert summary["examples"] == {"train": 1258, "val": 180, "test": 359}
-    assert {"python", "jax", "numpy", "fnlearn"} <= set(summary["versions"]) and summary["device"]["platform"]
-    assert summary["best"]["val_loss"]["value"] == min(r["val_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()))
+    assert {"python", "jax", "numpy", "fnlearn"} <= set(summary["versions"]) and summary["device"][
+        "platform"
+    ]
+    assert summary["best"]["val_loss"]["value"] == min(
+        r["val_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    )
     assert (run / "plots" / "training.png").stat().st_size > 0
     assert "runs/small: test_accuracy" in out
     # the default directory is taken now: the next run goes next to it
@@ -247,8 +409,21 @@ def test_train_writes_a_complete_run_directory(tmp_path, monkeypatch, capsys):
 def test_several_seeds_make_one_directory_each_and_a_table(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text(SMALL)
-    code, out, err = run_main(["train", "small.toml", "--set", "training.seeds=[3,4]", "--set", "training.epochs=1",
-                               "--set", "training.checkpoint.every=0", "--out", "seeds"], capsys)
+    code, out, err = run_main(
+        [
+            "train",
+            "small.toml",
+            "--set",
+            "training.seeds=[3,4]",
+            "--set",
+            "training.epochs=1",
+            "--set",
+            "training.checkpoint.every=0",
+            "--out",
+            "seeds",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert sorted(os.listdir("seeds")) == ["seed_3", "seed_4"]
     for seed in (3, 4):
@@ -260,9 +435,17 @@ def test_several_seeds_make_one_directory_each_and_a_table(tmp_path, monkeypatch
 def test_resume_refuses_a_different_config(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text(SMALL)
-    assert run_main(["train", "small.toml", "--quiet", "--out", "r", "--set", "training.epochs=1"], capsys)[0] == 0
+    assert (
+        run_main(
+            ["train", "small.toml", "--quiet", "--out", "r", "--set", "training.epochs=1"], capsys
+        )[0]
+        == 0
+    )
     Path("r/summary.json").unlink()  # as if it had been interrupted
-    code, _, err = run_main(["train", "small.toml", "--resume", "--out", "r", "--set", "optimizer.learning_rate=0.1"], capsys)
+    code, _, err = run_main(
+        ["train", "small.toml", "--resume", "--out", "r", "--set", "optimizer.learning_rate=0.1"],
+        capsys,
+    )
     assert code == 2 and "--resume: optimizer.learning_rate = 0.1 differs from the run's" in err
 
 
@@ -276,7 +459,9 @@ def _epoch_lines(path):
 
 @pytest.mark.slow
 def test_train_kill_resume_compare(tmp_path, capsys):
-    config = SMALL.replace("epochs = 2", "epochs = 12").replace("batch_size = 64", "batch_size = 32")
+    config = SMALL.replace("epochs = 2", "epochs = 12").replace(
+        "batch_size = 64", "batch_size = 32"
+    )
     (tmp_path / "c.toml").write_text(config)
     os.chdir(tmp_path)  # the uninterrupted reference run, in this process
     try:
@@ -286,12 +471,20 @@ def test_train_kill_resume_compare(tmp_path, capsys):
     capsys.readouterr()
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "fnlearn", "train", "c.toml", "--out", "killed", "--quiet"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fnlearn", "train", "c.toml", "--out", "killed", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     checkpoints = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if checkpoints.is_dir() and any(p.name.isdigit() and (p / "commit_success.txt").exists() for p in checkpoints.glob("last/*")):
+        if checkpoints.is_dir() and any(
+            p.name.isdigit() and (p / "commit_success.txt").exists()
+            for p in checkpoints.glob("last/*")
+        ):
             break  # a finished checkpoint (orbax renames its temporary directory to the step number)
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
@@ -301,33 +494,80 @@ def test_train_kill_resume_compare(tmp_path, capsys):
     done_before = len(_epoch_lines(tmp_path / "killed" / "metrics.jsonl"))
     assert done_before < 12
 
-    fnlearn("train", "--resume", "--out", "killed", "--quiet", cwd=tmp_path)  # the config comes from the run
-    reference, resumed = (_epoch_lines(tmp_path / d / "metrics.jsonl") for d in ("reference", "killed"))
+    fnlearn(
+        "train", "--resume", "--out", "killed", "--quiet", cwd=tmp_path
+    )  # the config comes from the run
+    reference, resumed = (
+        _epoch_lines(tmp_path / d / "metrics.jsonl") for d in ("reference", "killed")
+    )
     assert [r["epoch"] for r in resumed] == list(range(1, 13))
     for a, b in zip(reference, resumed):
         assert {k: v for k, v in a.items() if k not in ("time", "examples_per_second")} == {
-            k: v for k, v in b.items() if k not in ("time", "examples_per_second")}
-    ref_summary, res_summary = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("reference", "killed"))
+            k: v for k, v in b.items() if k not in ("time", "examples_per_second")
+        }
+    ref_summary, res_summary = (
+        json.loads((tmp_path / d / "summary.json").read_text()) for d in ("reference", "killed")
+    )
     assert ref_summary["test"] == res_summary["test"]
 
-    code = cli.main(["compare", str(tmp_path / "reference"), str(tmp_path / "killed"), "--csv", str(tmp_path / "t.csv"),
-                     "--out", str(tmp_path / "c.png")])
+    code = cli.main(
+        [
+            "compare",
+            str(tmp_path / "reference"),
+            str(tmp_path / "killed"),
+            "--csv",
+            str(tmp_path / "t.csv"),
+            "--out",
+            str(tmp_path / "c.png"),
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and lines[2].startswith("| small | 2 |")  # the same config: one group of 2
+    assert len(lines) == 3 and lines[2].startswith(
+        "| small | 2 |"
+    )  # the same config: one group of 2
     assert "± 0 |" in lines[2]  # identical results, zero spread
     assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "t.csv").is_file()
 
 
 @pytest.mark.slow
 def test_sweep_runs_every_combination(tmp_path):
-    (tmp_path / "s.toml").write_text(SMALL.replace("epochs = 2", "epochs = 1").replace("every = 1", "every = 0"))
-    result = fnlearn("sweep", "s.toml", "--grid", "optimizer.learning_rate=1e-3,1e-2", "--seeds", "2", "--out", "sw", "--quiet", cwd=tmp_path)
-    runs = sorted(str(p.parent.relative_to(tmp_path / "sw")) for p in (tmp_path / "sw").rglob("summary.json"))
+    (tmp_path / "s.toml").write_text(
+        SMALL.replace("epochs = 2", "epochs = 1").replace("every = 1", "every = 0")
+    )
+    result = fnlearn(
+        "sweep",
+        "s.toml",
+        "--grid",
+        "optimizer.learning_rate=1e-3,1e-2",
+        "--seeds",
+        "2",
+        "--out",
+        "sw",
+        "--quiet",
+        cwd=tmp_path,
+    )
+    runs = sorted(
+        str(p.parent.relative_to(tmp_path / "sw")) for p in (tmp_path / "sw").rglob("summary.json")
+    )
     assert runs == [f"learning_rate={lr}/seed_{s}" for lr in ("0.001", "0.01") for s in (0, 1)]
     table = result.stdout.strip().splitlines()
     assert len(table) == 4 and all("| 2 |" in row for row in table[2:])
-    assert {row.split("|")[1].strip() for row in table[2:]} == {"learning_rate=0.001", "learning_rate=0.01"}  # the sweep's labels
+    assert {row.split("|")[1].strip() for row in table[2:]} == {
+        "learning_rate=0.001",
+        "learning_rate=0.01",
+    }  # the sweep's labels
     # --resume on a finished sweep trains nothing
-    again = fnlearn("sweep", "s.toml", "--grid", "optimizer.learning_rate=1e-3,1e-2", "--seeds", "2", "--out", "sw", "--resume", cwd=tmp_path)
+    again = fnlearn(
+        "sweep",
+        "s.toml",
+        "--grid",
+        "optimizer.learning_rate=1e-3,1e-2",
+        "--seeds",
+        "2",
+        "--out",
+        "sw",
+        "--resume",
+        cwd=tmp_path,
+    )
     assert again.stdout.count("already finished, skipped") == 4

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnlearn import config as C
-from fnlearn import losses, optim
+from fnlearn import optim
 from fnlearn.errors import FnlearnError
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
@@ -34,14 +34,20 @@ def test_default_config_round_trips_through_toml():
     assert tomllib.loads(text) == C.to_dict(config)
 
 
-keys = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8)
+keys = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8
+)
 scalars = (
     st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False)
     | st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3), max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -69,7 +75,9 @@ settable = st.fixed_dictionaries(
         "loss.l2": st.floats(0.0, 1.0),
         "loss.options": st.dictionaries(st.sampled_from(["scale", "floor"]), st.floats(0.1, 2.0)),
         "optimizer.learning_rate": st.floats(1e-6, 1.0),
-        "optimizer.schedule.options": st.dictionaries(st.sampled_from(["alpha", "end_value"]), st.floats(0, 1)),
+        "optimizer.schedule.options": st.dictionaries(
+            st.sampled_from(["alpha", "end_value"]), st.floats(0, 1)
+        ),
         "training.seeds": st.lists(st.integers(0, 1000), min_size=1, max_size=4, unique=True),
         "training.batch_size": st.integers(1, 4096),
         "name": st.from_regex(r"[a-z][a-z0-9_.-]{0,10}", fullmatch=True),
@@ -112,7 +120,9 @@ def test_override_values_are_toml_literals(text, path, value):
         assert got == tomllib.loads(f"v = {literal}")["v"]
 
 
-@pytest.mark.parametrize("text", ["optimizer.learning_rate", "=3", "a..b=1", "model.sizes=[1,", "data.name=two words"])
+@pytest.mark.parametrize(
+    "text", ["optimizer.learning_rate", "=3", "a..b=1", "model.sizes=[1,", "data.name=two words"]
+)
 def test_malformed_overrides(text):
     with pytest.raises(FnlearnError, match="--set"):
         C.parse_override(text)
@@ -122,7 +132,10 @@ def test_overrides_apply_on_top_of_the_file_and_do_not_touch_it():
     raw = {"optimizer": {"name": "sgd"}}
     out = C.apply_overrides(raw, ["optimizer.learning_rate=0.5", "data.options.n=9"])
     assert raw == {"optimizer": {"name": "sgd"}}
-    assert out == {"optimizer": {"name": "sgd", "learning_rate": 0.5}, "data": {"options": {"n": 9}}}
+    assert out == {
+        "optimizer": {"name": "sgd", "learning_rate": 0.5},
+        "data": {"options": {"n": 9}},
+    }
     with pytest.raises(FnlearnError, match=r"optimizer.name = \"sgd\" is a value, not a table"):
         C.apply_overrides(raw, ["optimizer.name.x=1"])
 
@@ -134,21 +147,45 @@ def test_overrides_apply_on_top_of_the_file_and_do_not_touch_it():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["optimizer.learning_rat=1"], r"^optimizer.learning_rat: unknown key. Did you mean 'learning_rate'\?"),
-        (["optimizer.learning_rate=-1"], r"^optimizer.learning_rate = -1: out of range: expected a number > 0.$"),
+        (
+            ["optimizer.learning_rat=1"],
+            r"^optimizer.learning_rat: unknown key. Did you mean 'learning_rate'\?",
+        ),
+        (
+            ["optimizer.learning_rate=-1"],
+            r"^optimizer.learning_rate = -1: out of range: expected a number > 0.$",
+        ),
         (["optimizer.learning_rate=nan"], r"^optimizer.learning_rate = nan: out of range"),
         (["training.epochs=2.5"], r"^training.epochs = 2.5: expected an integer, got a number."),
         (["training.epochs=true"], r"^training.epochs = true: expected an integer, got a boolean."),
-        (["model.sizes=[64, 0]"], r"^model.sizes = \[64, 0\]: out of range: expected a list of integers each >= 1."),
+        (
+            ["model.sizes=[64, 0]"],
+            r"^model.sizes = \[64, 0\]: out of range: expected a list of integers each >= 1.",
+        ),
         (["model.sizes=64"], r"^model.sizes = 64: expected a list of integers"),
-        (["data.name=digts"], r"^data.name = \"digts\": unknown dataset. Did you mean 'digits'\? Known: "),
-        (["model.activation=rleu"], r"^model.activation = \"rleu\": unknown activation. Did you mean 'relu'\?"),
-        (["optimizer.schedule.name=cosine"], r"^optimizer.schedule.name = \"cosine\": unknown schedule."),
-        (["training.seeds=[1, 1]"], r"^training.seeds = \[1, 1\]: out of range: expected a list of integers without repeats."),
-        (["training.steps=10", "training.epochs=3"], r"^training.epochs = 3: expected exactly one of"),
+        (
+            ["data.name=digts"],
+            r"^data.name = \"digts\": unknown dataset. Did you mean 'digits'\? Known: ",
+        ),
+        (
+            ["model.activation=rleu"],
+            r"^model.activation = \"rleu\": unknown activation. Did you mean 'relu'\?",
+        ),
+        (
+            ["optimizer.schedule.name=cosine"],
+            r"^optimizer.schedule.name = \"cosine\": unknown schedule.",
+        ),
+        (
+            ["training.seeds=[1, 1]"],
+            r"^training.seeds = \[1, 1\]: out of range: expected a list of integers without repeats.",
+        ),
+        (
+            ["training.steps=10", "training.epochs=3"],
+            r"^training.epochs = 3: expected exactly one of",
+        ),
         (["data.val=0.5", "data.test=0.5"], r"^data.val = 0.5: expected val \+ test < 1"),
         (["data=3"], r"^data = 3: expected a table \[data\]"),
-        (["name=\"a b\""], r"^name = \"a b\": expected a run name"),
+        (['name="a b"'], r"^name = \"a b\": expected a run name"),
     ],
 )
 def test_validation_messages(overrides, message):
@@ -180,25 +217,35 @@ def test_build_digits_infers_widths_and_standardises_on_train():
     assert built.config.loss.distribution == "categorical"  # "auto" resolved for class labels
     mean = train.x.mean(axis=0)
     np.testing.assert_allclose(mean, 0.0, atol=1e-5)
-    assert built.total_steps == 20 * math.ceil(1258 / 32) and built.steps_per_epoch == math.ceil(1258 / 32)
+    assert built.total_steps == 20 * math.ceil(1258 / 32) and built.steps_per_epoch == math.ceil(
+        1258 / 32
+    )
 
 
 def test_learned_variance_head_gets_two_outputs_per_target():
-    built = C.build(C.loads('[data]\nname = "heteroscedastic"\n[loss]\noptions = {scale = "learned"}\n'))
+    built = C.build(
+        C.loads('[data]\nname = "heteroscedastic"\n[loss]\noptions = {scale = "learned"}\n')
+    )
     assert built.config.loss.distribution == "gaussian"
     assert built.model.output_shape == (2,)
-    np.testing.assert_allclose(built.splits.train.y.std(axis=0), 1.0, rtol=1e-5)  # targets standardised
+    np.testing.assert_allclose(
+        built.splits.train.y.std(axis=0), 1.0, rtol=1e-5
+    )  # targets standardised
 
 
 def test_bernoulli_reads_one_output_for_binary_labels_and_rejects_three_classes():
     built = C.build(C.loads('[data]\nname = "breast_cancer"\n[loss]\ndistribution = "bernoulli"\n'))
     assert built.model.output_shape == (1,)
-    with pytest.raises(FnlearnError, match=r"^loss.distribution = \"bernoulli\" does not fit dataset 'iris'"):
+    with pytest.raises(
+        FnlearnError, match=r"^loss.distribution = \"bernoulli\" does not fit dataset 'iris'"
+    ):
         C.build(C.loads('[data]\nname = "iris"\n[loss]\ndistribution = "bernoulli"\n'))
 
 
 def test_mlp_options_reach_the_model():
-    built = C.build(C.loads('[model]\nsizes = [16, 16]\nnorm = "batch_norm"\nresidual = true\ndropout = 0.1\n'))
+    built = C.build(
+        C.loads('[model]\nsizes = [16, 16]\nnorm = "batch_norm"\nresidual = true\ndropout = 0.1\n')
+    )
     params, state = built.model.init(jax.random.key(0))
     # block 0 maps 64 → 16 (not residual), block 1 16 → 16 (residual), then the output layer
     assert built.model.layer.sublayers[1].name.startswith("residual")
@@ -211,9 +258,13 @@ def test_penalty_is_the_masked_elastic_net(l1, l2):
     built = C.build(C.loads(f"[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\n"))
     params, _ = built.model.init(jax.random.key(1))
     weights = [np.asarray(layer["w"]) for layer in (params[0][0], params[1])]
-    expected = sum(l1 * np.abs(w).sum() + l2 * 0.5 * (w**2).sum() for w in weights)  # biases excluded
+    expected = sum(
+        l1 * np.abs(w).sum() + l2 * 0.5 * (w**2).sum() for w in weights
+    )  # biases excluded
     np.testing.assert_allclose(built.penalty(params), expected, rtol=1e-5)
-    everything = C.build(C.loads(f'[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\npenalty_mask = "all"\n'))
+    everything = C.build(
+        C.loads(f'[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\npenalty_mask = "all"\n')
+    )
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
     expected_all = sum(l1 * np.abs(x).sum() + l2 * 0.5 * (x**2).sum() for x in leaves)
     np.testing.assert_allclose(everything.penalty(params), expected_all, rtol=1e-5)
@@ -228,7 +279,9 @@ def _run_updates(tx, params, steps=12, seed=0):
     grads_key = jax.random.key(seed)
     out = []
     for i in range(steps):
-        grads = jax.tree_util.tree_map(lambda p: 3.0 * jax.random.normal(jax.random.fold_in(grads_key, i), p.shape), params)
+        grads = jax.tree_util.tree_map(
+            lambda p: 3.0 * jax.random.normal(jax.random.fold_in(grads_key, i), p.shape), params
+        )
         updates, state = tx.update(grads, state, params)
         params = optax.apply_updates(params, updates)
         out.append(params)
@@ -287,8 +340,16 @@ def test_built_optimizer_follows_the_optax_reference(text, reference):
 
 
 def test_schedule_options_are_filled_in_and_recorded():
-    built = C.build(C.loads('[optimizer]\nlearning_rate = 0.02\n[optimizer.schedule]\nname = "linear"\noptions = {end_value = 0.0}\n'))
-    assert built.config.optimizer.schedule.options == {"end_value": 0.0, "init_value": 0.02, "transition_steps": built.total_steps}
+    built = C.build(
+        C.loads(
+            '[optimizer]\nlearning_rate = 0.02\n[optimizer.schedule]\nname = "linear"\noptions = {end_value = 0.0}\n'
+        )
+    )
+    assert built.config.optimizer.schedule.options == {
+        "end_value": 0.0,
+        "init_value": 0.02,
+        "transition_steps": built.total_steps,
+    }
     # the resolved config builds the same optimizer again, and round-trips
     again = C.build(C.from_dict(tomllib.loads(C.dumps(built.config))))
     assert again.config == built.config
@@ -303,13 +364,31 @@ def test_skip_nonfinite_wraps_in_apply_if_finite():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ('[optimizer]\nname = "sgd"\noptions = {momentm = 0.9}\n', r"^optimizer.options: optimizer 'sgd'"),
-        ("[optimizer]\noptions = {learning_rate = 0.1}\n", r"^optimizer.options.learning_rate: set by the config itself"),
-        ('[optimizer.schedule]\nname = "exponential_decay"\n', r"^optimizer.schedule.options.decay_rate: missing required value"),
-        ('[loss]\noptions = {scale = "learned"}\n', r"^loss.options: distribution 'categorical' has no option 'scale'"),
+        (
+            '[optimizer]\nname = "sgd"\noptions = {momentm = 0.9}\n',
+            r"^optimizer.options: optimizer 'sgd'",
+        ),
+        (
+            "[optimizer]\noptions = {learning_rate = 0.1}\n",
+            r"^optimizer.options.learning_rate: set by the config itself",
+        ),
+        (
+            '[optimizer.schedule]\nname = "exponential_decay"\n',
+            r"^optimizer.schedule.options.decay_rate: missing required value",
+        ),
+        (
+            '[loss]\noptions = {scale = "learned"}\n',
+            r"^loss.options: distribution 'categorical' has no option 'scale'",
+        ),
         ("[data]\noptions = {n = 10}\n", r"^data.options: dataset 'digits' has no option 'n'"),
-        ('[data]\nname = "iris"\n[data.augment]\nmax_shift = 1\n', r"^data.augment.max_shift = 1: expected 0 / false: image transforms"),
-        ("[data]\nval = 0.0\n[training.early_stopping]\nenabled = true\n", r"^training.early_stopping.monitor = \"val_loss\": expected a train_\* metric"),
+        (
+            '[data]\nname = "iris"\n[data.augment]\nmax_shift = 1\n',
+            r"^data.augment.max_shift = 1: expected 0 / false: image transforms",
+        ),
+        (
+            "[data]\nval = 0.0\n[training.early_stopping]\nenabled = true\n",
+            r"^training.early_stopping.monitor = \"val_loss\": expected a train_\* metric",
+        ),
         ('[data]\nname = "csv"\n', r"^data.options: "),
     ],
 )
@@ -325,7 +404,9 @@ def test_augmentation_switches_map_to_make_augment():
     built = C.build(C.loads("[data.augment]\nmax_shift = 1\nflip = true\n"))
     x = jnp.asarray(built.splits.train.x[:4])
     reference = augment.make_augment(image_shape=(8, 8), max_shift=1, flip=True)
-    np.testing.assert_array_equal(built.augment(jax.random.key(3), x), reference(jax.random.key(3), x))
+    np.testing.assert_array_equal(
+        built.augment(jax.random.key(3), x), reference(jax.random.key(3), x)
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -333,8 +414,10 @@ def test_augmentation_switches_map_to_make_augment():
 
 
 def test_sweep_grid_is_the_product_with_labels_and_seeds():
-    config = C.loads("[sweep.grid]\n\"model.norm\" = [\"none\", \"batch_norm\"]\n")
-    runs = C.expand_sweep(config, ["optimizer.learning_rate=1e-3,1e-2", "model.sizes=[64,32],[8]"], seeds=3)
+    config = C.loads('[sweep.grid]\n"model.norm" = ["none", "batch_norm"]\n')
+    runs = C.expand_sweep(
+        config, ["optimizer.learning_rate=1e-3,1e-2", "model.sizes=[64,32],[8]"], seeds=3
+    )
     assert len(runs) == 2 * 2 * 2
     labels = [label for label, _ in runs]
     assert len(set(labels)) == 8 and "norm=batch_norm_learning_rate=0.01_sizes=64-32" in labels
@@ -394,7 +477,11 @@ def test_mnist_config_without_files_names_what_is_missing(tmp_path, monkeypatch)
 
 
 def _idx(array: np.ndarray, code: int) -> bytes:
-    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(">u1").tobytes()
+    return (
+        struct.pack(">HBB", 0, 0x08, array.ndim)
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.astype(">u1").tobytes()
+    )
 
 
 def _fake_mnist(directory: Path, n_train=60, n_test=20):

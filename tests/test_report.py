@@ -11,33 +11,69 @@ from fnlearn import report
 from fnlearn.errors import FnlearnError
 
 
-def make_run(directory, *, lr=1e-3, seed=0, val_loss=(1.0, 0.5, 0.7), val_acc=(0.5, 0.8, 0.75), test=None, status="finished", torn=False,
-             label=None):
+def make_run(
+    directory,
+    *,
+    lr=1e-3,
+    seed=0,
+    val_loss=(1.0, 0.5, 0.7),
+    val_acc=(0.5, 0.8, 0.75),
+    test=None,
+    status="finished",
+    torn=False,
+    label=None,
+):
     """A run directory as fnlearn train leaves it: config.toml, metrics.jsonl, summary.json."""
     directory.mkdir(parents=True)
     config = C.loads("", [f"optimizer.learning_rate={lr}", f"training.seeds=[{seed}]"], name="hand")
     (directory / "config.toml").write_text(C.dumps(config))
     lines = []
     for epoch, (loss, acc) in enumerate(zip(val_loss, val_acc), 1):
-        lines.append({"step": 10 * epoch - 5, "epoch": epoch - 0.5, "train_loss": 2.0 / epoch + 0.1})  # a log_every point
-        lines.append({"step": 10 * epoch, "epoch": epoch, "time": 0.1 * epoch, "train_loss": 2.0 / epoch,
-                      "train_learning_rate": lr, "train_grad_norm": 1.0, "val_loss": loss, "val_accuracy": acc})
+        lines.append(
+            {"step": 10 * epoch - 5, "epoch": epoch - 0.5, "train_loss": 2.0 / epoch + 0.1}
+        )  # a log_every point
+        lines.append(
+            {
+                "step": 10 * epoch,
+                "epoch": epoch,
+                "time": 0.1 * epoch,
+                "train_loss": 2.0 / epoch,
+                "train_learning_rate": lr,
+                "train_grad_norm": 1.0,
+                "val_loss": loss,
+                "val_accuracy": acc,
+            }
+        )
     text = "".join(json.dumps(line) + "\n" for line in lines)
     if torn:
         text += '{"step": 99, "val_lo'
     (directory / "metrics.jsonl").write_text(text)
     if test is not None:
-        summary = {"status": status, "test": test, "wall_time_s": 2.0 + seed, **({"label": label} if label else {})}
+        summary = {
+            "status": status,
+            "test": test,
+            "wall_time_s": 2.0 + seed,
+            **({"label": label} if label else {}),
+        }
         (directory / "summary.json").write_text(json.dumps(summary))
     return directory
 
 
 def test_final_and_best_against_numpy(tmp_path):
-    run = report.read_run(make_run(tmp_path / "a", val_loss=(1.0, 0.4, 0.6), val_acc=(0.5, 0.7, 0.9)))
+    run = report.read_run(
+        make_run(tmp_path / "a", val_loss=(1.0, 0.4, 0.6), val_acc=(0.5, 0.7, 0.9))
+    )
     final, best = report.final_metrics(run.metrics), report.best_metrics(run.metrics)
-    assert final == {"train_loss": 2.0 / 3, "val_loss": 0.6, "val_accuracy": 0.9}  # no learning rate or norms
+    assert final == {
+        "train_loss": 2.0 / 3,
+        "val_loss": 0.6,
+        "val_accuracy": 0.9,
+    }  # no learning rate or norms
     assert best["val_loss"] == {"value": 0.4, "epoch": 2, "step": 20}
-    assert best["val_accuracy"]["value"] == np.max([0.5, 0.7, 0.9]) and best["val_accuracy"]["epoch"] == 3
+    assert (
+        best["val_accuracy"]["value"] == np.max([0.5, 0.7, 0.9])
+        and best["val_accuracy"]["epoch"] == 3
+    )
     assert best["train_loss"]["value"] == np.min([2.0, 1.0, 2.0 / 3, 2.1, 1.1, 2.0 / 3 + 0.1])
 
 
@@ -54,8 +90,14 @@ def test_groups_by_config_without_seeds_and_gives_mean_and_sample_std(tmp_path):
     accs = {1e-3: [0.90, 0.92, 0.97], 1e-2: [0.80, 0.85]}
     for lr, values in accs.items():
         for seed, acc in enumerate(values):
-            make_run(tmp_path / f"lr{lr}" / f"seed_{seed}", lr=lr, seed=seed, test={"accuracy": acc, "loss": 1 - acc},
-                     val_loss=(1.0, 0.5 + seed / 10), val_acc=(0.5, acc))
+            make_run(
+                tmp_path / f"lr{lr}" / f"seed_{seed}",
+                lr=lr,
+                seed=seed,
+                test={"accuracy": acc, "loss": 1 - acc},
+                val_loss=(1.0, 0.5 + seed / 10),
+                val_acc=(0.5, acc),
+            )
     runs = report.find_runs([tmp_path])
     assert len(runs) == 5
     columns, rows = report.compare_table(runs)
@@ -70,7 +112,9 @@ def test_groups_by_config_without_seeds_and_gives_mean_and_sample_std(tmp_path):
         np.testing.assert_allclose(std, np.std(values, ddof=1))
         best = [min(1.0, 0.5 + s / 10) for s in range(len(values))]
         np.testing.assert_allclose(row["best val_loss"][0], np.mean(best))
-        np.testing.assert_allclose(row["wall time (s)"][0], np.mean([2.0 + s for s in range(len(values))]))
+        np.testing.assert_allclose(
+            row["wall time (s)"][0], np.mean([2.0 + s for s in range(len(values))])
+        )
     table = report.markdown_table(columns, rows)
     lines = table.splitlines()
     assert lines[0].startswith("| run | seeds | test_accuracy |") and len(lines) == 4
@@ -93,7 +137,9 @@ def test_csv_reads_back_the_numbers(tmp_path):
     with open(tmp_path / "t.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     row = next(r for r in table if r["run"].endswith("0.001"))
-    assert float(row["test_accuracy"]) == pytest.approx(0.8) and float(row["test_accuracy std"]) == pytest.approx(np.std([0.7, 0.9], ddof=1))
+    assert float(row["test_accuracy"]) == pytest.approx(0.8) and float(
+        row["test_accuracy std"]
+    ) == pytest.approx(np.std([0.7, 0.9], ddof=1))
     other = next(r for r in table if r["run"].endswith("0.1"))
     assert other["seeds"] == "1" and other["test_accuracy std"] == ""
 
@@ -133,8 +179,17 @@ def test_plots_are_written(tmp_path):
 def test_sweep_labels_name_the_groups_when_they_tell_them_apart(tmp_path):
     for lr, label in ((1e-3, "slow"), (1e-2, "fast")):
         for seed in range(2):
-            make_run(tmp_path / label / f"seed_{seed}", lr=lr, seed=seed, test={"accuracy": 0.5}, label=label)
-    assert sorted(label for label, _ in report.group_runs(report.find_runs([tmp_path]))) == ["fast", "slow"]
+            make_run(
+                tmp_path / label / f"seed_{seed}",
+                lr=lr,
+                seed=seed,
+                test={"accuracy": 0.5},
+                label=label,
+            )
+    assert sorted(label for label, _ in report.group_runs(report.find_runs([tmp_path]))) == [
+        "fast",
+        "slow",
+    ]
     # labels that do not tell the groups apart are replaced by the differing config keys
     for lr in (1e-3, 1e-2):
         make_run(tmp_path / "same" / str(lr), lr=lr, test={"accuracy": 0.5}, label="same")
