@@ -296,7 +296,7 @@ def main(argv=None):
     else:
         Ds, Ks, seeds, epochs = (4, 8, 16), (1, 2, 3, 4, 5), 8, 300
         trained = {(K, D) for K in Ks for D in Ds}
-    example_shape = (2, 8) if args.quick else (3, 8)
+    example_shape = (2, 8) if args.quick else (3, 16)
     data = fl.data.load("regression_1d")
     grid = jnp.linspace(0.0, 1.0, 2**14 if args.quick else 2**16)
     configs, example = [], None
