@@ -508,10 +508,34 @@ def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]
             if len(built_runs) == 1:
                 raise FnlearnError(f"{run_dir}: {error}{hint}") from None
             summary = _diverged_summary(config, run_dir, label, str(error))
+        except FnlearnError:
+            if not resume:
+                _discard_if_untouched(run_dir)
+            raise
         if not quiet:
             print(_summary_line(run_dir, summary), flush=True)
         done.append((run_dir, summary))
     return done
+
+
+def _discard_if_untouched(run_dir: Path) -> None:
+    """Remove a run directory that training rejected before its first record (and the one or two
+    folders above it if that leaves them empty), so a refused run leaves no half-made directory."""
+    from fnlearn import report
+
+    names = {p.name for p in run_dir.iterdir()}
+    checkpoints = run_dir / "checkpoints"
+    if not names <= {"config.toml", "metrics.jsonl", "checkpoints"}:
+        return
+    if report.read_metrics(run_dir / "metrics.jsonl") or (
+        checkpoints.is_dir() and any(checkpoints.iterdir())
+    ):
+        return
+    for name in ("config.toml", "metrics.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in (checkpoints, run_dir, *list(run_dir.parents)[:2]):
+        with contextlib.suppress(OSError):  # not empty, or not there: keep it
+            folder.rmdir()
 
 
 def _diverged_summary(config, run_dir: Path, label: str, message: str) -> dict:

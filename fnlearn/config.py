@@ -1034,16 +1034,15 @@ def build_augment(augment: AugmentConfig, image_shape) -> Callable | None:
 
 
 def _steps(training: TrainingConfig, n_train: int) -> tuple[int, int]:
-    """(steps per epoch, total steps)."""
+    """(steps per epoch, total steps); a batch cannot be larger than the training split."""
+    if training.batch_size > n_train:
+        raise FnlearnError(
+            f"training.batch_size = {training.batch_size}: out of range: expected an integer <= "
+            f"{n_train}, the number of training examples."
+        )
     per_epoch = (
         n_train // training.batch_size if training.drop_last else -(-n_train // training.batch_size)
     )
-    if per_epoch < 1:
-        raise _error(
-            "training.batch_size",
-            training.batch_size,
-            f"at most the {n_train} training examples when training.drop_last = true",
-        )
     return per_epoch, (training.steps or training.epochs * per_epoch)
 
 

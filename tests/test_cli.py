@@ -191,6 +191,11 @@ MALFORMED = [
     ("", ["--epochs", "3"], "unrecognized arguments: --epochs 3"),
     ("", ["--resume", "--out", "nowhere"], "--resume: 'nowhere' does not exist"),
     (
+        "[training]\nbatch_size = 5000\n",
+        [],
+        "training.batch_size = 5000: out of range: expected an integer <= 1258",
+    ),
+    (
         "[optimizer.schedule]\nname = 'piecewise_constant'\noptions = {boundaries_and_scales = {ten = 0.1}}\n",
         [],
         "optimizer.schedule.options.boundaries_and_scales",
@@ -241,6 +246,25 @@ def test_other_command_mistakes_exit_2(args, needle, tmp_path, monkeypatch, caps
     Path("ok.toml").write_text(SMALL)
     code, out, err = run_main(args, capsys)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["ok.toml"]
+
+
+def test_a_run_that_training_refuses_leaves_no_directory(tmp_path, monkeypatch, capsys):
+    """A mistake only the engine catches (here: class labels the model has no outputs for, slipped
+    in behind the config's back) is still one line, and the run directory made for it is removed."""
+    monkeypatch.chdir(tmp_path)
+    Path("ok.toml").write_text(SMALL)
+    real_build = C.build
+
+    def build_with_wrong_targets(config, **kwargs):
+        built = real_build(config, **kwargs)
+        train = built.splits.train
+        bad = train.__class__(train.x, train.y + 100, train.task, 200, train.name)  # labels ≥ 10
+        return built._replace(splits=built.splits._replace(train=bad))
+
+    monkeypatch.setattr(C, "build", build_with_wrong_targets)
+    code, _, err = run_main(["train", "ok.toml", "--set", "training.seeds=[0,1]"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == ["ok.toml"]
 
 
