@@ -462,7 +462,7 @@ def test_every_shipped_config_parses_builds_and_says_what_it_shows(path, tmp_pat
     overrides = []
     if config.data.name == "mnist":
         _fake_mnist(tmp_path)
-        overrides = [f'data.options.path="{tmp_path}"', "data.options.verify=false"]
+        overrides = [f'data.options.path="{tmp_path}"', "data.options.verify=false", "training.batch_size=16"]
     runs = C.expand_sweep(C.load(path, overrides))
     cache = {}
     for _, run in runs:
