@@ -159,7 +159,8 @@ def plot(result: dict, path: Path) -> None:
             label = f"{method}{rate}: {row[method]['steps']} steps"
             ax.semilogy(np.maximum(curve, 1e-17), color=colors[method], label=label)
         ax.axhline(result["config"]["tol"], color="k", ls=":", lw=1, label="tolerance")
-        ax.set(xscale="symlog", xlabel="step", ylabel="‖∇L‖", title=f"{row['problem']} (p = {row['parameters']})")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set(xlim=(0, None), xlabel="step (linear to 1, then log)", ylabel="‖∇L‖", title=f"{row['problem']} (p = {row['parameters']})")
         ax.legend(fontsize=8)
     ax = axes[-1]
     x = np.arange(len(rows))

@@ -122,6 +122,7 @@ def test_second_order(tmp_path):
     (row,) = r["problems"]
     for method in ("newton", "lbfgs", "adam"):
         assert row[method]["converged"]
-        assert row[method]["distance_to_scipy"] < 1e-5
+        # ‖∇L‖ ≤ 1e-6 with curvature ≥ 0.02 (the L2 term) puts θ within 1e-6/0.02 = 5e-5 of the optimum
+        assert row[method]["distance_to_scipy"] < 1e-4
     assert row["newton"]["steps"] < row["lbfgs"]["steps"] < row["adam"]["steps"]
     assert row["newton"]["steps"] <= 8 and row["adam"]["steps"] > 10 * row["lbfgs"]["steps"]
