@@ -91,11 +91,15 @@ def random_toy_problem(key, n: int = 16):
     return phi, jax.random.uniform(kx, (n,), minval=-2.0, maxval=2.0), jax.random.normal(ky, (n,))
 
 
-def toy_comparison(key, draws: int) -> dict:
-    """Hand backward pass vs jax.grad vs the notes' ∂ℓ/∂ω₀ over ``draws`` random problems (vmapped)."""
+def toy_comparison(key, draws: int, dtype=jnp.float32) -> dict:
+    """Hand backward pass vs jax.grad vs the notes' ∂ℓ/∂ω₀ over ``draws`` random problems (vmapped).
+
+    Relative errors are elementwise, |a − b|/|b|: a gradient that nearly cancels over the batch
+    shows float32 rounding of the summands (hence also float64).
+    """
 
     def one(k):
-        phi, x, y = random_toy_problem(k)
+        phi, x, y = jax.tree.map(lambda a: a.astype(dtype), random_toy_problem(k))
         hand = toy_backward(phi, x, y, toy_forward(phi, x))
         auto = jax.grad(toy_loss)(phi, x, y)
         return hand, auto, notes_d_omega0(phi, x, y)
@@ -104,6 +108,7 @@ def toy_comparison(key, draws: int) -> dict:
     rel = lambda a, b: jnp.abs(a - b) / jnp.maximum(jnp.abs(b), 1e-30)  # noqa: E731
     return {
         "draws": draws,
+        "dtype": jnp.dtype(dtype).name,
         "max_rel_err_beta": float(jnp.max(rel(hand["beta"], auto["beta"]))),
         "max_rel_err_omega": float(jnp.max(rel(hand["omega"], auto["omega"]))),
         "max_rel_err_notes_omega0": float(jnp.max(rel(closed, auto["omega"][:, 0]))),
@@ -317,16 +322,19 @@ def main(argv=None):
         "mlp": [mlp_comparison(sizes, act, inits, jnp.float32) for act in (("relu",) if args.quick else ("relu", "tanh"))],
         "finite_differences": finite_differences(sizes, "tanh", [10.0**-k for k in range(1, 10)], 4 if args.quick else 16),
     }
-    if not args.quick:  # float64 is covered by the unit tests in CI
+    with jax.enable_x64(True):
+        results["toy"]["comparison_float64"] = toy_comparison(jax.random.key(0), draws, jnp.float64)
+    if not args.quick:  # the MLP in float64 is covered by the unit tests in CI
         with jax.enable_x64(True):
             results["mlp"] += [mlp_comparison(sizes, act, inits, jnp.float64) for act in ("relu", "tanh")]
     args.out.mkdir(parents=True, exist_ok=True)
     plot(results, args.out / "backprop_by_hand.png")
     results["seconds"] = time.perf_counter() - start
     (args.out / "backprop_by_hand.json").write_text(json.dumps(results, indent=1, allow_nan=False))
-    toy = results["toy"]["comparison"]
-    print(f"toy function, {toy['draws']} random problems (float32): max rel. error hand vs jax.grad "
-          f"β {toy['max_rel_err_beta']:.1e}, ω {toy['max_rel_err_omega']:.1e}; notes' ∂ℓ/∂ω₀ {toy['max_rel_err_notes_omega0']:.1e}")
+    for toy in (results["toy"]["comparison"], results["toy"]["comparison_float64"]):
+        print(f"toy function, {toy['draws']} random problems ({toy['dtype']}): max rel. error hand vs jax.grad "
+              f"β {toy['max_rel_err_beta']:.1e}, ω {toy['max_rel_err_omega']:.1e}; notes' closed-form ∂ℓ/∂ω₀ vs jax.grad "
+              f"{toy['max_rel_err_notes_omega0']:.1e}")
     for run in results["mlp"]:
         print(f"MLP {run['sizes']} {run['activation']:>4} {run['dtype']}: max rel. error hand vs jax.grad {run['max_rel_err']:.1e}")
     fd = results["finite_differences"]

@@ -130,6 +130,7 @@ import matplotlib  # noqa: E402
 if not os.environ.get("MPLBACKEND"):
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 fig, axes = plt.subplots(1, len(metric_keys), figsize=(5 * len(metric_keys), 4), squeeze=False)
 for ax, key in zip(axes[0], metric_keys):
@@ -141,6 +142,7 @@ for ax, key in zip(axes[0], metric_keys):
         ax.plot(epochs, mean, "o-" if len(epochs) < 10 else "-", label=f"{label} (n={len(members)})")
         ax.fill_between(epochs, mean - std, mean + std, alpha=0.25)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(key)
     ax.set_title(f"{key}: mean ± std over seeds")
     ax.legend(fontsize=8)

@@ -92,6 +92,7 @@ import matplotlib  # noqa: E402
 if not os.environ.get("MPLBACKEND"):
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 fig, axes = plt.subplots(1, len(keys), figsize=(15, 4))
 for ax, key in zip(axes, keys):
@@ -103,6 +104,7 @@ for ax, key in zip(axes, keys):
         for run in values:  # each seed, faintly
             ax.plot(epochs, run, color=line.get_color(), alpha=0.2, lw=0.7)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(key)
     ax.set_title(f"{key}: mean ± std over {SEEDS} seeds")
     ax.legend(fontsize=8)
