@@ -268,24 +268,27 @@ def _seed_config(config, seed: int):
 
 
 RESUMABLE_CHANGES = ("training.epochs", "training.steps", "logging.")
-"""Keys a resumed run may change: train longer, log differently."""
+"""Keys a resumed run may change: train longer (also a finished run), log differently."""
 
 
-def _check_same_config(run_dir: Path, config) -> None:
-    """--resume continues the run only with the config it started with (bar its length/logging)."""
+def _check_same_config(run_dir: Path, config) -> list[str]:
+    """--resume continues the run only with the config it started with, bar its length and
+    logging; returns the keys that changed (all of them in ``RESUMABLE_CHANGES``)."""
     from fnlearn import config as fconfig
 
     saved_path = run_dir / "config.toml"
     if not saved_path.is_file():
-        return
+        return []
     saved = _flat(tomllib.loads(saved_path.read_text(encoding="utf-8")))
     given = _flat(fconfig.to_dict(config))
-    for key in sorted(set(saved) | set(given)):
+    changed = [key for key in sorted(set(saved) | set(given)) if saved.get(key) != given.get(key)]
+    for key in changed:
         if saved.get(key) != given.get(key) and not key.startswith(RESUMABLE_CHANGES):
             raise FnlearnError(
                 f"--resume: {key} = {given.get(key, '(unset)')} differs from the run's {saved_path} "
                 f"({saved.get(key, '(unset)')}). Resume with the config the run started with, or train into a new --out."
             )
+    return changed
 
 
 def _flat(table: dict, prefix: str = "") -> dict:
@@ -489,14 +492,16 @@ def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]
     done = []
     for run_dir, built, label in built_runs:
         config = built.config
+        changed = _check_same_config(run_dir, config) if resume else []
+        longer = any(key in ("training.epochs", "training.steps") for key in changed)
         if resume and (run_dir / "summary.json").is_file():
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-            if not quiet:
-                print(f"{run_dir}: already finished, skipped")
-            done.append((run_dir, summary))
-            continue
-        if resume:
-            _check_same_config(run_dir, config)
+            if not longer:
+                summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+                if not quiet:
+                    print(f"{run_dir}: already finished, skipped")
+                done.append((run_dir, summary))
+                continue
+            (run_dir / "summary.json").unlink()  # a finished run trained for longer
         header = f"The resolved config of run {config.name!r}, seed {config.training.seeds[0]}, written by fnlearn train."
         _write_text(run_dir / "config.toml", fconfig.dumps(config, header=header))
         if not quiet:
