@@ -57,37 +57,35 @@ def sibling(name: str):
 def gaussian_both_ways(outputs, y):
     """(mean NLL of gaussian(), ½·MSE + ½ log 2π, per-example NLL, per-example ½(y − μ)² + ½ log 2π)."""
     head = distributions.gaussian()
-    per_nll = -head.log_prob(outputs, y)
     per_classic = 0.5 * (y - outputs[:, 0]) ** 2 + HALF_LOG_2PI
     classic = 0.5 * losses.mse(outputs[:, 0], y) + HALF_LOG_2PI
-    return float(losses.nll(head)(outputs, y)), float(classic), per_nll, per_classic
+    return losses.nll(head)(outputs, y), classic, -head.log_prob(outputs, y), per_classic
 
 
 def bernoulli_both_ways(logits, y):
     """(mean NLL of bernoulli(), optax BCE, per-example NLL, per-example optax BCE)."""
     head = distributions.bernoulli()
-    per_nll = -head.log_prob(logits, y)
     per_classic = optax.sigmoid_binary_cross_entropy(logits[:, 0], y.astype(logits.dtype))
-    return float(losses.nll(head)(logits, y)), float(jnp.mean(per_classic)), per_nll, per_classic
+    return losses.nll(head)(logits, y), jnp.mean(per_classic), -head.log_prob(logits, y), per_classic
 
 
 def categorical_both_ways(logits, y):
     """(mean NLL of categorical(), optax CE, per-example NLL, per-example optax CE)."""
     head = distributions.categorical()
-    per_nll = -head.log_prob(logits, y)
     per_classic = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return float(losses.nll(head)(logits, y)), float(jnp.mean(per_classic)), per_nll, per_classic
+    return losses.nll(head)(logits, y), jnp.mean(per_classic), -head.log_prob(logits, y), per_classic
 
 
 def textbook(kind, outputs, y):
-    """The notes' formulas written out: −[y log p + (1−y) log(1−p)] and −Σ_d y_d log π_d."""
+    """The notes' formulas written out: ½(y − μ)² + ½ log 2π via scipy's normal log-density,
+    −[y log p + (1−y) log(1−p)] and −Σ_d y_d log π_d."""
     if kind == "bernoulli":
         p_log, q_log = jax.nn.log_sigmoid(outputs[:, 0]), jax.nn.log_sigmoid(-outputs[:, 0])
-        return float(-jnp.mean(y * p_log + (1 - y) * q_log))
+        return -jnp.mean(y * p_log + (1 - y) * q_log)
     if kind == "categorical":
         one_hot = jax.nn.one_hot(y, outputs.shape[-1])
-        return float(-jnp.mean(jnp.sum(one_hot * jax.nn.log_softmax(outputs), -1)))
-    return float(jnp.mean(-jax.scipy.stats.norm.logpdf(y, outputs[:, 0], 1.0)))
+        return -jnp.mean(jnp.sum(one_hot * jax.nn.log_softmax(outputs), -1))
+    return jnp.mean(-jax.scipy.stats.norm.logpdf(y, outputs[:, 0], 1.0))
 
 
 BOTH_WAYS = {"gaussian": gaussian_both_ways, "bernoulli": bernoulli_both_ways, "categorical": categorical_both_ways}
@@ -96,9 +94,11 @@ CLASSIC_NAME = {"gaussian": "½·MSE + ½ log 2π", "bernoulli": "binary cross-e
 
 
 def row(kind, outputs, y):
-    nll, classic, per_nll, per_classic = BOTH_WAYS[kind](outputs, y)
-    return {"head": kind, "nll": nll, "classic_loss": classic, "classic_name": CLASSIC_NAME[kind],
-            "textbook_formula": textbook(kind, outputs, y), "abs_difference": abs(nll - classic),
+    """One table row (both ways and the textbook formula, compiled together) and the per-example values."""
+    compute = jax.jit(lambda o, t: (*BOTH_WAYS[kind](o, t), textbook(kind, o, t)))
+    nll, classic, per_nll, per_classic, book = compute(jnp.asarray(outputs), jnp.asarray(y))
+    return {"head": kind, "nll": float(nll), "classic_loss": float(classic), "classic_name": CLASSIC_NAME[kind],
+            "textbook_formula": float(book), "abs_difference": abs(float(nll) - float(classic)),
             "max_abs_difference_per_example": float(jnp.max(jnp.abs(per_nll - per_classic)))}, (per_nll, per_classic)
 
 
@@ -106,11 +106,13 @@ def row(kind, outputs, y):
 
 
 def random_predictions(n: int = 4096):
-    k = jax.random.split(jax.random.key(0), 6)
+    """Outputs and targets drawn at random (numpy, seed 0): the losses are compared, not learned."""
+    rng = np.random.default_rng(0)
+    f32 = np.float32
     return {
-        "gaussian": (jax.random.normal(k[0], (n, 1)), jax.random.normal(k[1], (n,)) * 1.5),
-        "bernoulli": (3 * jax.random.normal(k[2], (n, 1)), jax.random.bernoulli(k[3], 0.4, (n,)).astype(jnp.float32)),
-        "categorical": (2 * jax.random.normal(k[4], (n, 10)), jax.random.randint(k[5], (n,), 0, 10)),
+        "gaussian": (rng.normal(size=(n, 1)).astype(f32), (1.5 * rng.normal(size=n)).astype(f32)),
+        "bernoulli": ((3 * rng.normal(size=(n, 1))).astype(f32), (rng.random(n) < 0.4).astype(f32)),
+        "categorical": ((2 * rng.normal(size=(n, 10))).astype(f32), rng.integers(0, 10, n).astype(np.int32)),
     }
 
 
