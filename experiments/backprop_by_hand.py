@@ -283,7 +283,7 @@ def plot(results, path: Path):
         names = list(run["per_leaf"])
         vals = np.maximum(list(run["per_leaf"].values()), floor)
         ax.semilogy(np.arange(len(names)) + 0.08 * (i - 1.5), vals, "o", label=f"{run['activation']}, {run['dtype']}")
-    ax.text(0.02, 0.04, "points on the floor: bit-identical to jax.grad", transform=ax.transAxes, fontsize=8)
+    ax.text(0.02, 0.1, "points on the floor: bit-identical to jax.grad", transform=ax.transAxes, fontsize=8)
     ax.set_ylim(floor / 3, 1e-5)
     ax.set_xticks(np.arange(len(names)), names, rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("‖hand − jax.grad‖ / ‖jax.grad‖ (worst init)")
