@@ -283,7 +283,7 @@ def _check_same_config(run_dir: Path, config) -> list[str]:
     given = _flat(fconfig.to_dict(config))
     changed = [key for key in sorted(set(saved) | set(given)) if saved.get(key) != given.get(key)]
     for key in changed:
-        if saved.get(key) != given.get(key) and not key.startswith(RESUMABLE_CHANGES):
+        if not key.startswith(RESUMABLE_CHANGES):
             raise FnlearnError(
                 f"--resume: {key} = {given.get(key, '(unset)')} differs from the run's {saved_path} "
                 f"({saved.get(key, '(unset)')}). Resume with the config the run started with, or train into a new --out."
@@ -333,7 +333,7 @@ def _epoch_printer(total_epochs: int):
     from fnlearn import report
     from fnlearn.callbacks import LambdaCallback
 
-    every = max(1, total_epochs // 10) if total_epochs else 1
+    every = max(1, total_epochs // 10)
 
     def show(ctx):
         if ctx.epoch % every and ctx.epoch != total_epochs:
@@ -355,28 +355,11 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return checkpoint.latest_step(run_dir / "checkpoints" / "last") is not None
 
 
-def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet: bool) -> dict:
-    """Train one seed into ``run_dir`` (config.toml already there); write summary.json and plots."""
-    import jax
-
+def _callbacks(config, quiet: bool):
+    """``(callbacks for fit, the EarlyStopping among them or None)``."""
     from fnlearn import callbacks as fcallbacks
-    from fnlearn import config as fconfig
-    from fnlearn import report
-    from fnlearn.loop import evaluate, fit
-    from fnlearn.train import TrainState
 
-    start = time.perf_counter()
-    t = config.training
-    if resume and not _has_checkpoint(run_dir):
-        resume = (
-            False  # killed before its first checkpoint: start over (metrics.jsonl is rewritten)
-        )
-        if not quiet:
-            print(f"{run_dir}: no checkpoint yet, starting from the beginning", flush=True)
-    seed = t.seeds[0]
-    state = TrainState.create(built.model, built.optimizer, jax.random.key(seed))
-    callbacks = []
-    es = t.early_stopping
+    es = config.training.early_stopping
     early = None
     if es.enabled:
         early = fcallbacks.EarlyStopping(
@@ -386,9 +369,28 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
             mode=es.mode,
             restore_best=es.restore_best,
         )
-        callbacks.append(early)
-    if not quiet and not config.logging.progress:
-        callbacks.append(_epoch_printer(t.epochs or 0))
+    printer = None if quiet or config.logging.progress else _epoch_printer(config.training.epochs)
+    return [cb for cb in (early, printer) if cb is not None], early
+
+
+def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet: bool) -> dict:
+    """Train one seed into ``run_dir`` (config.toml already there); write summary.json and plots."""
+    import jax
+
+    from fnlearn import config as fconfig
+    from fnlearn import report
+    from fnlearn.loop import evaluate, fit
+    from fnlearn.train import TrainState
+
+    start = time.perf_counter()
+    t = config.training
+    if resume and not _has_checkpoint(run_dir):
+        # killed before its first checkpoint: start over (fit rewrites metrics.jsonl)
+        resume = False
+        if not quiet:
+            print(f"{run_dir}: no checkpoint yet, starting from the beginning", flush=True)
+    state = TrainState.create(built.model, built.optimizer, jax.random.key(t.seeds[0]))
+    callbacks, early = _callbacks(config, quiet)
     splits = built.splits
     state, history = fit(
         state,
@@ -418,12 +420,25 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
         test = evaluate(
             state, (splits.test.x, splits.test.y), loss=built.head, batch_size=t.eval_batch_size
         )
+    summary = _summary(built, config, label, state, history, early, test)
+    summary["wall_time_s"] = time.perf_counter() - start
+    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    if config.logging.plots:
+        with contextlib.suppress(FnlearnError):  # no matplotlib: the run is still complete
+            report.plot_run(report.read_run(run_dir))
+    return summary
+
+
+def _summary(built, config, label: str, state, history, early, test) -> dict:
+    """What summary.json holds for a finished run (see the train command's help)."""
+    from fnlearn import report
     from fnlearn.tree import num_params
 
-    summary = {
+    splits = built.splits
+    return {
         "name": config.name,
         "label": label,
-        "seed": seed,
+        "seed": config.training.seeds[0],
         "status": "finished",
         "epochs": history[-1]["epoch"] if history else 0,
         "steps": int(state.step),
@@ -433,7 +448,6 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
         "best": report.best_metrics(history),
         "test": test,
         "train_time_s": history[-1]["time"] if history else 0.0,
-        "wall_time_s": time.perf_counter() - start,
         "num_params": int(num_params(state.params)),
         "examples": {
             "train": len(splits.train),
@@ -443,11 +457,6 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
         "standardizer": built.standardizer.to_dict() if built.standardizer is not None else None,
         **_environment(),
     }
-    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
-    if config.logging.plots:
-        with contextlib.suppress(FnlearnError):  # no matplotlib: the run is still complete
-            report.plot_run(report.read_run(run_dir))
-    return summary
 
 
 def _summary_line(run_dir: Path, summary: dict) -> str:
