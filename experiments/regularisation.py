@@ -104,7 +104,8 @@ def run(quick: bool) -> dict:
         if stopping:
             best = [int(np.argmin(c)) + 1 for c in results[name]["curves"]["eval_loss"]]
             results[name]["best_epoch"] = best
-            results[name]["stopped_epoch"] = [len(c) for c in results[name]["curves"]["eval_loss"]]
+            # a replica is frozen (its record says active: False) from the epoch its patience ran out
+            results[name]["stopped_epoch"] = [next((e for e, a in enumerate(act, 1) if not a), len(act)) for act in per_epoch("active")]
     return {
         "config": {"quick": quick, "hidden": hidden, "seeds": seeds, "epochs": epochs, "batch_size": batch_size,
                    "n_train": len(parts.train), "n_val": len(parts.val), "n_test": len(parts.test),
