@@ -74,7 +74,7 @@ def filter_normalised_direction(key, params):
 
 
 def train(model, x, y, steps: int, seed: int = 0):
-    """Full-batch Adam (1e-3) on the categorical NLL; returns (apply, θ*, model state, final loss)."""
+    """Full-batch Adam (1e-3) on the categorical NLL; returns (apply, θ*, model state, loss per step)."""
     init, apply = stacked(model)
     nll = fl.losses.nll(fl.distributions.get("categorical"))
     tx = fl.optim.adam(1e-3)
@@ -150,7 +150,7 @@ def run(quick: bool) -> dict:
     out = {}
     for name, kwargs in nets.items():
         model = fl.nn.mlp([2] + [width] * depth + [2], activation="relu", **kwargs)
-        apply, params, state, curve = train(model, x, y, steps)
+        apply, params, state, _ = train(model, x, y, steps)
         surface = landscape(apply, params, state, x, y, alphas, jax.random.key(7))
         logits = apply(params, state, x)
         nll = fl.losses.nll(fl.distributions.get("categorical"))
