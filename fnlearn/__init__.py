@@ -2,32 +2,44 @@
 
 Models are pure functions over pytrees of parameters, losses are negative log-likelihoods of a
 distribution head, optimizers are optax-style gradient transformations written by hand.
-This module only re-exports the public API.
+
+This module only re-exports the public API. The re-exports are lazy (PEP 562): a submodule is
+imported the first time one of its names is used, so ``import fnlearn`` and ``fnlearn --help`` do
+not pay for jax until something needs it.
 """
 
-from fnlearn import callbacks, checkpoint, data, distributions, errors, init, loop, losses, nn, optim, parallel, replicas, train, tree
-from fnlearn.loop import evaluate, fit
-from fnlearn.train import TrainState
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "callbacks",
-    "checkpoint",
-    "data",
-    "distributions",
-    "errors",
-    "init",
-    "loop",
-    "losses",
-    "nn",
-    "optim",
-    "parallel",
-    "replicas",
-    "train",
-    "tree",
-    "fit",
-    "evaluate",
-    "TrainState",
-    "__version__",
-]
+_SUBMODULES = (
+    "callbacks", "checkpoint", "config", "data", "distributions", "errors", "init", "loop",
+    "losses", "nn", "optim", "parallel", "registry", "replicas", "report", "train", "tree",
+)
+_NAMES = {"fit": "loop", "evaluate": "loop", "TrainState": "train"}
+
+__all__ = [*_SUBMODULES, *_NAMES, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fnlearn.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"fnlearn.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'fnlearn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
+    from fnlearn import (  # noqa: F401
+        callbacks, checkpoint, config, data, distributions, errors, init, loop, losses, nn, optim,
+        parallel, registry, replicas, report, train, tree,
+    )
+    from fnlearn.loop import evaluate, fit  # noqa: F401
+    from fnlearn.train import TrainState  # noqa: F401

@@ -440,11 +440,10 @@ def _open_metrics(run_dir, resume: bool, history: History):
         return None
     path = Path(run_dir) / "metrics.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if resume and history:
-        # keep exactly the records up to the checkpoint: lines written after it are replayed
-        path.write_text("".join(json.dumps(r) + "\n" for r in history))
-        return path.open("a")
-    return path.open("a" if resume else "w")
+    # Resuming keeps exactly the records up to the checkpoint (lines written after it are replayed);
+    # with no checkpoint to resume from, the run starts over and so does its file.
+    path.write_text("".join(json.dumps(r) + "\n" for r in history) if resume else "")
+    return path.open("a")
 
 
 def _write(file, record: dict) -> None:

@@ -54,16 +54,19 @@ class TrainState:
         The key is split in two: one initialises the parameters, the other becomes ``state.key``,
         from which every step splits its dropout key (and fit its data order).
         """
-        key = _as_typed_key(key)
-        init_key, train_key = jax.random.split(key)
-        params, model_state = model.init(init_key)
-        # one buffer per leaf: an init that reuses an array for two leaves (optax does, in places)
-        # would otherwise break buffer donation ("attempt to donate the same buffer twice")
-        params, model_state, opt_state = jax.tree.map(jnp.copy, (params, model_state, tx.init(params)))
-        return cls(jnp.zeros((), jnp.int32), params, model_state, opt_state, train_key, model, tx)
+        return _create(model, tx, _as_typed_key(key))
 
     def replace(self, **changes) -> TrainState:
         return dataclasses.replace(self, **changes)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _create(model, tx, key) -> TrainState:
+    """Compiled: one program instead of an eager dispatch per layer and per optimizer leaf (and
+    every leaf its own buffer, as donation needs)."""
+    init_key, train_key = jax.random.split(key)
+    params, model_state = model.init(init_key)
+    return TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), train_key, model, tx)
 
 
 jax.tree_util.register_dataclass(
