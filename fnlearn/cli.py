@@ -40,6 +40,9 @@ run directory (OUT, default runs/NAME, or runs/NAME-2, -3, ... if that is taken)
   summary.json    final and best metrics, test metrics, wall time, versions, device
   plots/          training.png: loss, metric and learning rate
 with several training.seeds, OUT holds one such directory per seed: OUT/seed_0, OUT/seed_1, ...
+The seeds train together as one vmapped program (training.replicas = true, the default; their
+checkpoints are written when it ends, so --resume of an interrupted multi-seed run starts it over);
+with training.replicas = false they train one after another, each resumable mid-run.
 
 examples:
   fnlearn train configs/digits_mlp.toml
@@ -50,8 +53,8 @@ examples:
 
 EPILOG_SWEEP = """\
 Runs every combination of the --grid values (and of the config's [sweep] grid and variants), each
-into OUT/LABEL (OUT/LABEL/seed_S with several seeds), one after another, then prints the
-comparison table. Every run's config is validated and built before the first one starts.
+into OUT/LABEL (OUT/LABEL/seed_S with several seeds): the configurations one after another, the
+seeds of each as one vmapped program (see train --help), then prints the comparison table. Every run's config is validated and built before the first one starts.
 
 examples:
   fnlearn sweep configs/digits_mlp.toml --grid optimizer.name=sgd,adam --grid optimizer.learning_rate=1e-3,1e-2 --seeds 3
@@ -492,9 +495,101 @@ def _build_all(plans: list[_Plan]) -> list[_Plan]:
     return [plan._replace(config=fconfig.build(plan.config, cache=cache)) for plan in plans]
 
 
+def _replica_groups(built_runs, resume: bool) -> list[list]:
+    """Consecutive runs that differ only in their seed (same label, same parent folder) form one
+    group to train as vmapped replicas, where ``training.replicas`` allows it and nothing needs the
+    sequential path: one device, per-epoch logging, no update skipping, not a resume."""
+    groups: list[list] = []
+    for run in built_runs:
+        config = run[1].config
+        eligible = (not resume and config.training.replicas and config.training.devices == 1
+                    and not config.logging.every and not config.optimizer.skip_nonfinite)
+        last = groups[-1] if groups else None
+        if (eligible and last and last[0][2] == run[2] and last[0][0].parent == run[0].parent
+                and last[0][0].name.startswith("seed_") and run[0].name.startswith("seed_")):
+            last.append(run)
+        else:
+            groups.append([run])
+    return groups
+
+
+def _train_replicas(group, *, quiet: bool) -> list[tuple[Path, dict]]:
+    """Train the seeds of one configuration as one vmapped program (``fl.replicas``), then write
+    every seed's run directory as a sequential run would: config.toml, metrics.jsonl, a final
+    checkpoint, summary.json, plots. A seed that diverges is frozen and recorded as diverged while
+    the others go on."""
+    from fnlearn import checkpoint, replicas, report
+    from fnlearn import config as fconfig
+    from fnlearn.callbacks import EarlyStopping
+    from fnlearn.loop import evaluate
+
+    start = time.perf_counter()
+    built = group[0][1]
+    t = built.config.training
+    seeds = [run[1].config.training.seeds[0] for run in group]
+    for run_dir, run_built, _ in group:
+        header = f"The resolved config of run {run_built.config.name!r}, seed {run_built.config.training.seeds[0]}, written by fnlearn train."
+        _write_text(run_dir / "config.toml", fconfig.dumps(run_built.config, header=header))
+    if not quiet:
+        print(f"training {len(group)} seeds as vmapped replicas: {', '.join(str(r[0]) for r in group)}", flush=True)
+    es = t.early_stopping
+    early = EarlyStopping(es.monitor, patience=es.patience, min_delta=es.min_delta, mode=es.mode,
+                          restore_best=es.restore_best) if es.enabled else None
+    splits = built.splits
+    states, info = replicas.create(built.model, built.optimizer, seeds)
+    states, history = replicas.fit(
+        states, (splits.train.x, splits.train.y), loss=built.head, epochs=t.epochs or None,
+        steps=t.steps or None, batch_size=t.batch_size,
+        eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
+        eval_batch_size=t.eval_batch_size, penalty=built.penalty, augment=built.augment,
+        early_stopping=early, info=info, drop_last=t.drop_last, progress=built.config.logging.progress,
+    )
+    done = []
+    for i, (run_dir, run_built, label) in enumerate(group):
+        config = run_built.config
+        rows = [{k: v for k, v in r.items() if k not in ("replica", "seed", "active", "diverged")}
+                for r in history if r["replica"] == i and r.get("train_loss") is not None]  # epochs it trained
+        _write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        if any(r["replica"] == i and r["diverged"] for r in history):
+            summary = _diverged_summary(config, run_dir, label, "a loss or gradient turned non-finite; the replica was frozen at its last finite state")
+        else:
+            state = replicas.replica(states, i)
+            checkpoint.save(run_dir / "checkpoints" / "last", state, extra={"history": rows, "config": fconfig.to_dict(config)})
+            test = None
+            if splits.test is not None:
+                test = evaluate(state, (splits.test.x, splits.test.y), loss=built.head, batch_size=t.eval_batch_size)
+            summary = _summary(run_built, config, label, state, rows, None, test)
+            if early is not None and rows:
+                best = (min if early.mode == "min" else max)(rows, key=lambda r: r.get(early.monitor, float("nan")))
+                summary["best_epoch"] = best["epoch"]
+                summary["stopped_early"] = rows[-1]["epoch"] < (t.epochs or rows[-1]["epoch"])
+            summary["replicas"] = len(group)
+            summary["wall_time_s"] = time.perf_counter() - start
+            _write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+            if config.logging.plots:
+                with contextlib.suppress(FnlearnError):
+                    report.plot_run(report.read_run(run_dir))
+        if not quiet:
+            print(_summary_line(run_dir, summary), flush=True)
+        done.append((run_dir, summary))
+    return done
+
+
 def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]]:
-    """Train each run in turn. A run that diverges gets a summary with status "diverged" and the
-    others go on; with a single run, divergence is an error (exit status 2)."""
+    """Train every run: the seeds of one configuration together as vmapped replicas where they can
+    (see ``_replica_groups``), the rest one after another. A run that diverges gets a summary with
+    status "diverged" and the others go on; with a single run, divergence is an error (exit 2)."""
+    done = []
+    for group in _replica_groups(built_runs, resume):
+        if len(group) > 1:
+            done += _train_replicas(group, quiet=quiet)
+        else:
+            done += _run_sequential(group, resume=resume, quiet=quiet, single=len(built_runs) == 1)
+    return done
+
+
+def _run_sequential(built_runs, *, resume: bool, quiet: bool, single: bool) -> list[tuple[Path, dict]]:
+    """Train each run in turn, each checkpointed and exactly resumable."""
     from fnlearn import config as fconfig
     from fnlearn.callbacks import NonFiniteError
 
@@ -519,7 +614,7 @@ def _run_all(built_runs, *, resume: bool, quiet: bool) -> list[tuple[Path, dict]
             summary = _train_one(built, config, run_dir, label, resume=resume, quiet=quiet)
         except NonFiniteError as error:
             hint = " In the config: lower optimizer.learning_rate, set optimizer.clip_norm, or optimizer.skip_nonfinite."
-            if len(built_runs) == 1:
+            if single:
                 raise FnlearnError(f"{run_dir}: {error}{hint}") from None
             summary = _diverged_summary(config, run_dir, label, str(error))
         except FnlearnError:

@@ -456,6 +456,29 @@ def test_several_seeds_make_one_directory_each_and_a_table(tmp_path, monkeypatch
     assert "| small | 2 |" in out  # one group of two seeds
 
 
+def test_seeds_as_replicas_equal_the_seeds_one_after_another(tmp_path, monkeypatch, capsys):
+    """training.replicas (the default) trains the seeds in one vmapped program; each seed's test
+    metrics equal its sequential run's (to float32 rounding), and each seed gets a full directory."""
+    monkeypatch.chdir(tmp_path)
+    Path("small.toml").write_text(SMALL)
+    results = {}
+    for replicas in ("true", "false"):
+        code, out, err = run_main(
+            ["train", "small.toml", "--set", "training.seeds=[3,4]", "--set", f"training.replicas={replicas}", "--out", replicas],
+            capsys,
+        )
+        assert code == 0, err
+        assert ("as vmapped replicas" in out) == (replicas == "true")
+        results[replicas] = {s: json.loads(Path(f"{replicas}/seed_{s}/summary.json").read_text()) for s in (3, 4)}
+    for seed in (3, 4):
+        together, alone = results["true"][seed], results["false"][seed]
+        assert together["test"]["loss"] == pytest.approx(alone["test"]["loss"], rel=1e-4)
+        assert together["epochs"] == alone["epochs"] == 2 and together["replicas"] == 2
+        lines = Path(f"true/seed_{seed}/metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+        assert sorted(os.listdir(f"true/seed_{seed}/checkpoints/last")) == [str(alone["steps"])]
+
+
 def test_resume_refuses_a_different_config(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text(SMALL)
