@@ -1,21 +1,12 @@
 """The experiments run end to end in --quick mode and show what they claim."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
+from experiment_loader import load  # tests/ is on sys.path
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_init_variance(tmp_path):

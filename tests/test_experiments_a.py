@@ -5,24 +5,15 @@ example, the notes' formulas for the schedules, 2(1 + β)/λ_max for the heavy b
 scipy (inside second_order.py) for the logistic-regression optimum.
 """
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from experiment_loader import load  # tests/ is on sys.path
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_quick(name, tmp_path):

@@ -4,23 +4,14 @@ The margins are those the quick runs hold (smaller networks, fewer seeds and ste
 runs whose numbers the README reports).
 """
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from experiment_loader import load  # tests/ is on sys.path
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _no_constants(name):

@@ -5,11 +5,8 @@ The counting and the hand-written gradients are checked against independent refe
 experiment runs in --quick mode and its JSON must show the claim; the notebooks run with SMALL=1.
 """
 
-import importlib.util
 import json
 import runpy
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -19,17 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnlearn as fl
+from experiment_loader import EXPERIMENTS, load  # tests/ is on sys.path
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 NOTEBOOKS = EXPERIMENTS / "notebooks"
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 lr = load("linear_regions")
