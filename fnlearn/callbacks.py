@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from fnlearn.errors import FnlearnError
 
-__all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "NonFiniteError"]
+__all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard", "NonFiniteError"]
 
 
 class NonFiniteError(FnlearnError):
@@ -125,3 +125,55 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_weights is not None:
             params, model_state = self.best_weights
             ctx.state = ctx.state.replace(params=params, model_state=model_state)
+
+
+class TensorBoard(Callback):
+    """Write every epoch's record as TensorBoard scalars (tag = metric name, step = train step)
+    into ``log_dir``, through tensorboardX (the optional extra ``fnlearn[tensorboard]``).
+
+    ``metrics.jsonl`` stays the source of truth; this is a view of it for ``tensorboard --logdir``.
+    """
+
+    SKIP = ("epoch", "step", "time")
+
+    def __init__(self, log_dir):
+        self.log_dir = str(log_dir)
+        self._writer = None
+
+    def on_fit_start(self, ctx):
+        self._writer = _summary_writer(self.log_dir)
+
+    def on_epoch_end(self, ctx):
+        self.write(self._writer, ctx.record)
+
+    def on_fit_end(self, ctx):
+        if self._writer is not None:
+            self._writer.close()
+
+    @classmethod
+    def write(cls, writer, record: dict) -> None:
+        for name, value in record.items():
+            if name not in cls.SKIP and isinstance(value, (int, float)) and not isinstance(value, bool):
+                writer.add_scalar(name, value, global_step=int(record["step"]), walltime=None)
+        writer.flush()
+
+    @classmethod
+    def write_history(cls, log_dir, records) -> None:
+        """The same scalars for a finished history (used for runs trained as replicas)."""
+        writer = _summary_writer(str(log_dir))
+        try:
+            for record in records:
+                cls.write(writer, record)
+        finally:
+            writer.close()
+
+
+def _summary_writer(log_dir: str):
+    try:
+        from tensorboardX import SummaryWriter  # noqa: PLC0415 - optional extra
+    except ImportError:
+        raise FnlearnError(
+            "TensorBoard logging needs tensorboardX: pip install 'fnlearn[tensorboard]' "
+            "(or turn logging.tensorboard off)."
+        ) from None
+    return SummaryWriter(log_dir)

@@ -358,7 +358,7 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return checkpoint.latest_step(run_dir / "checkpoints" / "last") is not None
 
 
-def _callbacks(config, quiet: bool):
+def _callbacks(config, quiet: bool, run_dir: Path):
     """``(callbacks for fit, the EarlyStopping among them or None)``."""
     from fnlearn import callbacks as fcallbacks
 
@@ -373,7 +373,8 @@ def _callbacks(config, quiet: bool):
             restore_best=es.restore_best,
         )
     printer = None if quiet or config.logging.progress else _epoch_printer(config.training.epochs)
-    return [cb for cb in (early, printer) if cb is not None], early
+    board = fcallbacks.TensorBoard(run_dir / "tensorboard") if config.logging.tensorboard else None
+    return [cb for cb in (early, printer, board) if cb is not None], early
 
 
 def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet: bool) -> dict:
@@ -393,7 +394,7 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
         if not quiet:
             print(f"{run_dir}: no checkpoint yet, starting from the beginning", flush=True)
     state = TrainState.create(built.model, built.optimizer, jax.random.key(t.seeds[0]))
-    callbacks, early = _callbacks(config, quiet)
+    callbacks, early = _callbacks(config, quiet, run_dir)
     splits = built.splits
     state, history = fit(
         state,
@@ -520,7 +521,7 @@ def _train_replicas(group, *, quiet: bool) -> list[tuple[Path, dict]]:
     the others go on."""
     from fnlearn import checkpoint, replicas, report
     from fnlearn import config as fconfig
-    from fnlearn.callbacks import EarlyStopping
+    from fnlearn.callbacks import EarlyStopping, TensorBoard
     from fnlearn.loop import evaluate
 
     start = time.perf_counter()
@@ -550,6 +551,8 @@ def _train_replicas(group, *, quiet: bool) -> list[tuple[Path, dict]]:
         rows = [{k: v for k, v in r.items() if k not in ("replica", "seed", "active", "diverged")}
                 for r in history if r["replica"] == i and r.get("train_loss") is not None]  # epochs it trained
         _write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        if config.logging.tensorboard:
+            TensorBoard.write_history(run_dir / "tensorboard", rows)
         if any(r["replica"] == i and r["diverged"] for r in history):
             summary = _diverged_summary(config, run_dir, label, "a loss or gradient turned non-finite; the replica was frozen at its last finite state")
         else:

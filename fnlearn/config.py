@@ -319,6 +319,7 @@ class LoggingConfig:
     every: int = _field(0, _at_least(0))  # steps between metrics.jsonl lines; 0 = once per epoch
     progress: bool = _field(False)  # progress bar on stderr
     plots: bool = _field(True)  # write RUN_DIR/plots/ at the end
+    tensorboard: bool = _field(False)  # also write RUN_DIR/tensorboard/ (needs fnlearn[tensorboard])
 
 
 @dataclasses.dataclass(frozen=True)
