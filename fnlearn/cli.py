@@ -537,14 +537,19 @@ def _train_replicas(group, *, quiet: bool) -> list[tuple[Path, dict]]:
     early = EarlyStopping(es.monitor, patience=es.patience, min_delta=es.min_delta, mode=es.mode,
                           restore_best=es.restore_best) if es.enabled else None
     splits = built.splits
-    states, info = replicas.create(built.model, built.optimizer, seeds)
-    states, history = replicas.fit(
-        states, (splits.train.x, splits.train.y), loss=built.head, epochs=t.epochs or None,
-        steps=t.steps or None, batch_size=t.batch_size,
-        eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
-        eval_batch_size=t.eval_batch_size, penalty=built.penalty, augment=built.augment,
-        early_stopping=early, info=info, drop_last=t.drop_last, progress=built.config.logging.progress,
-    )
+    try:
+        states, info = replicas.create(built.model, built.optimizer, seeds)
+        states, history = replicas.fit(
+            states, (splits.train.x, splits.train.y), loss=built.head, epochs=t.epochs or None,
+            steps=t.steps or None, batch_size=t.batch_size,
+            eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
+            eval_batch_size=t.eval_batch_size, penalty=built.penalty, augment=built.augment,
+            early_stopping=early, info=info, drop_last=t.drop_last, progress=built.config.logging.progress,
+        )
+    except FnlearnError:  # refused before training: leave no half-made directories
+        for run_dir, _, _ in group:
+            _discard_if_untouched(run_dir)
+        raise
     done = []
     for i, (run_dir, run_built, label) in enumerate(group):
         config = run_built.config
