@@ -876,7 +876,7 @@ def markdown_report(results: dict) -> str:
     if results.get("replicas"):
         first = results["replicas"][0]
         out += [f"**Replicas**: S = {first['replicas']} seeds × {first['steps_per_replica']} steps of the small workload:", "",
-                "| one program (vmapped) | s | S runs in turn | s | speedup | max \|Δ loss\| |", "|---|---:|---|---:|---:|---:|"]
+                "| one program (vmapped) | s | S runs in turn | s | speedup | max \\|Δ loss\\| |", "|---|---:|---|---:|---:|---:|"]
         for r in results["replicas"]:
             out.append(f"| {r['vmapped']} | {r['vmapped_s']:.2f} | {r['sequential']} | {r['sequential_s']:.2f} | {r['speedup']:.2f}× | {r['max_loss_difference']:.1e} |")
         out.append("")
