@@ -1,11 +1,18 @@
 """Start-up cost: `import fnlearn` against `import jax, optax` alone, in fresh interpreters.
 
-Each sample is the wall time of a fresh `python -c "<statement>"` process; the three statements
-(`pass`, `import jax, optax`, `import fnlearn`) are run interleaved, the order rotating each round,
-and the median of each is reported. fnlearn's own cost is median(fnlearn) − median(jax, optax).
-One more fresh process lists which heavy optional packages `import fnlearn` pulled in (none should
-be: they are imported inside the functions that need them) and, from `python -X importtime`, the
-fnlearn modules that take longest to import (self time, their own code only).
+Each sample is the wall time of a fresh `python -c "<statement>"` process; the statements are run
+interleaved, the order rotating each round, and the median of each is reported:
+
+    python (no imports)   pass
+    import jax, optax     what any jax training script pays
+    import fnlearn        the bare import (fnlearn's re-exports are lazy: jax is not loaded yet)
+    fnlearn training API  import fnlearn, then touch fl.nn, fl.optim, fl.losses, fl.distributions,
+                          fl.data, fl.train and fl.fit (what a training script loads)
+
+fnlearn's own cost is median(training API) − median(import jax, optax). One more fresh process
+loads every fnlearn submodule and lists the heavy optional packages that came with them (none
+should: they are imported inside the functions that need them); `python -X importtime` of the
+training API gives the fnlearn modules that take longest to import (self time, their own code).
 
     python experiments/benchmarks/startup.py [--quick] [--runs 9] [--out DIR]
 """
@@ -20,10 +27,13 @@ import sys
 import time
 from pathlib import Path
 
+TRAINING_API = "import fnlearn as fl; fl.nn, fl.optim, fl.losses, fl.distributions, fl.data, fl.train, fl.fit"
+EVERY_SUBMODULE = "import fnlearn as fl; [getattr(fl, name) for name in fl.__all__]"
 STATEMENTS = {
     "python (no imports)": "pass",
     "import jax, optax": "import jax, optax",
     "import fnlearn": "import fnlearn",
+    "fnlearn training API": TRAINING_API,
 }
 OPTIONAL_HEAVY = ("flax", "equinox", "torch", "matplotlib", "sklearn", "scipy", "orbax", "tqdm", "pandas")
 
@@ -54,9 +64,10 @@ def heavy_modules_after(statement: str) -> list[str]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def slowest_own_modules(package: str, top: int = 8) -> list[dict]:
-    """fnlearn modules by their import self time (µs), from ``python -X importtime``."""
-    err = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {package}"], check=True, capture_output=True, text=True).stderr
+def slowest_own_modules(statement: str, package: str = "fnlearn", top: int = 8) -> list[dict]:
+    """The modules of ``package`` that ``statement`` imports, by import self time, from
+    ``python -X importtime``."""
+    err = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], check=True, capture_output=True, text=True).stderr
     rows = []
     for line in err.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -108,17 +119,17 @@ def main(argv=None):
         "runs": runs,
         "samples_s": samples,
         "median_s": medians,
-        "fnlearn_over_jax_optax_s": medians["import fnlearn"] - medians["import jax, optax"],
-        "heavy_optional_modules_after_import_fnlearn": heavy_modules_after("import fnlearn"),
-        "slowest_fnlearn_modules": slowest_own_modules("fnlearn"),
+        "fnlearn_over_jax_optax_s": medians["fnlearn training API"] - medians["import jax, optax"],
+        "heavy_optional_modules_after_every_submodule": heavy_modules_after(EVERY_SUBMODULE),
+        "slowest_fnlearn_modules": slowest_own_modules(TRAINING_API),
     }
     (out / "startup.json").write_text(json.dumps(results, indent=2))
     plot(samples, out / "startup.png", f"start-up, median of {runs} fresh processes each (interleaved)")
     for name, value in medians.items():
         print(f"{name:22s} median {value:.3f} s  (min {min(samples[name]):.3f}, max {max(samples[name]):.3f})")
-    print(f"fnlearn on top of jax + optax: {results['fnlearn_over_jax_optax_s'] * 1e3:+.0f} ms")
-    heavy = results["heavy_optional_modules_after_import_fnlearn"]
-    print(f"optional heavy packages loaded by `import fnlearn`: {', '.join(heavy) if heavy else 'none'}")
+    print(f"fnlearn's training API on top of jax + optax: {results['fnlearn_over_jax_optax_s'] * 1e3:+.0f} ms")
+    heavy = results["heavy_optional_modules_after_every_submodule"]
+    print(f"optional heavy packages loaded with every fnlearn submodule: {', '.join(heavy) if heavy else 'none'}")
     print("slowest fnlearn modules (self time): " + ", ".join(f"{r['module']} {r['self_ms']:.1f} ms" for r in results["slowest_fnlearn_modules"][:5]))
     print(f"wrote {out}")
     return results
