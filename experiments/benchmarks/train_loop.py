@@ -893,6 +893,7 @@ def plot(results: dict, path: Path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = list(results["workloads"])
     fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.2), squeeze=False)
@@ -909,7 +910,9 @@ def plot(results: dict, path: Path):
         ax.set_yticks(y, [r["competitor"] for r in rows])
         ax.invert_yaxis()
         ax.set_xscale("log")
-        ax.set_xlim(right=ax.get_xlim()[1] * 8)
+        rates = [r["steps_per_s"] for r in rows]
+        ax.set_xlim(min(rates) / 3, max(max(rates), ceiling) * 4)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("train steps per second (median, log scale)")
         ax.set_title(f"{name}: {results['workloads'][name]['workload']}", fontsize=9)
     m = results["machine"]
