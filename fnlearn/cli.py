@@ -412,6 +412,7 @@ def _train_one(built, config, run_dir: Path, label: str, *, resume: bool, quiet:
         log_every=config.logging.every or None,
         drop_last=t.drop_last,
         on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop",
+        log_norms=config.logging.norms,
         progress=config.logging.progress,
         devices=fconfig.fit_devices(t),
         checkpoint_every=t.checkpoint.every or None,

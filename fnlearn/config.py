@@ -320,6 +320,7 @@ class LoggingConfig:
     progress: bool = _field(False)  # progress bar on stderr
     plots: bool = _field(True)  # write RUN_DIR/plots/ at the end
     tensorboard: bool = _field(False)  # also write RUN_DIR/tensorboard/ (needs fnlearn[tensorboard])
+    norms: bool = _field(False)  # log the gradient and update norms of every step (costs speed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,7 +91,7 @@ def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
-def _scan_steps(state, x, y, indices, weights, obj, augment, batch_sharding=None):
+def _scan_steps(state, x, y, indices, weights, obj, augment, batch_sharding=None, norms=False):
     """k train steps as one lax.scan over rows of (indices, weights); returns stacked metrics.
     With ``batch_sharding`` each gathered minibatch is split across the devices of a mesh."""
 
@@ -100,14 +100,14 @@ def _scan_steps(state, x, y, indices, weights, obj, augment, batch_sharding=None
         batch = (x[idx], y[idx], w)
         if batch_sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-        return train_step(state, batch, obj, augment)
+        return train_step(state, batch, obj, augment, norms)
 
     return jax.lax.scan(body, state, (indices, weights))
 
 
 # Compiled once per (objective, augmentation, sharding, shapes), shared by every fit call: fitting
 # again with the same head, model and optimizer reuses the program.
-_run_chunk = jax.jit(_scan_steps, static_argnames=("obj", "augment", "batch_sharding"), donate_argnums=(0,))
+_run_chunk = jax.jit(_scan_steps, static_argnames=("obj", "augment", "batch_sharding", "norms"), donate_argnums=(0,))
 _epoch_order_jit = jax.jit(epoch_order, static_argnums=(2, 3, 4))
 
 
@@ -232,6 +232,7 @@ def fit(
     log_every: int | None = None,
     drop_last: bool = False,
     on_nonfinite: str = "stop",
+    log_norms: bool = False,
     progress: bool | None = None,
     devices=None,
     checkpoint_every: int | None = 1,
@@ -260,6 +261,9 @@ def fit(
       on_nonfinite: "stop" raises ``NonFiniteError`` naming the step and the first non-finite
         metric; "skip" needs an optimizer wrapped in ``fl.optim.apply_if_finite`` and only logs
         how many updates it skipped.
+      log_norms: also log the global gradient and update norms of every step (``train_grad_norm``,
+        ``train_update_norm``); off by default because on small models they cost about a sixth
+        of the step (the NaN guard then sees a non-finite gradient one step later, in the loss).
       progress: a tqdm bar (epoch, loss, examples/s); default: on when stderr is a terminal.
       config: a dict stored with every checkpoint (the CLI stores the resolved config).
       devices: data parallelism over a mesh of devices ("all", a count, or a list; see
@@ -330,7 +334,7 @@ def fit(
             k = min(plan.chunk, plan.steps_per_epoch - position, plan.total_steps - step)
             tick = time.perf_counter()
             state, stacked = _run_chunk(state, x, y, indices[position:position + k], weights[position:position + k],
-                                        obj=obj, augment=augment, batch_sharding=batch_sharding)
+                                        obj=obj, augment=augment, batch_sharding=batch_sharding, norms=log_norms)
             host = accumulate.add(stacked)
             bad = None if on_nonfinite == "skip" else _first_nonfinite(host, step)
             if bad is not None:

@@ -80,10 +80,13 @@ def test_log_every_writes_chunk_records_and_steps_stop_mid_epoch(tmp_path):
 
 def test_metrics_jsonl_is_the_history(tmp_path):
     x, y = _problem()
-    _, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, eval=(x, y), run_dir=tmp_path)
+    _, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, eval=(x, y), run_dir=tmp_path, log_norms=True)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines == history
-    assert {"epoch", "step", "time", "train_loss", "train_accuracy", "train_grad_norm", "train_learning_rate", "val_loss", "val_accuracy"} <= set(lines[-1])
+    assert {"epoch", "step", "time", "train_loss", "train_accuracy", "train_grad_norm", "train_update_norm",
+            "train_learning_rate", "val_loss", "val_accuracy"} <= set(lines[-1])
+    _, lean = fl.fit(_state(), (x, y), loss=HEAD, epochs=1, batch_size=16)
+    assert "train_grad_norm" not in lean[-1] and "train_loss" in lean[-1]
 
 
 class _FakeMetric(fl.callbacks.Callback):
