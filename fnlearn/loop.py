@@ -325,8 +325,18 @@ def fit(
     current_epoch = -1
     step = int(state.step)
     try:
+        # Nothing to do at epoch ends but write the history (no evaluation, callbacks, checkpoints,
+        # logging or bar): the remaining whole epochs run as one compiled scan, and the epochs'
+        # records are cut from its per-step metrics afterwards. Same steps, same numbers.
+        batch_epochs = not callbacks and eval is None and checkpoints is None and log_every is None and bar is None
         while step < plan.total_steps and not ctx.stop_training:
             epoch, position = divmod(step, plan.steps_per_epoch)
+            whole_epochs = (plan.total_steps - step) // plan.steps_per_epoch
+            if batch_epochs and position == 0 and whole_epochs >= 2:
+                state, step = _run_whole_epochs(state, x, y, order_key, epoch, whole_epochs, plan, obj, augment,
+                                                batch_sharding, log_norms, on_nonfinite, history, metrics_file, start_time)
+                ctx = dataclasses.replace(ctx, state=state, epoch=epoch + whole_epochs, step=step, record=history[-1])
+                continue
             if epoch != current_epoch:
                 indices, weights = _epoch_order_jit(order_key, epoch, plan.n, plan.batch_size, plan.drop_last)
                 current_epoch = epoch
@@ -382,6 +392,34 @@ def fit(
     for cb in callbacks:
         cb.on_fit_end(ctx)
     return ctx.state if ctx.state is not None else state, history
+
+
+def _run_whole_epochs(state, x, y, order_key, epoch, count, plan, obj, augment, batch_sharding, log_norms,
+                      on_nonfinite, history, metrics_file, start_time):
+    """``count`` whole epochs from ``epoch`` as one compiled scan; appends one record per epoch."""
+    orders = [_epoch_order_jit(order_key, e, plan.n, plan.batch_size, plan.drop_last) for e in range(epoch, epoch + count)]
+    tick = time.perf_counter()
+    state, stacked = _run_chunk(state, x, y, jnp.concatenate([o[0] for o in orders]), jnp.concatenate([o[1] for o in orders]),
+                                obj=obj, augment=augment, batch_sharding=batch_sharding, norms=log_norms)
+    host = jax.device_get(stacked)
+    first = epoch * plan.steps_per_epoch
+    bad = None if on_nonfinite == "skip" else _first_nonfinite(host, first)
+    if bad is not None:
+        raise NonFiniteError(
+            f"training diverged: {bad} (first non-finite metric). Lower the learning rate, clip "
+            f"gradients (optimizer clipping), or pass on_nonfinite='skip' with fl.optim.apply_if_finite."
+        )
+    now = time.perf_counter()
+    spe = plan.steps_per_epoch
+    for j in range(count):
+        accumulate = _Accumulator()
+        accumulate.add({name: values[j * spe:(j + 1) * spe] for name, values in host.items()})
+        record = {"epoch": epoch + j + 1, "step": first + (j + 1) * spe, "time": now - start_time}
+        record |= accumulate.means()
+        record["examples_per_second"] = plan.batch_size * spe * count / max(now - tick, 1e-9)
+        history.append(record)
+        _write(metrics_file, record)
+    return state, first + count * spe
 
 
 def _fit_streaming(state, batches: Iterable, obj, *, epochs, steps, augment, callbacks, run_dir, eval, eval_batch_size, progress):

@@ -43,6 +43,21 @@ def test_fit_equals_the_plain_step_over_the_same_batches():
     assert int(state.step) == 3 * 4 and [r["epoch"] for r in history] == [1, 2, 3]
 
 
+def test_whole_epochs_in_one_scan_give_the_same_run_as_epoch_by_epoch():
+    """Without evaluation, callbacks or checkpoints, fit runs the remaining whole epochs as one
+    scan; with a (no-op) callback it returns to the host every epoch. Same parameters, same records."""
+    x, y = _problem()
+    fast, fast_history = fl.fit(_state(), (x, y), loss=HEAD, steps=4 * 4 + 2, batch_size=16)
+    slow, slow_history = fl.fit(_state(), (x, y), loss=HEAD, steps=4 * 4 + 2, batch_size=16, callbacks=[LambdaCallback()])
+    chex.assert_trees_all_close(fast.params, slow.params, rtol=1e-6, atol=1e-7)
+    assert int(fast.step) == int(slow.step) == 18
+    assert len(fast_history) == len(slow_history) == 5  # 4 whole epochs, then the 2 steps of the fifth
+    for a, b in zip(fast_history, slow_history):
+        assert set(a) == set(b)
+        for key in set(a) - {"time", "examples_per_second"}:
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+
+
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_every_example_once_per_epoch(drop_last):
     indices, weights = epoch_order(KEY, 0, 50, 16, drop_last)
