@@ -205,6 +205,18 @@ class _Accumulator:
         return out
 
 
+def _stop_if_nonfinite(host: dict, first_step: int, on_nonfinite: str) -> None:
+    """The NaN guard: raise ``NonFiniteError`` naming the step and the first non-finite metric
+    (unless non-finite updates are being skipped)."""
+    bad = None if on_nonfinite == "skip" else _first_nonfinite(host, first_step)
+    if bad is not None:
+        raise NonFiniteError(
+            f"training diverged: {bad} (first non-finite metric). Lower the learning rate, clip "
+            f"gradients (optimizer clipping), or pass on_nonfinite='skip' with "
+            f"fl.optim.apply_if_finite. The last good checkpoint is kept."
+        )
+
+
 def _first_nonfinite(host: dict, first_step: int) -> str | None:
     """'loss = nan at step 17' for the first step (1-based) with a non-finite metric, else None."""
     for i in range(len(next(iter(host.values())))):
@@ -346,13 +358,7 @@ def fit(
             state, stacked = _run_chunk(state, x, y, indices[position:position + k], weights[position:position + k],
                                         obj=obj, augment=augment, batch_sharding=batch_sharding, norms=log_norms)
             host = accumulate.add(stacked)
-            bad = None if on_nonfinite == "skip" else _first_nonfinite(host, step)
-            if bad is not None:
-                raise NonFiniteError(
-                    f"training diverged: {bad} (first non-finite metric). Lower the learning rate, clip "
-                    f"gradients (optimizer clipping), or pass on_nonfinite='skip' with "
-                    f"fl.optim.apply_if_finite. The last good checkpoint is kept."
-                )
+            _stop_if_nonfinite(host, step, on_nonfinite)
             step += k
             if bar is not None:
                 bar.update(k)
@@ -403,12 +409,7 @@ def _run_whole_epochs(state, x, y, order_key, epoch, count, plan, obj, augment, 
                                 obj=obj, augment=augment, batch_sharding=batch_sharding, norms=log_norms)
     host = jax.device_get(stacked)
     first = epoch * plan.steps_per_epoch
-    bad = None if on_nonfinite == "skip" else _first_nonfinite(host, first)
-    if bad is not None:
-        raise NonFiniteError(
-            f"training diverged: {bad} (first non-finite metric). Lower the learning rate, clip "
-            f"gradients (optimizer clipping), or pass on_nonfinite='skip' with fl.optim.apply_if_finite."
-        )
+    _stop_if_nonfinite(host, first, on_nonfinite)
     now = time.perf_counter()
     spe = plan.steps_per_epoch
     for j in range(count):
