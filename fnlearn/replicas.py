@@ -32,7 +32,7 @@ import numpy as np
 
 from fnlearn.callbacks import EarlyStopping
 from fnlearn.errors import FnlearnError
-from fnlearn.loop import ORDER_SALT, _eval_scan, _plan, _progress_bar, check_arrays, epoch_order, padded_batches
+from fnlearn.loop import LATEST_VALUE, ORDER_SALT, _eval_scan, _plan, _progress_bar, check_arrays, epoch_order, padded_batches
 from fnlearn.optim.hyperparams import find_hyperparams
 from fnlearn.train import TrainState, objective, train_step
 from fnlearn.tree import path_str
@@ -236,7 +236,7 @@ def _epoch_records(metrics, was_active, epoch, step, elapsed):
         record = {"epoch": epoch, "step": step, "time": elapsed}
         for name, values in metrics.items():
             v = values[:, i][on]
-            record[f"train_{name}"] = (float(v[-1]) if name in ("learning_rate", "skipped_steps") else float(np.mean(v))) if len(v) else None
+            record[f"train_{name}"] = (float(v[-1]) if name in LATEST_VALUE else float(np.mean(v))) if len(v) else None
         records.append(record)
     return records
 
