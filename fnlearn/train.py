@@ -1,19 +1,27 @@
 """The train state and the compiled train and evaluation steps.
 
-``TrainState`` is a pytree of everything that changes during training: ``step``, ``params``,
-``model_state`` (BatchNorm statistics), ``opt_state`` and the PRNG ``key``. As in flax's
+``TrainState`` is a pytree of the training state: ``step``, ``params``, ``model_state`` (BatchNorm
+statistics), ``opt_state`` and the run's PRNG ``key``. As in flax's
 ``TrainState``, the model and the optimizer ride along as *static* fields: they are functions, not
 arrays, so they are part of the compiled program, not of its inputs, and a step needs nothing but
 the state and a batch.
 
 A train step is ``(state, batch) -> (state, metrics)`` with ``batch = (x, y)`` or ``(x, y, w)``:
 
-    k, k_dropout = split(key)
+    k_t = fold_in(key, t)                       (t = state.step; dropout, augmentation)
     ℓ(θ) = Σᵢ wᵢ·loss(f_θ(xᵢ), yᵢ) / Σᵢ wᵢ + penalty(θ)
     g = ∇ℓ(θ),  (u, opt_state) = tx.update(g, opt_state, θ),  θ ← θ + u
 
 Zero weights make padded examples count for nothing (their gradient is exactly 0), so a last
 partial batch can be padded to the fixed batch shape without recompiling and without bias.
+
+Randomness: ``state.key`` stays fixed for the whole run and step t draws from ``fold_in(key, t)``
+(the pattern of flax's examples). Every step still gets its own deterministic key, the key of any
+step is known without replaying the ones before it, and a model without dropout or augmentation
+pays nothing for it: the unused derivation is removed by the compiler, whereas carrying a freshly
+split key in the state costs a threefry hash per step (measured: 3–4 % of the 64-128-128-10 MLP's
+step at batch 32 on a 2-core CPU). Derivations that are not per step (``fit``'s data order) use data ≥ 2³¹, which no int32 step
+reaches, so they never coincide with a step's key.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from fnlearn.errors import FnlearnError
 from fnlearn.nn import Model
 from fnlearn.tree import global_norm
 
-__all__ = ["TrainState", "Objective", "objective", "train_step", "make_train_step", "eval_sums", "make_eval_step"]
+__all__ = ["TrainState", "step_key", "Objective", "objective", "train_step", "make_train_step", "eval_sums", "make_eval_step"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +60,7 @@ class TrainState:
         """Initialise the model and the optimizer from one key.
 
         The key is split in two: one initialises the parameters, the other becomes ``state.key``,
-        from which every step splits its dropout key (and fit its data order).
+        from which step t derives its key as ``fold_in(key, t)`` (and fit its data order).
         """
         return _create(model, tx, _as_typed_key(key))
 
@@ -135,6 +143,11 @@ def _unpack(batch):
     raise FnlearnError(f"a batch is (x, y) or (x, y, weights); got a tuple of {len(batch)} entries.")
 
 
+def step_key(state: TrainState) -> jax.Array:
+    """The key of the step ``state`` is about to take: ``fold_in(state.key, state.step)``."""
+    return jax.random.fold_in(state.key, state.step)
+
+
 def train_step(state: TrainState, batch, obj: Objective, augment: Callable | None = None, norms: bool = True):
     """One update (not jitted; ``make_train_step`` and ``fit`` compile it).
 
@@ -143,7 +156,7 @@ def train_step(state: TrainState, batch, obj: Objective, augment: Callable | Non
     when asked (``log_norms=True``).
     """
     x, y, w = _unpack(batch)
-    key, dropout_key = jax.random.split(state.key)
+    dropout_key = step_key(state)
     if augment is not None:
         augment_key, dropout_key = jax.random.split(dropout_key)
         x = augment(augment_key, x)
@@ -170,7 +183,7 @@ def train_step(state: TrainState, batch, obj: Objective, augment: Callable | Non
         metrics["skipped_steps"] = jnp.asarray(skipped, jnp.float32)
     for name, values in obj.per_example_metrics(jax.lax.stop_gradient(outputs), y).items():
         metrics[name] = losses.weighted_mean(values, w)
-    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state, key=key)
+    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
     return new_state, metrics
 
 

@@ -8,11 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fnlearn as fl
 from fnlearn.callbacks import EarlyStopping, LambdaCallback, NonFiniteError
 from fnlearn.errors import FnlearnError
-from fnlearn.loop import epoch_order
+from fnlearn.loop import epoch_order, shuffle_rounds, shuffled_range
 
 KEY = jax.random.key(0)
 HEAD = fl.distributions.get("categorical")
@@ -56,6 +59,39 @@ def test_whole_epochs_in_one_scan_give_the_same_run_as_epoch_by_epoch():
         assert set(a) == set(b)
         for key in set(a) - {"time", "examples_per_second"}:
             assert a[key] == pytest.approx(b[key], rel=1e-6), key
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 5000), seed=st.integers(0, 2**31 - 1))
+def test_shuffled_range_is_a_permutation(n, seed):
+    perm = np.asarray(shuffled_range(jax.random.key(seed), n))
+    assert perm.dtype == np.int32 and np.array_equal(np.sort(perm), np.arange(n))
+
+
+@pytest.mark.parametrize("n", [2, 100, 1437, 60_000, 2**24, 2**24 + 1])
+def test_shuffle_rounds_leave_a_tie_in_every_round_unlikely(n):
+    bits, rounds = shuffle_rounds(n)
+    assert bits + (n - 1).bit_length() <= 32  # random bits and position fit one uint32
+    assert bits * rounds >= 3 * np.log2(n)  # P(some pair ties in every round) ≤ n²/2 · 2^(−b·rounds) ≤ 1/(2n)
+
+
+def test_shuffled_range_draws_every_order_of_four_equally_often():
+    perms = np.asarray(jax.vmap(lambda k: shuffled_range(k, 4))(jax.random.split(KEY, 24_000)))
+    _, counts = np.unique(perms, axis=0, return_counts=True)
+    assert len(counts) == 24 and scipy.stats.chisquare(counts).pvalue > 1e-4
+
+
+def test_shuffled_range_is_uniform_over_positions_with_two_rounds():
+    n = 1437  # the digits training set: 21 random bits per key, two rounds
+    assert shuffle_rounds(n)[1] == 2
+    perms = np.asarray(jax.vmap(lambda k: shuffled_range(k, n))(jax.random.split(KEY, 4000)))
+    position = np.argsort(perms, axis=1)  # where each example lands
+    for example in (0, n // 2, n - 1):
+        counts = np.bincount(position[:, example] * 10 // n, minlength=10)
+        assert scipy.stats.chisquare(counts).pvalue > 1e-4, example
+    # neighbours are not kept in their original order (what ties in every round would do)
+    before = (position[:, :-1] < position[:, 1:]).mean()
+    assert abs(before - 0.5) < 0.005
 
 
 @pytest.mark.parametrize("drop_last", [False, True])

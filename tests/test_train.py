@@ -88,7 +88,9 @@ def test_penalty_is_added_and_reported():
     chex.assert_trees_all_close(with_penalty.params, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_dropout_key_is_split_deterministically_each_step():
+def test_step_t_draws_its_dropout_mask_from_fold_in_key_t():
+    """Each step's key is fold_in(state.key, step): deterministic, different every step, and the
+    run's key itself stays put (the step's update equals a hand-written one with that key)."""
     x, y = _problem()
     model = fl.nn.mlp([6, 32, 3], dropout=0.5)
     step = fl.train.make_train_step(fl.distributions.get("categorical"), donate=False)
@@ -97,12 +99,26 @@ def test_dropout_key_is_split_deterministically_each_step():
     a1, _ = step(a, (x, y))
     b1, _ = step(b, (x, y))
     chex.assert_trees_all_equal(a1.params, b1.params)
-    assert not np.array_equal(jax.random.key_data(a1.key), jax.random.key_data(a.key))
+    chex.assert_trees_all_equal(jax.random.key_data(a1.key), jax.random.key_data(a.key))
     a2, _ = step(a1, (x, y))
+
+    def sgd_step(params, t):
+        def loss(p):
+            logits, _ = model.apply(p, a.model_state, x, train=True, key=jax.random.fold_in(a.key, t))
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        return jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
+
+    chex.assert_trees_all_close(a1.params, sgd_step(a.params, 0), rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(a2.params, sgd_step(a1.params, 1), rtol=1e-5, atol=1e-6)
     # the second step draws a different mask than the first: same batch, different update
     d1 = jax.tree.map(lambda p, q: p - q, a1.params, a.params)
     d2 = jax.tree.map(lambda p, q: p - q, a2.params, a1.params)
     assert not np.allclose(d1[0][0]["w"], d2[0][0]["w"])
+
+
+def test_order_salt_never_coincides_with_a_step_key():
+    assert fl.loop.ORDER_SALT >= 2**31  # steps are int32, so fold_in(key, step) uses data < 2**31
 
 
 def test_eval_sums_average_exactly_over_any_dataset_size():
