@@ -131,10 +131,10 @@ def initial_layers(sizes, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def epoch_batches(key, epoch, n: int, batch: int):
-    """The batches of one epoch: a permutation of the n examples drawn from fold_in(key, epoch),
-    cut into n // batch rows of indices (the remainder dropped). Works traced or eagerly."""
-    steps = n // batch
-    return jax.random.permutation(jax.random.fold_in(key, epoch), n)[: steps * batch].reshape(steps, batch)
+    """The batches of one epoch, [n // batch, batch] indices (the remainder dropped): fit's own
+    order (``fl.loop.epoch_order``, a permutation drawn from fold_in(key, epoch)), so that every
+    competitor takes exactly the same steps. Works traced or eagerly."""
+    return fl.loop.epoch_order(key, epoch, n, batch, True)[0]
 
 
 def mlp_logits(layers, x):
@@ -174,12 +174,22 @@ class Problem:
     x: np.ndarray
     y: np.ndarray
     layers: list
-    order_key: jax.Array
+    run_seed: int
+
+    def run_key(self) -> jax.Array:
+        """A fresh copy (fit donates its state) of the key of fit's TrainState."""
+        return jax.random.key(self.run_seed)
+
+    @property
+    def order_key(self) -> jax.Array:
+        """The key fit derives its data order from, ``fold_in(state.key, ORDER_SALT)``: every
+        competitor draws the batches fit draws."""
+        return jax.random.fold_in(self.run_key(), fl.loop.ORDER_SALT)
 
 
 def make_problem(workload: Workload, seed: int = 0) -> Problem:
     x, y = make_data(workload, seed)
-    return Problem(workload, x, y, initial_layers(workload.sizes, seed), jax.random.key(seed + 1))
+    return Problem(workload, x, y, initial_layers(workload.sizes, seed), seed + 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +222,7 @@ def make_fnlearn_fit(problem: Problem) -> Runner:
     tx = fl.optim.adam(LEARNING_RATE)
     params, _ = model.init(jax.random.key(0))
     params = _replace_dense(params, problem.layers)
-    state = fl.train.TrainState.create(model, tx, problem.order_key).replace(params=params, opt_state=tx.init(params))
+    state = fl.train.TrainState.create(model, tx, problem.run_key()).replace(params=params, opt_state=tx.init(params), key=problem.run_key())
     train = (jnp.asarray(problem.x), jnp.asarray(problem.y))
     head = fl.distributions.get("categorical")
     box = {"state": state}
@@ -475,16 +485,21 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
-    """Time every run once cold (the first call: trace + compile + steps), then ``repeats`` times
-    interleaved, rotating the order each round. Returns per name: first call, all times, median,
-    and what the last call returned."""
+def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int, seed: int = 0) -> dict[str, dict]:
+    """Time every run once cold (the first call: trace + compile + steps), then ``repeats`` rounds
+    that run each once, in a fresh random order per round. Returns per name: first call, all
+    times (in round order), median, and what the last call returned.
+
+    A random order, not a rotation: in a rotation every competitor always follows the same one,
+    so whatever one run leaves behind for the next (caches, threads) would fall on the same
+    competitor in every round.
+    """
     names = list(runs)
     first = {name: timed(runs[name]) for name in names}
     times, last = {name: [] for name in names}, {name: first[name][1] for name in names}
-    for r in range(repeats):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
+    rng = np.random.default_rng(seed)
+    for _ in range(repeats):
+        for name in rng.permutation(names):
             t, last[name] = timed(runs[name])
             times[name].append(t)
     return {
@@ -517,17 +532,20 @@ def bench_workload(workload: Workload, factories: dict[str, Callable], repeats: 
     results = interleaved_medians({name: r.run for name, r in runners.items()}, repeats)
     initial_loss = train_set_loss(problem.layers, problem.x, problem.y)
     baseline = "fnlearn fit" if "fnlearn fit" in results else "jax scan"
-    base_rate = workload.steps / results[baseline]["median_s"]
     rows = []
     for name, r in results.items():
         rate = workload.steps / r["median_s"]
+        # paired: round i ran every competitor once, back to back, so the ratio of round i's times
+        # cancels the slow drifts of a shared machine that a ratio of medians keeps
+        paired = [theirs / ours for theirs, ours in zip(r["times_s"], results[baseline]["times_s"])]
         gflops = rate * workload.flops_per_step / 1e9
         rows.append(
             {
                 "competitor": name,
                 "steps_per_s": rate,
                 "baseline": baseline,
-                "baseline_over_this": base_rate / rate,
+                "baseline_over_this": statistics.median(paired),
+                "baseline_over_this_rounds": paired,
                 "gflops": gflops,
                 "first_call_s": r["first_call_s"],
                 "first_step_overhead_s": r["first_call_s"] - r["median_s"],
@@ -841,7 +859,7 @@ def markdown_report(results: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     out = [
         f"Machine: {m['cpu']}, {m['cores']} cores; jax on {m['jax_device']}; {versions}. "
-        f"Matmul peak {peak['gflops']:.0f} GFLOP/s ({peak['n']}³ {peak['dtype']}). Median of {results['repeats']} interleaved runs.",
+        f"Matmul peak {peak['gflops']:.0f} GFLOP/s ({peak['n']}³ {peak['dtype']}). Steps/s: median of {results['repeats']} interleaved rounds; ratios: median over the rounds of the ratio within each round.",
         "",
     ]
     for name, entry in results["workloads"].items():
@@ -937,7 +955,7 @@ def targets(results: dict) -> list[dict]:
 
     def speed_ratio(workload, other):
         ours, theirs = row(workload, "fnlearn fit"), row(workload, other)
-        return None if ours is None or theirs is None else ours["steps_per_s"] / theirs["steps_per_s"]
+        return None if ours is None or theirs is None or theirs["baseline"] != "fnlearn fit" else theirs["baseline_over_this"]
 
     large = row("large", "fnlearn fit")
     fit_memory = next((r for r in results.get("memory", []) if r["variant"] == "fnlearn fit" and "error" not in r), None)
