@@ -103,9 +103,13 @@ def test_schedules_warmup(tmp_path):
     sgd = r["warmup_experiment"]["sgd"]
     constant, warm = sgd["constant"]["rows"], sgd["warmup"]["rows"]
     assert constant[0]["stable_seeds"] == warm[0]["stable_seeds"] == 1  # η = 0.1 trains either way
-    # quick mode (4 hidden layers, 1 epoch): at η = 1 the warmed-up run ends far lower (measured 2.1 vs 4.0);
-    # the full run (8 hidden layers, 6 epochs, 3 seeds) finds no higher stable rate with warmup (see notes)
-    assert warm[-1]["last_epoch_loss"]["mean"] < constant[-1]["last_epoch_loss"]["mean"] - 0.5
+    # quick mode (4 hidden layers, 1 epoch): at η = 1 the warmed-up run trains and the constant one
+    # diverges or ends far higher (measured: diverged; with an earlier data order 2.1 vs 4.0); the full
+    # run (8 hidden layers, 6 epochs, 3 seeds) finds no higher stable rate with warmup (see notes)
+    high_warm, high_constant = warm[-1], constant[-1]
+    assert high_warm["stable_seeds"] == 1
+    assert high_constant["stable_seeds"] == 0 or (
+        high_warm["last_epoch_loss"]["mean"] < high_constant["last_epoch_loss"]["mean"] - 0.5)
 
 
 def test_second_order(tmp_path):

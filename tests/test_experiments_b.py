@@ -56,13 +56,18 @@ def test_bias_variance_decomposition_and_u_curve(tmp_path):
 
 def test_deep_mlp_normalisation(tmp_path):
     v = run_quick("deep_mlp_normalisation", tmp_path)["variants"]
-    final = {name: r["final_train_nll"]["mean"] for name, r in v.items()}
-    assert final["plain"] is None or final["plain"] > 0.4  # stalls near chance (log 2 ≈ 0.69), or diverges
-    final["plain"] = final["plain"] or np.inf
-    assert final["batch_norm+residual"] < 0.25 * final["plain"]
-    # BatchNorm alone or residual alone: not asserted — at 40 layers neither trains on its own (full run)
+    final = {name: r["final_train_nll"]["mean"] or np.inf for name, r in v.items()}  # None: diverged
+    # quick mode (30 layers × 16, 200 steps): whether the plain net stalls or slowly escapes depends on
+    # float rounding (stalled at 0.6 on one CPU, 0.16 after ~180 steps on another), so what is asserted
+    # is what holds on both: BatchNorm + residual trains several times faster and ends lower. The full
+    # run (40 layers) is where plain SGD stalls outright (see the README's claims table).
     assert v["batch_norm+residual"]["diverged_seeds"] == 0
-    assert all(s is not None for s in v["batch_norm+residual"]["steps_to_half_chance"])
+    fast = v["batch_norm+residual"]["steps_to_half_chance"]
+    assert all(s is not None and s <= 60 for s in fast)
+    slow = [np.inf if s is None else s for s in v["plain"]["steps_to_half_chance"]]
+    assert min(slow) > 3 * max(fast)
+    assert final["batch_norm+residual"] < 0.5 * final["plain"]
+    # BatchNorm alone or residual alone: not asserted — at 40 layers neither trains on its own (full run)
 
 
 def test_loss_landscape(tmp_path):
