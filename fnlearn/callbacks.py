@@ -3,6 +3,10 @@
 A callback gets a ``FitContext`` at the start of fit, at every epoch end and at the end of fit.
 It may set ``ctx.stop_training = True`` or replace ``ctx.state`` (early stopping restores the best
 weights that way).
+
+A callback that counts or remembers something across epochs returns it from ``state_dict()``; fit
+stores that with every checkpoint and hands it back to ``load_state_dict`` when it resumes, so a
+resumed run's callbacks continue where they were and the run ends as an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import jax.numpy as jnp
 
 from fnlearn.errors import FnlearnError
 
-__all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard", "NonFiniteError"]
+__all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard", "NonFiniteError", "maximised", "monitored_value"]
 
 
 class NonFiniteError(FnlearnError):
@@ -38,7 +42,8 @@ class FitContext:
 
 
 class Callback:
-    """Override any of the three hooks; each gets the ``FitContext``."""
+    """Override any of the three hooks; each gets the ``FitContext``. A callback with memory
+    (counters, best values, saved weights) also overrides ``state_dict`` and ``load_state_dict``."""
 
     def on_fit_start(self, ctx: FitContext) -> None:
         pass
@@ -48,6 +53,16 @@ class Callback:
 
     def on_fit_end(self, ctx: FitContext) -> None:
         pass
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue this callback: a dict whose values are JSON values
+        (numbers, strings, lists, None) or pytrees of arrays. fit stores it with every checkpoint."""
+        return {}
+
+    def load_state_dict(self, saved: dict, ctx: FitContext) -> None:
+        """Continue from a restored ``state_dict()`` (called after ``on_fit_start``). A pytree of
+        arrays comes back as the list of its leaves (``jax.tree.leaves`` order); rebuild it with a
+        structure from ``ctx.state``, e.g. ``jax.tree.unflatten(jax.tree.structure(ctx.state.params), leaves)``."""
 
 
 class LambdaCallback(Callback):
@@ -74,6 +89,26 @@ def _copy(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
+def maximised(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better: accuracy-like metrics (their name says so);
+    losses and errors are minimised. Early stopping's default mode and fit's best checkpoint."""
+    return "accuracy" in metric
+
+
+def monitored_value(record: dict, metric: str, who: str) -> float | None:
+    """``record[metric]`` as a float; None on an epoch without evaluation (a ``val_`` metric when
+    ``eval_every`` skipped this epoch). A metric the records never have is an error that lists
+    the ones they do have."""
+    if metric in record:
+        return float(record[metric])
+    if metric.startswith("val_") and not any(k.startswith("val_") for k in record):
+        return None
+    raise FnlearnError(
+        f"{who} monitors {metric!r}, which the records do not have. "
+        f"Available: {', '.join(sorted(k for k in record if k not in ('epoch', 'step', 'time')))}."
+    )
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` evaluations.
 
@@ -87,15 +122,21 @@ class EarlyStopping(Callback):
                  mode: str | None = None, restore_best: bool = True):
         if patience < 0 or min_delta < 0:
             raise FnlearnError(f"EarlyStopping: patience and min_delta must be >= 0, got {patience}, {min_delta}.")
-        mode = mode or ("max" if "accuracy" in monitor else "min")
+        mode = mode or ("max" if maximised(monitor) else "min")
         if mode not in ("min", "max"):
             raise FnlearnError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}.")
         self.monitor, self.patience, self.min_delta, self.mode, self.restore_best = monitor, patience, min_delta, mode, restore_best
-        self.best = math.inf if mode == "min" else -math.inf
+        self._reset()
+
+    def _reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = None
-        self.best_weights = None
+        self.best_weights = None  # (params, model_state) of the best epoch, with restore_best
         self.wait = 0
         self.stopped_epoch = None
+
+    def on_fit_start(self, ctx):
+        self._reset()  # every fit counts afresh (a resumed one then loads its counters back)
 
     def _improved(self, value: float) -> bool:
         if self.mode == "min":
@@ -103,14 +144,9 @@ class EarlyStopping(Callback):
         return value > self.best + self.min_delta
 
     def on_epoch_end(self, ctx):
-        if self.monitor not in ctx.record:
-            if not any(k.startswith("val_") for k in ctx.record) and self.monitor.startswith("val_"):
-                return  # an epoch without evaluation (eval_every > 1)
-            raise FnlearnError(
-                f"EarlyStopping monitors {self.monitor!r}, which the records do not have. "
-                f"Available: {', '.join(sorted(k for k in ctx.record if k not in ('epoch', 'step', 'time')))}."
-            )
-        value = float(ctx.record[self.monitor])
+        value = monitored_value(ctx.record, self.monitor, "EarlyStopping")
+        if value is None:
+            return  # an epoch without evaluation (eval_every > 1)
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, ctx.epoch, 0
             if self.restore_best:
@@ -125,6 +161,19 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_weights is not None:
             params, model_state = self.best_weights
             ctx.state = ctx.state.replace(params=params, model_state=model_state)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best if math.isfinite(self.best) else None, "best_epoch": self.best_epoch,
+                "wait": self.wait, "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, saved, ctx):
+        self._reset()
+        if saved["best"] is not None:
+            self.best = float(saved["best"])
+        self.best_epoch, self.wait, self.stopped_epoch = saved["best_epoch"], saved["wait"], saved["stopped_epoch"]
+        if saved["best_weights"] is not None:
+            structure = jax.tree.structure((ctx.state.params, ctx.state.model_state))
+            self.best_weights = jax.tree.unflatten(structure, saved["best_weights"])
 
 
 class TensorBoard(Callback):

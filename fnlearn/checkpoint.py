@@ -3,7 +3,9 @@
 What is stored: the state's arrays (step, params, model state, optimizer state, and the PRNG key as
 its raw uint32 data) through orbax's ``StandardSave``, and a JSON document beside them with the
 leaf paths, shapes and dtypes (to check a restore against) and whatever ``extra`` the caller
-passes (fit stores the data-order key, the history and the config). No pickle anywhere.
+passes (fit stores the data-order key, the history, the callbacks' counters and the config).
+Other arrays may ride along as a flat ``{name: array}`` dict (``arrays=``; fit stores early
+stopping's best weights there); they come back as ``extra["arrays"]``. No pickle anywhere.
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a process
 killed at any moment, also in the middle of a save, leaves the previous checkpoints readable; a
@@ -18,6 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from fnlearn.callbacks import maximised
 from fnlearn.errors import FnlearnError
 from fnlearn.tree import path_str
 
@@ -74,44 +77,67 @@ def _manager(directory: Path, keep: int | None):
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
-def _save_with(manager, state, step: int, extra: dict) -> None:
+def _save_with(manager, state, step: int, extra: dict, arrays: dict | None = None) -> None:
     ocp = _ocp()
-    arrays = _arrays(state)
-    meta = {"signature": _signature(arrays), "extra": extra}
-    manager.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=True)
+    if "arrays" in extra:
+        raise FnlearnError('checkpoint extra may not use the key "arrays": pass arrays with arrays={name: array}.')
+    tree = _arrays(state)
+    meta = {"signature": _signature(tree), "extra": extra}
+    items = {"state": ocp.args.StandardSave(tree)}
+    if arrays:
+        if not all(isinstance(name, str) and name.isidentifier() for name in arrays):
+            raise FnlearnError(f"checkpoint arrays= needs a flat dict with identifier names, got keys {sorted(map(repr, arrays))}.")
+        meta["arrays"] = _signature(arrays)
+        items["arrays"] = ocp.args.StandardSave(dict(arrays))
+    manager.save(int(step), args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True)
     manager.wait_until_finished()
 
 
-def _restore_with(manager, directory: Path, state, step: int):
+def _read_meta(manager, directory: Path, step: int) -> dict:
     ocp = _ocp()
-    where = directory / str(step)
     try:
-        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as error:  # orbax raises many types for a damaged directory
-        raise CheckpointError(f"checkpoint {where} is corrupt or incomplete (its metadata cannot be read: {error}). "
+        raise CheckpointError(f"checkpoint {directory / str(step)} is corrupt or incomplete (its metadata cannot be read: {error}). "
                               f"Delete it to fall back to an earlier one, or restore another step.") from None
-    template = _arrays(state)
-    _check_signature(meta["signature"], _signature(template), where)
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), template)
+
+
+def _restore_item(manager, where: Path, step: int, name: str, abstract):
+    ocp = _ocp()
     try:
-        arrays = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        return manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)}))[name]
     except Exception as error:
         raise CheckpointError(f"checkpoint {where} is corrupt or truncated ({type(error).__name__}: {error}). "
                               f"Delete it to fall back to an earlier one, or restore another step.") from None
+
+
+def _restore_with(manager, directory: Path, state, step: int):
+    where = directory / str(step)
+    meta = _read_meta(manager, directory, step)
+    template = _arrays(state)
+    _check_signature(meta["signature"], _signature(template), where)
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), template)
+    arrays = _restore_item(manager, where, step, "state", abstract)
     restored = state.replace(
         step=arrays["step"], params=arrays["params"], model_state=arrays["model_state"],
         opt_state=arrays["opt_state"], key=jax.random.wrap_key_data(arrays["key"]),
     )
-    return restored, meta["extra"]
+    extra = dict(meta["extra"])
+    if meta.get("arrays"):
+        abstract = {name: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for name, shape, dtype in meta["arrays"]}
+        extra["arrays"] = _restore_item(manager, where, step, "arrays", abstract)
+    return restored, extra
 
 
-def save(directory, state, *, step: int | None = None, extra: dict | None = None, keep: int | None = None) -> Path:
-    """Write ``state`` (and a JSON-able ``extra``) as checkpoint ``step`` (default: state.step)."""
+def save(directory, state, *, step: int | None = None, extra: dict | None = None, arrays: dict | None = None,
+         keep: int | None = None) -> Path:
+    """Write ``state``, a JSON-able ``extra`` and a flat dict of other ``arrays`` (they come back
+    as ``extra["arrays"]``) as checkpoint ``step`` (default: state.step)."""
     directory = Path(directory)
     step = int(state.step) if step is None else int(step)
     manager = _manager(directory, keep)
     try:
-        _save_with(manager, state, step, extra or {})
+        _save_with(manager, state, step, extra or {}, arrays)
     finally:
         manager.close()
     return directory / str(step)
@@ -152,7 +178,13 @@ def restore(directory, state, *, step: int | None = None):
 
 
 class RunCheckpoints:
-    """The checkpoints of one run: the last ``keep`` in ``last/``, the best by a metric in ``best/``."""
+    """The checkpoints of one run: the last ``keep`` in ``last/``, the best by a metric in ``best/``.
+
+    A save writes ``best/`` (when the metric improved) before ``last/``: a kill between the two
+    leaves ``best/`` one epoch ahead, and the resumed run, which repeats that epoch bit for bit,
+    finds the same value already there (``restore_latest`` reads the best value back), so the
+    best checkpoint is never replaced by a worse one across a resume.
+    """
 
     def __init__(self, directory, keep: int = 3):
         self.directory = Path(directory)
@@ -161,28 +193,32 @@ class RunCheckpoints:
         self._best = None
         self._best_value = None
 
-    def save(self, state, step: int, extra: dict, best: tuple[str, float | None] | None = None) -> None:
-        if self._last is None:
-            self._last = _manager(self.directory / "last", self.keep)
-        _save_with(self._last, state, step, extra)
+    def save(self, state, step: int, extra: dict, best: tuple[str, float | None] | None = None,
+             arrays: dict | None = None) -> None:
+        """Checkpoint ``step`` into ``last/``, and into ``best/`` when ``best = (metric, value)``
+        improves on the best so far (lower is better, higher for accuracy-like metrics)."""
         if best is not None and best[1] is not None and np.isfinite(best[1]):
             name, value = best
-            maximise = "accuracy" in name
-            if self._best_value is None or (value > self._best_value if maximise else value < self._best_value):
+            if self._best_value is None or (value > self._best_value if maximised(name) else value < self._best_value):
                 if self._best is None:
                     self._best = _manager(self.directory / "best", 1)
-                _save_with(self._best, state, step, extra | {"best": {name: value}})
+                _save_with(self._best, state, step, extra | {"best": {name: value}}, arrays)
                 self._best_value = value
+        if self._last is None:
+            self._last = _manager(self.directory / "last", self.keep)
+        _save_with(self._last, state, step, extra, arrays)
 
     def restore_latest(self, state):
         """``(state, extra)`` from the newest readable checkpoint in ``last/``, or None if there is none.
 
         A newest checkpoint that cannot be read (a disk error after it was committed) is reported
-        and the one before it is used, so one damaged checkpoint does not cost the run.
+        and the one before it is used, so one damaged checkpoint does not cost the run. The best
+        value so far is read back from ``best/``, so later saves compare against it.
         """
         directory = self.directory / "last"
         if latest_step(directory) is None:
             return None
+        self._best_value = self._saved_best_value()
         manager = _manager(directory, None)
         try:
             errors = []
@@ -196,6 +232,21 @@ class RunCheckpoints:
             raise CheckpointError("no readable checkpoint in " + str(directory) + ": " + " | ".join(errors))
         finally:
             manager.close()
+
+    def _saved_best_value(self) -> float | None:
+        """The metric value stored with ``best/``'s checkpoint (None when there is none, or it is unreadable:
+        then the next save becomes the best)."""
+        directory = self.directory / "best"
+        if latest_step(directory) is None:
+            return None
+        manager = _manager(directory, None)
+        try:
+            best = _read_meta(manager, directory, manager.latest_step())["extra"].get("best", {})
+        except CheckpointError:
+            return None
+        finally:
+            manager.close()
+        return next(iter(best.values()), None)
 
     def close(self) -> None:
         for manager in (self._last, self._best):

@@ -36,7 +36,7 @@ import numpy as np
 
 from fnlearn import data as fldata
 from fnlearn import parallel
-from fnlearn.callbacks import Callback, FitContext, NonFiniteError
+from fnlearn.callbacks import Callback, FitContext, NonFiniteError, monitored_value
 from fnlearn.errors import FnlearnError
 from fnlearn.train import Objective, TrainState, eval_sums, make_train_step, objective, train_step
 
@@ -288,6 +288,143 @@ def _first_nonfinite(host: dict, first_step: int) -> str | None:
     return f"{name} = {host[name][i]} at step {first_step + i + 1}"
 
 
+class _Session:
+    """The host side of one fit call, the same for device-resident arrays and for streamed
+    batches: resuming, the history and ``metrics.jsonl``, evaluation, callbacks and checkpoints."""
+
+    def __init__(self, obj: Objective, *, callbacks, run_dir, eval, eval_every, eval_batch_size,  # noqa: A002
+                 checkpoint_every, keep_checkpoints, best_metric, config, mesh):
+        from fnlearn.checkpoint import RunCheckpoints  # noqa: PLC0415 - orbax loads only when used
+
+        self.obj, self.callbacks, self.run_dir, self.mesh = obj, list(callbacks), run_dir, mesh
+        self.eval, self.eval_every, self.eval_batch_size = eval, eval_every, eval_batch_size
+        self.checkpoint_every, self.best_metric, self.config = checkpoint_every, best_metric, config
+        use_checkpoints = run_dir is not None and checkpoint_every
+        self.checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints", keep=keep_checkpoints) if use_checkpoints else None
+        self.history: History = []
+        self.start_time = time.perf_counter()
+        self.metrics_file = None
+        self.ctx = None
+
+    def open(self, state: TrainState, resume: bool) -> TrainState:
+        """Continue from the newest checkpoint (with ``resume``: the state, the history, the time
+        so far and the callbacks' states), open ``metrics.jsonl`` and start the callbacks."""
+        extra = None
+        if resume:
+            if self.checkpoints is None:
+                raise FnlearnError("resume=True needs run_dir=... (where the checkpoints are) and checkpoint_every set.")
+            restored = self.checkpoints.restore_latest(state)
+            if restored is not None:
+                state, extra = restored
+                if self.mesh is not None:
+                    state = parallel.put_replicated(state, self.mesh)
+                self.history = list(extra["history"])
+                self.start_time -= extra.get("elapsed", 0.0)
+        self.metrics_file = _open_metrics(self.run_dir, resume, self.history)
+        self.ctx = FitContext(state=state, epoch=self.epochs_done(), step=int(state.step), history=self.history, run_dir=self.run_dir)
+        for cb in self.callbacks:
+            cb.on_fit_start(self.ctx)
+        if extra is not None:
+            _load_callback_states(self.callbacks, extra, self.ctx)
+        return state
+
+    def epochs_done(self) -> int:
+        return int(self.history[-1]["epoch"]) if self.history else 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start_time
+
+    @property
+    def stop_training(self) -> bool:
+        return self.ctx.stop_training
+
+    def log(self, record: dict) -> None:
+        """A record between epoch ends (``log_every``): in metrics.jsonl, not in the history."""
+        _write(self.metrics_file, record)
+
+    def append(self, record: dict) -> None:
+        """An epoch's record: into the history and metrics.jsonl."""
+        self.history.append(record)
+        _write(self.metrics_file, record)
+
+    def end_epoch(self, state: TrainState, *, epoch: int, step: int, train: dict, examples_per_second: float, last: bool) -> TrainState:
+        """Epoch ``epoch`` (1-based) ended at ``step``: evaluate (every ``eval_every`` epochs and
+        at the end), record, run the callbacks, checkpoint (every ``checkpoint_every`` epochs, at
+        the end and when a callback stops training). Returns the state the callbacks leave."""
+        record = {"epoch": epoch, "step": step, "time": self.elapsed()} | train
+        record["examples_per_second"] = examples_per_second
+        if self.eval is not None and (epoch % self.eval_every == 0 or last):
+            measured = evaluate(state, self.eval, batch_size=self.eval_batch_size, objective_=self.obj)
+            record |= {f"val_{name}": value for name, value in measured.items()}
+        self.history.append(record)
+        self.ctx = dataclasses.replace(self.ctx, state=state, epoch=epoch, step=step, record=record)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self.ctx)
+        _write(self.metrics_file, record)  # after the callbacks, with whatever they added to the record
+        state = self.ctx.state
+        if self.checkpoints is not None and (epoch % self.checkpoint_every == 0 or last or self.ctx.stop_training):
+            self._save(state, step, record)
+        return state
+
+    def _save(self, state: TrainState, step: int, record: dict) -> None:
+        values, arrays = _callback_states(self.callbacks)
+        extra = {"history": self.history, "elapsed": self.elapsed(), "config": self.config or {}, "callbacks": values}
+        best = None
+        if self.best_metric is not None:
+            best = (self.best_metric, monitored_value(record, self.best_metric, "fit's best_metric"))
+        self.checkpoints.save(state, step, extra, best=best, arrays=arrays)
+
+    def finish(self, state: TrainState) -> TrainState:
+        """fit ended without an error: the callbacks' last word (early stopping restores the best weights)."""
+        self.ctx = dataclasses.replace(self.ctx, state=state)
+        for cb in self.callbacks:
+            cb.on_fit_end(self.ctx)
+        return self.ctx.state
+
+    def close(self) -> None:
+        if self.metrics_file is not None:
+            self.metrics_file.close()
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+
+
+def _named_callbacks(callbacks):
+    """(callback, name): the class name, "#2", "#3", ... for repeats. A checkpoint's callback states are
+    matched by it, so a resumed run may add or drop callbacks without stateful ones losing theirs."""
+    seen: dict[str, int] = {}
+    for cb in callbacks:
+        name = type(cb).__name__
+        seen[name] = seen.get(name, 0) + 1
+        yield cb, name if seen[name] == 1 else f"{name}#{seen[name]}"
+
+
+def _callback_states(callbacks) -> tuple[dict, dict]:
+    """The callbacks' ``state_dict()`` for a checkpoint: per callback, its JSON values and, for
+    each pytree of arrays, the names of its leaves in the flat dict of arrays saved beside."""
+    values, arrays = {}, {}
+    for i, (cb, name) in enumerate(_named_callbacks(callbacks)):
+        entry = {"json": {}, "arrays": {}}
+        for k, (key, value) in enumerate(cb.state_dict().items()):
+            leaves = jax.tree.leaves(value)
+            if any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
+                names = [f"callback{i}_{k}_{j}" for j in range(len(leaves))]
+                arrays |= dict(zip(names, leaves))
+                entry["arrays"][key] = names
+            else:
+                entry["json"][key] = value
+        if entry["json"] or entry["arrays"]:
+            values[name] = entry
+    return values, arrays
+
+
+def _load_callback_states(callbacks, extra: dict, ctx: FitContext) -> None:
+    saved, arrays = extra.get("callbacks", {}), extra.get("arrays", {})
+    for cb, name in _named_callbacks(callbacks):
+        if name in saved:
+            entry = saved[name]
+            cb.load_state_dict(entry["json"] | {key: [arrays[n] for n in names] for key, names in entry["arrays"].items()}, ctx)
+
+
 def fit(
     state: TrainState,
     train,
@@ -315,12 +452,17 @@ def fit(
     resume: bool = False,
     config: dict | None = None,
 ) -> tuple[TrainState, History]:
-    """Train ``state`` on ``train = (x, y)`` and return ``(state, history)``.
+    """Train ``state`` on ``train = (x, y)`` (or an iterable of batches) and return ``(state, history)``.
 
     Args (every one but ``loss`` and the length has a default):
+      train: a tuple ``(x, y)`` of arrays (put on the device once; the fast path), or any other
+        iterable of host batches ``(x, y)`` / ``(x, y, w)`` for data that does not fit (the
+        streaming path: iterated once per epoch, each batch checked and copied to the device
+        one step ahead; ``batch_size``, ``drop_last`` and ``devices`` apply to arrays only).
       loss: a distribution head (its mean NLL is minimised) or ``loss(outputs, y, w) -> scalar``.
       epochs / steps: how long (exactly one of them), counted from step 0 of the state: a state
-        that has already trained (or was restored) trains on until it reaches that total.
+        that has already trained (or was restored) trains on until it reaches that total. (Streamed
+        epochs are passes over the iterable, counted from the checkpoint resumed from, else from 0.)
       batch_size, drop_last: see the module docstring.
       eval: ``(x, y)`` evaluated every ``eval_every`` epochs (records get ``val_*`` entries).
       penalty: ``penalty(params) -> scalar`` added to the loss, e.g. ``fl.losses.l2(1e-4)``.
@@ -329,8 +471,10 @@ def fit(
       run_dir: where ``metrics.jsonl`` (one JSON object per logging point, flushed as it goes) and
         ``checkpoints/`` (orbax: the last ``keep_checkpoints``, and the best by ``best_metric``)
         are written; ``checkpoint_every`` epochs (None: never).
-      resume: continue from the last checkpoint in ``run_dir`` (bit-identical to an uninterrupted
-        run on the same machine).
+      resume: continue from the last checkpoint in ``run_dir``: the state, the history and the
+        callbacks' states (early stopping's counters and best weights). Bit-identical to an
+        uninterrupted run on the same machine (streamed: if the iterable yields the same batches
+        on every pass).
       log_every: host interaction every this many steps (default: once per epoch).
       on_nonfinite: "stop" raises ``NonFiniteError`` naming the step and the first non-finite
         metric; "skip" needs an optimizer wrapped in ``fl.optim.apply_if_finite`` and only logs
@@ -357,8 +501,14 @@ def fit(
             )
     if eval is not None:
         check_arrays(state, *eval, obj, name="evaluation data")
+    session_args = dict(callbacks=callbacks, run_dir=run_dir, eval=eval, eval_every=eval_every, eval_batch_size=eval_batch_size,
+                        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, best_metric=best_metric, config=config)
     if not isinstance(train, tuple):
-        return _fit_streaming(state, train, obj, epochs=epochs, steps=steps, augment=augment, callbacks=callbacks, run_dir=run_dir, eval=eval, eval_batch_size=eval_batch_size, progress=progress)
+        if devices is not None and parallel.data_mesh(devices) is not None:
+            raise FnlearnError("devices=... needs the training data as arrays, train=(x, y); streamed batches train on one device.")
+        session = _Session(obj, mesh=None, **session_args)
+        return _fit_streaming(state, train, obj, session, epochs=epochs, steps=steps, augment=augment, log_every=log_every,
+                              on_nonfinite=on_nonfinite, log_norms=log_norms, progress=progress, resume=resume)
     x, y = train
     check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
     plan = _plan(len(x), batch_size, drop_last, epochs, steps, log_every)
@@ -370,51 +520,31 @@ def fit(
         parallel.check_batch_size(batch_size, mesh)
         x, y, state = parallel.put_replicated((np.asarray(x), np.asarray(y), state), mesh)
         batch_sharding = parallel.batch_sharded(mesh)
-
-    from fnlearn.checkpoint import RunCheckpoints  # noqa: PLC0415 - orbax loads only when used
-
-    checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints", keep=keep_checkpoints) if run_dir is not None and checkpoint_every else None
-    order_key = jax.random.fold_in(state.key, ORDER_SALT)  # data order: fixed for the whole run
-    history: History = []
-    start_time = time.perf_counter()
-    if resume:
-        if checkpoints is None:
-            raise FnlearnError("resume=True needs run_dir=... (where the checkpoints are) and checkpoint_every set.")
-        restored = checkpoints.restore_latest(state)
-        if restored is not None:
-            state, extra = restored
-            if mesh is not None:
-                state = parallel.put_replicated(state, mesh)
-            order_key = jax.random.wrap_key_data(jnp.asarray(extra["order_key"], jnp.uint32))
-            history = list(extra["history"])
-            start_time -= extra.get("elapsed", 0.0)
-
-    metrics_file = _open_metrics(run_dir, resume, history)
-    ctx = FitContext(state=state, epoch=0, step=int(state.step), history=history, run_dir=run_dir)
-    for cb in callbacks:
-        cb.on_fit_start(ctx)
-    bar = _progress_bar(progress, plan.total_steps, int(state.step))
-    accumulate = _Accumulator()
-    indices = weights = None
-    current_epoch = -1
-    step = int(state.step)
+    session = _Session(obj, mesh=mesh, **session_args)
+    bar = None
     try:
+        state = session.open(state, resume)
+        order_key = jax.random.fold_in(state.key, ORDER_SALT)  # data order: fixed for the whole run
+        bar = _progress_bar(progress, plan.total_steps, int(state.step))
+        accumulate = _Accumulator()
+        indices = weights = None
+        current_epoch = -1
+        step = int(state.step)
         # Nothing to do at epoch ends but write the history (no evaluation, callbacks, checkpoints,
         # logging or bar): the remaining whole epochs run as one compiled scan, and the epochs'
         # records are cut from its per-step metrics afterwards. Same steps, same numbers.
-        batch_epochs = not callbacks and eval is None and checkpoints is None and log_every is None and bar is None
-        while step < plan.total_steps and not ctx.stop_training:
+        batch_epochs = not callbacks and eval is None and session.checkpoints is None and log_every is None and bar is None
+        while step < plan.total_steps and not session.stop_training:
             epoch, position = divmod(step, plan.steps_per_epoch)
             whole_epochs = (plan.total_steps - step) // plan.steps_per_epoch
             if batch_epochs and position == 0 and whole_epochs >= 2:
                 state, step = _run_whole_epochs(state, x, y, order_key, epoch, whole_epochs, plan, obj, augment,
-                                                batch_sharding, log_norms, on_nonfinite, history, metrics_file, start_time)
-                ctx = dataclasses.replace(ctx, state=state, epoch=epoch + whole_epochs, step=step, record=history[-1])
+                                                batch_sharding, log_norms, on_nonfinite, session)
                 continue
             if epoch != current_epoch:
                 indices, weights = _epoch_order_jit(order_key, epoch, plan.n, plan.batch_size, plan.drop_last)
                 current_epoch = epoch
-                chunk_start_time = time.perf_counter()
+                epoch_start_time = time.perf_counter()
             k = min(plan.chunk, plan.steps_per_epoch - position, plan.total_steps - step)
             tick = time.perf_counter()
             state, stacked = _run_chunk(state, x, y, indices[position:position + k], weights[position:position + k],
@@ -426,44 +556,27 @@ def fit(
                 bar.update(k)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{float(np.mean(host['loss'])):.4f}",
                                 ex_per_s=f"{k * plan.batch_size / max(time.perf_counter() - tick, 1e-9):.0f}")
-            epoch_done = (step % plan.steps_per_epoch == 0) or step == plan.total_steps
-            if log_every is not None and not epoch_done:
-                record = {"step": step, "epoch": epoch + position / plan.steps_per_epoch + k / plan.steps_per_epoch,
-                          "time": time.perf_counter() - start_time}
-                record |= {f"train_{n}": float(v[-1] if n in LATEST_VALUE else np.mean(v)) for n, v in host.items()}
-                _write(metrics_file, record)
+            if step % plan.steps_per_epoch and step != plan.total_steps:  # inside an epoch
+                if log_every is not None:
+                    session.log({"step": step, "epoch": epoch + (position + k) / plan.steps_per_epoch, "time": session.elapsed()}
+                                | _chunk_summary(host))
                 continue
-            if not epoch_done:
-                continue
-            record = {"epoch": epoch + 1, "step": step, "time": time.perf_counter() - start_time}
-            record |= accumulate.means()
-            record["examples_per_second"] = plan.batch_size * plan.steps_per_epoch / max(time.perf_counter() - chunk_start_time, 1e-9)
-            if eval is not None and ((epoch + 1) % eval_every == 0 or step == plan.total_steps):
-                record |= {f"val_{n}": v for n, v in evaluate(state, eval, batch_size=eval_batch_size, objective_=obj).items()}
-            history.append(record)
-            _write(metrics_file, record)
-            ctx = dataclasses.replace(ctx, state=state, epoch=epoch + 1, step=step, record=record)
-            for cb in callbacks:
-                cb.on_epoch_end(ctx)
-            state = ctx.state
-            if checkpoints is not None and ((epoch + 1) % checkpoint_every == 0 or step == plan.total_steps or ctx.stop_training):
-                extra = {"order_key": np.asarray(jax.random.key_data(order_key)).tolist(), "history": history,
-                         "elapsed": time.perf_counter() - start_time, "config": config or {}}
-                checkpoints.save(state, step, extra, best=None if best_metric is None else (best_metric, record.get(best_metric)))
+            examples_per_second = plan.batch_size * (position + k) / max(time.perf_counter() - epoch_start_time, 1e-9)
+            state = session.end_epoch(state, epoch=epoch + 1, step=step, train=accumulate.means(),
+                                      examples_per_second=examples_per_second, last=step == plan.total_steps)
     finally:
         if bar is not None:
             bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
-        if checkpoints is not None:
-            checkpoints.close()
-    for cb in callbacks:
-        cb.on_fit_end(ctx)
-    return ctx.state if ctx.state is not None else state, history
+        session.close()
+    return session.finish(state), session.history
 
 
-def _run_whole_epochs(state, x, y, order_key, epoch, count, plan, obj, augment, batch_sharding, log_norms,
-                      on_nonfinite, history, metrics_file, start_time):
+def _chunk_summary(host: dict) -> dict:
+    """The ``train_*`` entries of a record between epoch ends: the chunk's mean (latest value for ``LATEST_VALUE``)."""
+    return {f"train_{name}": float(values[-1] if name in LATEST_VALUE else np.mean(values)) for name, values in host.items()}
+
+
+def _run_whole_epochs(state, x, y, order_key, epoch, count, plan, obj, augment, batch_sharding, log_norms, on_nonfinite, session):
     """``count`` whole epochs from ``epoch`` as one compiled scan; appends one record per epoch."""
     tick = time.perf_counter()
     state, stacked = _run_epochs(state, x, y, order_key, jnp.asarray(epoch, jnp.int32), count=count, batch_size=plan.batch_size,
@@ -471,57 +584,82 @@ def _run_whole_epochs(state, x, y, order_key, epoch, count, plan, obj, augment, 
     host = jax.device_get(stacked)
     first = epoch * plan.steps_per_epoch
     _stop_if_nonfinite(host, first, on_nonfinite)
-    now = time.perf_counter()
     spe = plan.steps_per_epoch
+    examples_per_second = plan.batch_size * spe * count / max(time.perf_counter() - tick, 1e-9)
+    now = session.elapsed()
     for j, summary in enumerate(_epoch_summaries(host, count)):
-        record = {"epoch": epoch + j + 1, "step": first + (j + 1) * spe, "time": now - start_time}
-        record |= summary
-        record["examples_per_second"] = plan.batch_size * spe * count / max(now - tick, 1e-9)
-        history.append(record)
-        _write(metrics_file, record)
+        session.append({"epoch": epoch + j + 1, "step": first + (j + 1) * spe, "time": now} | summary
+                       | {"examples_per_second": examples_per_second})
     return state, first + count * spe
 
 
-def _fit_streaming(state, batches: Iterable, obj, *, epochs, steps, augment, callbacks, run_dir, eval, eval_batch_size, progress):
-    """The path for data that does not fit on the device: one jitted step per host batch, the next
-    batch copied to the device while the current one trains. ``batches`` is an iterable (re-iterated
-    once per epoch when ``epochs`` is given) of ``(x, y)`` or ``(x, y, w)`` with a fixed batch shape."""
+def _fit_streaming(state, batches: Iterable, obj, session: _Session, *, epochs, steps, augment, log_every, on_nonfinite,
+                   log_norms, progress, resume):
+    """The path for data that does not fit on the device: one jitted step per host batch, each batch
+    checked on the host and copied to the device while the step before it trains; the host keeps at
+    most one step queued behind the running one, so memory stays bounded however fast it reads."""
     if (epochs is None) == (steps is None):
         raise FnlearnError("fit needs exactly one of epochs=... or steps=... (how long to train).")
-    step_fn = make_train_step(obj, augment=augment)
-    history: History = []
-    metrics_file = _open_metrics(run_dir, False, history)
-    start = time.perf_counter()
-    ctx = FitContext(state=state, epoch=0, step=int(state.step), history=history, run_dir=run_dir)
-    for cb in callbacks:
-        cb.on_fit_start(ctx)
-    done, epoch = 0, 0
-    while not ctx.stop_training and (epochs is None or epoch < epochs) and (steps is None or done < steps):
-        accumulate, checked = _Accumulator(), False
-        for batch in _prefetch(batches):
-            if not checked:
-                check_arrays(state, np.asarray(batch[0]), np.asarray(batch[1]), obj, name="streamed batch")
-                checked = True
-            state, metrics = step_fn(state, batch)
-            accumulate.add({k: v[None] for k, v in metrics.items()})
-            done += 1
-            if steps is not None and done >= steps:
-                break
-        epoch += 1
-        record = {"epoch": epoch, "step": int(state.step), "time": time.perf_counter() - start} | accumulate.means()
-        if eval is not None:
-            record |= {f"val_{n}": v for n, v in evaluate(state, eval, batch_size=eval_batch_size, objective_=obj).items()}
-        history.append(record)
-        _write(metrics_file, record)
-        ctx = dataclasses.replace(ctx, state=state, epoch=epoch, step=int(state.step), record=record)
-        for cb in callbacks:
-            cb.on_epoch_end(ctx)
-        state = ctx.state
-    if metrics_file is not None:
-        metrics_file.close()
-    for cb in callbacks:
-        cb.on_fit_end(ctx)
-    return ctx.state, history
+    if epochs is not None and epochs > 1 and iter(batches) is batches:
+        raise FnlearnError(
+            f"train is an iterator, which runs out after one pass, but epochs={epochs}. Pass something "
+            f"iterable again every epoch (a list, or a class whose __iter__ returns a fresh generator), or use steps=...."
+        )
+    step_fn = make_train_step(obj, augment=augment, norms=log_norms)
+    bar = None
+    try:
+        state = session.open(state, resume)
+        epoch, step = session.epochs_done(), int(state.step)
+        bar = _progress_bar(progress, steps, step)
+        while not session.stop_training and (epochs is None or epoch < epochs) and (steps is None or step < steps):
+            tick, first = time.perf_counter(), step
+            pending, logged, examples = [], 0, 0
+            for batch in _prefetch(_checked_batches(batches, state, obj, epoch)):
+                state, metrics = step_fn(state, batch)
+                pending.append(metrics)
+                if len(pending) > 1:
+                    jax.block_until_ready(pending[-2])
+                step, examples = step + 1, examples + batch[0].shape[0]
+                if bar is not None:
+                    bar.update(1)
+                if log_every is not None and len(pending) - logged == log_every:
+                    host = _stack_to_host(pending[logged:])
+                    _stop_if_nonfinite(host, first + logged, on_nonfinite)
+                    session.log({"step": step, "epoch": epoch + 1, "time": session.elapsed()} | _chunk_summary(host))
+                    logged = len(pending)
+                if steps is not None and step >= steps:
+                    break
+            if not pending:
+                raise FnlearnError(f"train yielded no batch in epoch {epoch + 1}. Pass a non-empty iterable that can be iterated again every epoch.")
+            host = _stack_to_host(pending)
+            _stop_if_nonfinite(host, first, on_nonfinite)
+            epoch += 1
+            examples_per_second = examples / max(time.perf_counter() - tick, 1e-9)
+            if bar is not None:
+                bar.set_postfix(epoch=epoch, loss=f"{float(np.mean(host['loss'])):.4f}", ex_per_s=f"{examples_per_second:.0f}")
+            last = (epochs is not None and epoch >= epochs) or (steps is not None and step >= steps)
+            state = session.end_epoch(state, epoch=epoch, step=step, train=_epoch_summaries(host, 1)[0],
+                                      examples_per_second=examples_per_second, last=last)
+    finally:
+        if bar is not None:
+            bar.close()
+        session.close()
+    return session.finish(state), session.history
+
+
+def _stack_to_host(per_step: list[dict]) -> dict:
+    """Per-step metric dicts (on the device) as one host array per metric."""
+    return {name: np.asarray(values) for name, values in jax.device_get(jax.tree.map(lambda *v: jnp.stack(v), *per_step)).items()}
+
+
+def _checked_batches(batches: Iterable, state: TrainState, obj: Objective, epoch: int):
+    """The streamed batches as tuples, each checked on the host before it goes anywhere (shapes,
+    targets, NaN/Inf): a bad batch gets the same clear error as bad arrays, naming the batch."""
+    for i, batch in enumerate(batches):
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            raise FnlearnError(f"streamed batch {i + 1} of epoch {epoch + 1} is not (x, y) or (x, y, weights): got {type(batch).__name__}.")
+        check_arrays(state, batch[0], batch[1], obj, name=f"streamed batch {i + 1} of epoch {epoch + 1}")
+        yield tuple(batch)
 
 
 def _prefetch(batches: Iterable):

@@ -187,16 +187,17 @@ def train_step(state: TrainState, batch, obj: Objective, augment: Callable | Non
     return new_state, metrics
 
 
-def make_train_step(loss, *, penalty=None, augment=None, donate: bool = True):
+def make_train_step(loss, *, penalty=None, augment=None, donate: bool = True, norms: bool = True):
     """A jitted ``(state, batch) -> (state, metrics)``; the old state's buffers are donated.
 
     ``loss`` is a distribution head (its NLL is minimised, its natural metric reported) or a loss
     function ``loss(outputs, y, weights) -> scalar``. ``penalty(params) -> scalar`` is added to the
-    loss (``fl.losses.l2(1e-4)``). The model and optimizer come from the state.
+    loss (``fl.losses.l2(1e-4)``). The model and optimizer come from the state. ``norms=False``
+    leaves the gradient and update norms out of the metrics (see ``train_step``).
     """
     obj = objective(loss, penalty)
     step = _train_step_donated if donate else _train_step_jit
-    return functools.partial(step, obj=obj, augment=augment)
+    return functools.partial(step, obj=obj, augment=augment, norms=norms)
 
 
 def eval_sums(state: TrainState, batch, obj: Objective) -> dict:
@@ -223,6 +224,6 @@ def make_eval_step(loss):
 
 # Module-level compiled functions: the objective and augmentation are static (hashable) arguments,
 # so every step made for the same head, model and optimizer shares one compiled program.
-_train_step_jit = jax.jit(train_step, static_argnames=("obj", "augment"))
-_train_step_donated = jax.jit(train_step, static_argnames=("obj", "augment"), donate_argnums=(0,))
+_train_step_jit = jax.jit(train_step, static_argnames=("obj", "augment", "norms"))
+_train_step_donated = jax.jit(train_step, static_argnames=("obj", "augment", "norms"), donate_argnums=(0,))
 _eval_sums_jit = jax.jit(eval_sums, static_argnames=("obj",))

@@ -94,6 +94,35 @@ def test_run_checkpoints_keep_the_last_k_and_the_best(tmp_path):
     assert extra["best"] == {"val_loss": 1.0}
 
 
+def test_a_resumed_run_does_not_replace_the_best_by_a_worse_one(tmp_path):
+    """The best value so far is read back from best/ on resume: epoch 3 (val 2.0) must not become
+    the best after a resume from epoch 2 (val 1.0)."""
+    state = _trained_state()
+    run = RunCheckpoints(tmp_path, keep=3)
+    for step, val_loss in [(1, 3.0), (2, 1.0)]:
+        run.save(state.replace(step=np.int32(step)), step, {"epoch": step}, best=("val_loss", val_loss))
+    run.close()
+    resumed = RunCheckpoints(tmp_path, keep=3)
+    assert int(resumed.restore_latest(state)[0].step) == 2
+    resumed.save(state.replace(step=np.int32(3)), 3, {"epoch": 3}, best=("val_loss", 2.0))
+    resumed.save(state.replace(step=np.int32(4)), 4, {"epoch": 4}, best=("val_accuracy", 0.5))  # higher is better, from None
+    resumed.close()
+    _, extra = fl.checkpoint.restore(tmp_path / "best", state)
+    assert extra["best"] == {"val_loss": 1.0}
+
+
+def test_other_arrays_ride_along_and_come_back_by_name(tmp_path):
+    state = _trained_state()
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "count": np.int32(7)}
+    fl.checkpoint.save(tmp_path, state, extra={"note": 1}, arrays=arrays)
+    _, extra = fl.checkpoint.restore(tmp_path, state)
+    assert extra["note"] == 1 and sorted(extra["arrays"]) == ["count", "w"]
+    np.testing.assert_array_equal(extra["arrays"]["w"], arrays["w"])
+    assert extra["arrays"]["w"].dtype == np.float32 and int(extra["arrays"]["count"]) == 7
+    with pytest.raises(fl.errors.FnlearnError, match='key "arrays"'):
+        fl.checkpoint.save(tmp_path / "b", state, extra={"arrays": 1})
+
+
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     state = _trained_state()
     run = RunCheckpoints(tmp_path, keep=3)
@@ -112,7 +141,8 @@ def _run_job(run_dir, out, resume=False, **popen):
 
 def test_resume_after_kill_minus_nine_is_bit_identical(tmp_path):
     """Train uninterrupted; train again, kill -9 it at a random moment (possibly mid-checkpoint),
-    resume from what is on disk; the final parameters, optimizer state and key are bit-identical."""
+    resume from what is on disk; the final parameters (early stopping's best epoch's), optimizer
+    state, key, best epoch and validation losses are bit-identical."""
     reference = _run_job(tmp_path / "ref", tmp_path / "ref.npz")
     assert reference.wait(timeout=600) == 0
     run_dir = tmp_path / "killed"
@@ -131,5 +161,6 @@ def test_resume_after_kill_minus_nine_is_bit_identical(tmp_path):
     assert sorted(a.files) == sorted(b.files)
     for name in a.files:
         assert np.array_equal(a[name], b[name]), name
+    assert 1 <= int(a["best_epoch"]) < 40  # the final parameters are an earlier epoch's
     lines = metrics.read_text().splitlines()
     assert len(lines) == 40  # the history continues where the checkpoint left it, no duplicates

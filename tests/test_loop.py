@@ -169,6 +169,70 @@ def test_early_stopping_restores_the_best_even_when_it_never_fired():
     chex.assert_trees_all_equal(state.params, fake.params[2])
 
 
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(epoch):
+    """A callback that kills the run at the end of ``epoch``, before that epoch's checkpoint."""
+
+    def hook(ctx):
+        if ctx.epoch == epoch:
+            raise _Interrupt
+
+    return LambdaCallback(on_epoch_end=hook)
+
+
+def _same_history(a, b):
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        assert {k: v for k, v in ra.items() if k not in ("time", "examples_per_second")} == \
+               {k: v for k, v in rb.items() if k not in ("time", "examples_per_second")}
+
+
+def test_resume_continues_early_stopping_where_it_was(tmp_path):
+    """Interrupted after epoch 5 (best epoch 3, one epoch without improvement), resumed from the
+    epoch-4 checkpoint: the counters and the best weights come back, so the run stops at epoch 6
+    and restores epoch 3's weights, as the uninterrupted run does. A fresh EarlyStopping would take
+    epoch 5 as its best and run on to epoch 8."""
+    x, y = _problem()
+    values = [5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 1.0, 1.0]
+
+    def run(run_dir, extra=(), resume=False):
+        stopper = EarlyStopping("fake", patience=3)
+        state, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=8, batch_size=16, callbacks=[_FakeMetric(values), stopper, *extra],
+                                run_dir=run_dir, resume=resume)
+        return state, history, stopper
+
+    reference, ref_history, ref_stopper = run(tmp_path / "ref")
+    assert ref_stopper.stopped_epoch == 6 and ref_stopper.best_epoch == 3
+    with pytest.raises(_Interrupt):
+        run(tmp_path / "cut", extra=[_interrupt_at(5)])
+    resumed, history, stopper = run(tmp_path / "cut", resume=True)
+    assert (stopper.stopped_epoch, stopper.best_epoch, stopper.wait) == (6, 3, 3)
+    chex.assert_trees_all_equal(resumed.params, reference.params)
+    chex.assert_trees_all_equal(resumed.opt_state, reference.opt_state)
+    _same_history(history, ref_history)
+    lines = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    _same_history(lines, ref_history)
+    assert all("fake" in line for line in lines)  # written after the callbacks, with what they added
+
+
+def test_early_stopping_counts_afresh_in_every_fit():
+    x, y = _problem()
+    stopper = EarlyStopping("fake", patience=1)
+    fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, callbacks=[_FakeMetric([1.0, 2.0, 3.0]), stopper])
+    assert stopper.stopped_epoch == 2
+    fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, callbacks=[_FakeMetric([5.0, 4.0, 3.0]), stopper])
+    assert stopper.stopped_epoch is None and stopper.best_epoch == 3 and stopper.best == 3.0
+
+
+def test_best_metric_must_be_a_recorded_metric(tmp_path):
+    x, y = _problem()
+    with pytest.raises(FnlearnError, match=r"best_metric monitors 'val_los'.*val_loss"):
+        fl.fit(_state(), (x, y), loss=HEAD, epochs=1, batch_size=16, eval=(x, y), run_dir=tmp_path, best_metric="val_los")
+
+
 def test_early_stopping_names_the_available_metrics():
     x, y = _problem()
     with pytest.raises(FnlearnError, match="train_loss"):
@@ -217,6 +281,59 @@ def test_streaming_path_matches_the_plain_step():
     assert len(history) == 2
 
 
+class _Batches:
+    """Host batches, iterable again every epoch (as a data loader is)."""
+
+    def __init__(self, x, y, size):
+        self.x, self.y, self.size = x, y, size
+
+    def __iter__(self):
+        for i in range(0, len(self.x), self.size):
+            yield self.x[i:i + self.size], self.y[i:i + self.size]
+
+
+def test_streaming_steps_count_from_the_state_and_log_every(tmp_path):
+    x, y = _problem(n=48)
+    state, history = fl.fit(_state(), _Batches(x, y, 16), loss=HEAD, steps=4, log_every=2, run_dir=tmp_path, checkpoint_every=None)
+    assert int(state.step) == 4 and [r["step"] for r in history] == [3, 4]  # one pass of 3 batches, then 1 step
+    state, _ = fl.fit(state, _Batches(x, y, 16), loss=HEAD, steps=6)  # trains on to step 6, not 4 more
+    assert int(state.step) == 6
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 3, 4]  # a log_every record, then the two epoch records
+    assert {"train_loss", "train_accuracy", "examples_per_second"} <= set(history[0])
+
+
+def test_streaming_resume_is_exact(tmp_path):
+    x, y = _problem(n=48)
+    model = fl.nn.mlp([6, 16, 3], dropout=0.3)  # the per-step keys must continue too
+    reference, ref_history = fl.fit(_state(model), _Batches(x, y, 16), loss=HEAD, epochs=5, eval=(x, y), run_dir=tmp_path / "ref")
+    with pytest.raises(_Interrupt):
+        fl.fit(_state(model), _Batches(x, y, 16), loss=HEAD, epochs=5, eval=(x, y), run_dir=tmp_path / "cut", callbacks=[_interrupt_at(3)])
+    resumed, history = fl.fit(_state(model), _Batches(x, y, 16), loss=HEAD, epochs=5, eval=(x, y), run_dir=tmp_path / "cut", resume=True)
+    chex.assert_trees_all_equal(resumed.params, reference.params)
+    _same_history(history, ref_history)
+
+
+def test_streaming_bad_input_gets_one_clear_error():
+    x, y = _problem(n=48)
+    bad = x.copy()
+    bad[40, 2] = np.nan
+    with pytest.raises(FnlearnError, match="streamed batch 3 of epoch 1.*NaN"):
+        fl.fit(_state(), _Batches(bad, y, 16), loss=HEAD, epochs=1)
+    with pytest.raises(FnlearnError, match="iterator, which runs out after one pass"):
+        fl.fit(_state(), iter(list(_Batches(x, y, 16))), loss=HEAD, epochs=2)
+    with pytest.raises(FnlearnError, match="yielded no batch in epoch 1"):
+        fl.fit(_state(), [], loss=HEAD, epochs=1)
+    with pytest.raises(FnlearnError, match=r"not \(x, y\) or \(x, y, weights\)"):
+        fl.fit(_state(), [x[:16]], loss=HEAD, epochs=1)
+
+
+def test_streaming_nonfinite_guard_names_the_step():
+    x, y = _problem(n=48)
+    with pytest.raises(NonFiniteError, match=r"at step \d+"):
+        fl.fit(_state(tx=fl.optim.sgd(1e12)), _Batches(x * 1e3, y, 16), loss=HEAD, epochs=20)
+
+
 def test_progress_bar_shows_epoch_loss_and_speed(monkeypatch):
     x, y = _problem()
     err = io.StringIO()
@@ -227,6 +344,9 @@ def test_progress_bar_shows_epoch_loss_and_speed(monkeypatch):
     err.truncate(0)
     fl.fit(_state(), (x, y), loss=HEAD, epochs=2, batch_size=16)  # not a terminal: no bar
     assert err.getvalue() == ""
+    fl.fit(_state(), _Batches(x, y, 16), loss=HEAD, epochs=2, progress=True)  # streamed: the same bar
+    text = err.getvalue()
+    assert "epoch=2" in text and "loss=" in text and "ex_per_s=" in text
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """A training run for the resume test: `python resume_job.py RUN_DIR OUT.npz [--resume]`.
 
 Digits, an MLP with dropout and BatchNorm (so the PRNG key, the running statistics and the data
-order must all be restored), Adam with a cosine schedule, a checkpoint every epoch.
+order must all be restored), Adam with a cosine schedule, a checkpoint every epoch, and early
+stopping that restores the best weights: with min_delta = 0.05 only the first few epochs count as
+improvements, so the final parameters are an early epoch's, which a resumed run must have kept in
+its checkpoint (with the stopping counters) to end as the uninterrupted run does.
 """
 
 import sys
@@ -19,13 +22,15 @@ def main(run_dir, out, resume):
     tx = fl.optim.adam(fl.optim.schedules.cosine_decay_schedule(3e-3, 40 * 40))
     state = fl.TrainState.create(model, tx, jax.random.key(0))
     slow = fl.callbacks.LambdaCallback(on_epoch_end=lambda ctx: __import__("time").sleep(0.05))
+    early = fl.callbacks.EarlyStopping("val_loss", patience=100, min_delta=0.05, restore_best=True)
     state, history = fl.fit(
         state, (parts.train.x, parts.train.y), loss=fl.distributions.get("categorical"), epochs=40,
-        batch_size=32, eval=(parts.val.x, parts.val.y), run_dir=run_dir, resume=resume, callbacks=[slow],
+        batch_size=32, eval=(parts.val.x, parts.val.y), run_dir=run_dir, resume=resume, callbacks=[slow, early],
         best_metric="val_loss",
     )
     leaves = {f"leaf{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves((state.params, state.model_state, state.opt_state)))}
-    np.savez(out, **leaves, key=np.asarray(jax.random.key_data(state.key)), epochs=np.array([r["epoch"] for r in history]))
+    np.savez(out, **leaves, key=np.asarray(jax.random.key_data(state.key)), epochs=np.array([r["epoch"] for r in history]),
+             best_epoch=np.array(early.best_epoch), val_loss=np.array([r["val_loss"] for r in history]))
 
 
 if __name__ == "__main__":
