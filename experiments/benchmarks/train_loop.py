@@ -456,7 +456,7 @@ def make_torch_one_thread(problem: Problem) -> Runner:
 # name -> (the package it needs, its factory); "fnlearn" means fl.fit and fl.train are exported
 COMPETITORS: dict[str, tuple[str | None, Callable]] = {
     "fnlearn fit": ("fnlearn", make_fnlearn_fit),
-    "fnlearn fit, host every epoch": ("fnlearn", make_fnlearn_fit_per_epoch),
+    "fnlearn fit epoch by epoch": ("fnlearn", make_fnlearn_fit_per_epoch),
     "jax scan": (None, make_jax_scan),
     "jax jit loop": (None, make_jax_jit_loop),
     "flax linen": ("flax", make_flax_linen),
