@@ -527,8 +527,12 @@ def fit(
         order_key = jax.random.fold_in(state.key, ORDER_SALT)  # data order: fixed for the whole run
         bar = _progress_bar(progress, plan.total_steps, int(state.step))
         accumulate = _Accumulator()
-        indices = weights = None
+        indices = weights = next_order = None
         current_epoch = -1
+
+        def draw_order(epoch):
+            return _epoch_order_jit(order_key, epoch, plan.n, plan.batch_size, plan.drop_last)
+
         step = int(state.step)
         # Nothing to do at epoch ends but write the history (no evaluation, callbacks, checkpoints,
         # logging or bar): the remaining whole epochs run as one compiled scan, and the epochs'
@@ -542,13 +546,20 @@ def fit(
                                                 batch_sharding, log_norms, on_nonfinite, session)
                 continue
             if epoch != current_epoch:
-                indices, weights = _epoch_order_jit(order_key, epoch, plan.n, plan.batch_size, plan.drop_last)
+                order = next_order if next_order is not None and next_order[0] == epoch else (epoch, draw_order(epoch))
+                indices, weights = order[1]
                 current_epoch = epoch
                 epoch_start_time = time.perf_counter()
             k = min(plan.chunk, plan.steps_per_epoch - position, plan.total_steps - step)
             tick = time.perf_counter()
-            state, stacked = _run_chunk(state, x, y, indices[position:position + k], weights[position:position + k],
-                                        obj=obj, augment=augment, batch_sharding=batch_sharding, norms=log_norms)
+            if k < len(indices):
+                chunk = (indices[position:position + k], weights[position:position + k])
+            else:
+                chunk = (indices, weights)  # the whole epoch: no slicing (two eager ops less per epoch)
+            state, stacked = _run_chunk(state, x, y, *chunk, obj=obj, augment=augment, batch_sharding=batch_sharding, norms=log_norms)
+            if position + k == plan.steps_per_epoch and step + k < plan.total_steps:
+                # drawn while this chunk trains, so the host need not wait for it at the epoch's end
+                next_order = (epoch + 1, draw_order(epoch + 1))
             host = accumulate.add(stacked)
             _stop_if_nonfinite(host, step, on_nonfinite)
             step += k
