@@ -3,7 +3,8 @@
 What is stored: the state's arrays (step, params, model state, optimizer state, and the PRNG key as
 its raw uint32 data) through orbax's ``StandardSave``, and a JSON document beside them with the
 leaf paths, shapes and dtypes (to check a restore against) and whatever ``extra`` the caller
-passes (fit stores the data-order key, the history, the callbacks' counters and the config).
+passes (fit stores the history, the time so far, the callbacks' counters and the config; the data
+order needs nothing stored, it is derived from the state's key).
 Other arrays may ride along as a flat ``{name: array}`` dict (``arrays=``; fit stores early
 stopping's best weights there); they come back as ``extra["arrays"]``. No pickle anywhere.
 

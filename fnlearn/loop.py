@@ -570,7 +570,7 @@ def fit(
             if step % plan.steps_per_epoch and step != plan.total_steps:  # inside an epoch
                 if log_every is not None:
                     session.log({"step": step, "epoch": epoch + (position + k) / plan.steps_per_epoch, "time": session.elapsed()}
-                                | _chunk_summary(host))
+                                | _epoch_summaries(host, 1)[0])
                 continue
             examples_per_second = plan.batch_size * (position + k) / max(time.perf_counter() - epoch_start_time, 1e-9)
             state = session.end_epoch(state, epoch=epoch + 1, step=step, train=accumulate.means(),
@@ -580,11 +580,6 @@ def fit(
             bar.close()
         session.close()
     return session.finish(state), session.history
-
-
-def _chunk_summary(host: dict) -> dict:
-    """The ``train_*`` entries of a record between epoch ends: the chunk's mean (latest value for ``LATEST_VALUE``)."""
-    return {f"train_{name}": float(values[-1] if name in LATEST_VALUE else np.mean(values)) for name, values in host.items()}
 
 
 def _run_whole_epochs(state, x, y, order_key, epoch, count, plan, obj, augment, batch_sharding, log_norms, on_nonfinite, session):
@@ -636,7 +631,7 @@ def _fit_streaming(state, batches: Iterable, obj, session: _Session, *, epochs, 
                 if log_every is not None and len(pending) - logged == log_every:
                     host = _stack_to_host(pending[logged:])
                     _stop_if_nonfinite(host, first + logged, on_nonfinite)
-                    session.log({"step": step, "epoch": epoch + 1, "time": session.elapsed()} | _chunk_summary(host))
+                    session.log({"step": step, "epoch": epoch + 1, "time": session.elapsed()} | _epoch_summaries(host, 1)[0])
                     logged = len(pending)
                 if steps is not None and step >= steps:
                     break
@@ -660,7 +655,7 @@ def _fit_streaming(state, batches: Iterable, obj, session: _Session, *, epochs, 
 
 def _stack_to_host(per_step: list[dict]) -> dict:
     """Per-step metric dicts (on the device) as one host array per metric."""
-    return {name: np.asarray(values) for name, values in jax.device_get(jax.tree.map(lambda *v: jnp.stack(v), *per_step)).items()}
+    return jax.device_get(jax.tree.map(lambda *v: jnp.stack(v), *per_step))
 
 
 def _checked_batches(batches: Iterable, state: TrainState, obj: Objective, epoch: int):
