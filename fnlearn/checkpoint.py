@@ -2,34 +2,56 @@
 
 What is stored: the state's arrays (step, params, model state, optimizer state, and the PRNG key as
 its raw uint32 data) through orbax's ``StandardSave``, and a JSON document beside them with the
-leaf paths, shapes and dtypes (to check a restore against) and whatever ``extra`` the caller
+leaf paths, shapes and dtypes (to check a restore against), a SHA-256 checksum of every saved
+array's bytes, a SHA-256 digest of the document itself, and whatever ``extra`` the caller
 passes (fit stores the history, the time so far, the callbacks' counters and the config; the data
 order needs nothing stored, it is derived from the state's key).
 Other arrays may ride along as a flat ``{name: array}`` dict (``arrays=``; fit stores early
 stopping's best weights there); they come back as ``extra["arrays"]``. No pickle anywhere.
 
-Orbax writes each checkpoint into a temporary directory and renames it when complete, so a process
-killed at any moment, also in the middle of a save, leaves the previous checkpoints readable; a
-half-written one is invisible. ``RunCheckpoints`` keeps the last ``keep`` checkpoints in
-``checkpoints/last`` and the best one by a metric in ``checkpoints/best``.
+Integrity: orbax writes each checkpoint into a temporary directory and renames it when complete, so
+a process killed at any moment, also in the middle of a save, leaves the previous checkpoints
+readable; a half-written one is invisible. What orbax does not see is damage after the fact (a
+flipped bit, a truncated or deleted file, edited metadata): every restore recomputes each array's
+checksum and the document's digest, and refuses a checkpoint that does not match with a
+``CheckpointError`` naming what is wrong. ``RunCheckpoints`` keeps the last ``keep`` checkpoints in
+``checkpoints/last`` and the best one by a metric in ``checkpoints/best``; resuming skips damaged
+newest checkpoints (moving them to ``checkpoints/damaged/``, nothing is deleted) and continues from
+the newest good one.
+
+A failure of the disk while saving (full, read-only, gone) is raised as the ``OSError`` that caused
+it, whatever orbax wrapped it in, so the caller can name the path and the cause.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import sys
+import threading
+import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from fnlearn.atomic import os_failure
 from fnlearn.callbacks import maximised
-from fnlearn.errors import FnlearnError
+from fnlearn.errors import FnlearnError, FnlearnWarning
 from fnlearn.tree import path_str
 
-__all__ = ["save", "restore", "latest_step", "RunCheckpoints", "CheckpointError"]
+__all__ = ["save", "restore", "latest_step", "read_meta", "RunCheckpoints", "CheckpointError", "CheckpointMismatchError"]
 
 
 class CheckpointError(FnlearnError):
     """A checkpoint that is missing, corrupt, truncated, or does not fit the state."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint of another model or optimizer: its leaves do not fit the state."""
 
 
 def _ocp():
@@ -49,6 +71,29 @@ def _arrays(state):
     }
 
 
+def _checksums(tree) -> list[str]:
+    """SHA-256 of every leaf's bytes (C order), in ``tree_flatten`` order."""
+    return [hashlib.sha256(np.ascontiguousarray(np.asarray(leaf)).tobytes()).hexdigest() for leaf in jax.tree.leaves(tree)]
+
+
+def _digest(meta: dict) -> str:
+    """SHA-256 of the metadata document without its own digest (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
+
+
+def _verify(tree, expected: list[str], signature: list[list], where: Path, item: str) -> None:
+    if len(expected) != len(signature):
+        raise CheckpointError(f"checkpoint {where} is corrupt: its metadata lists {len(signature)} {item} arrays "
+                              f"but {len(expected)} checksums.")
+    for (path, _, _), saved, now in zip(signature, expected, _checksums(tree)):
+        if saved != now:
+            raise CheckpointError(
+                f"checkpoint {where} is corrupt: {item} array {path!r} does not match the checksum it was saved "
+                f"with (its file changed after it was written)."
+            )
+
+
 def _signature(tree) -> list[list]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return [[path_str(path), list(np.shape(leaf)), str(getattr(leaf, "dtype", np.asarray(leaf).dtype))] for path, leaf in flat]
@@ -59,14 +104,14 @@ def _check_signature(saved: list, template: list, where: Path) -> None:
         return
     for (s_path, s_shape, s_dtype), (t_path, t_shape, t_dtype) in zip(saved, template):
         if (s_path, s_shape, s_dtype) != (t_path, t_shape, t_dtype):
-            raise CheckpointError(
+            raise CheckpointMismatchError(
                 f"checkpoint {where} does not fit this state: first mismatching leaf is {t_path!r} "
                 f"(state: shape {tuple(t_shape)} {t_dtype}; checkpoint: {s_path!r} shape {tuple(s_shape)} {s_dtype}). "
                 f"Build the same model and optimizer as the run that wrote it."
             )
     longer, which = (saved, "checkpoint") if len(saved) > len(template) else (template, "state")
     extra = longer[min(len(saved), len(template))][0]
-    raise CheckpointError(
+    raise CheckpointMismatchError(
         f"checkpoint {where} does not fit this state: the {which} has {len(longer)} leaves, the other "
         f"{min(len(saved), len(template))}; first unmatched leaf: {extra!r}. Build the same model and optimizer."
     )
@@ -83,33 +128,80 @@ def _save_with(manager, state, step: int, extra: dict, arrays: dict | None = Non
     if "arrays" in extra:
         raise FnlearnError('checkpoint extra may not use the key "arrays": pass arrays with arrays={name: array}.')
     tree = _arrays(state)
-    meta = {"signature": _signature(tree), "extra": extra}
+    meta = {"signature": _signature(tree), "checksums": {"state": _checksums(tree)}, "extra": extra}
     items = {"state": ocp.args.StandardSave(tree)}
     if arrays:
         if not all(isinstance(name, str) and name.isidentifier() for name in arrays):
             raise FnlearnError(f"checkpoint arrays= needs a flat dict with identifier names, got keys {sorted(map(repr, arrays))}.")
         meta["arrays"] = _signature(arrays)
+        meta["checksums"]["arrays"] = _checksums(arrays)
         items["arrays"] = ocp.args.StandardSave(dict(arrays))
-    manager.save(int(step), args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True)
-    manager.wait_until_finished()
+    meta["digest"] = _digest(meta)
+    try:
+        manager.save(int(step), args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True)
+        manager.wait_until_finished()
+    except Exception as error:
+        raise _as_os_error(error, manager.directory / str(step)) from None
+
+
+def _as_os_error(error: Exception, where) -> Exception:
+    """The disk failure behind an orbax error, as a plain ``OSError`` naming the checkpoint; an
+    error with no ``OSError`` behind it is returned as it is."""
+    cause = os_failure(error)
+    if cause is None:
+        return error
+    return type(cause)(cause.errno, cause.strerror or str(cause), str(cause.filename or where))
 
 
 def _read_meta(manager, directory: Path, step: int) -> dict:
+    """The checkpoint's JSON document, checked against its own digest."""
     ocp = _ocp()
+    where = directory / str(step)
     try:
-        return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as error:  # orbax raises many types for a damaged directory
-        raise CheckpointError(f"checkpoint {directory / str(step)} is corrupt or incomplete (its metadata cannot be read: {error}). "
-                              f"Delete it to fall back to an earlier one, or restore another step.") from None
+        raise CheckpointError(f"checkpoint {where} is corrupt or incomplete: its metadata cannot be read "
+                              f"({type(error).__name__}: {_first_line(error)}).") from None
+    if not isinstance(meta, dict) or "digest" not in meta or "checksums" not in meta:
+        raise CheckpointError(f"checkpoint {where} has no checksums (damaged metadata, or written by an older fnlearn); "
+                              "it cannot be verified.")
+    if meta["digest"] != _digest(meta):
+        raise CheckpointError(f"checkpoint {where} is corrupt: its metadata does not match its digest (edited or damaged).")
+    return meta
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+@contextlib.contextmanager
+def _quiet_failures():
+    """Inside: a damaged checkpoint's read errors are ours to report, in one line. orbax's reader
+    threads and coroutines would otherwise print hundreds of lines of tracebacks (through
+    ``sys.unraisablehook``, ``threading.excepthook``, ``sys.excepthook`` and the asyncio logger) as
+    they die."""
+    hooks = sys.unraisablehook, threading.excepthook, sys.excepthook
+    asyncio_logger = logging.getLogger("asyncio")
+    level = asyncio_logger.level
+    sys.unraisablehook = threading.excepthook = sys.excepthook = lambda *args: None
+    asyncio_logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        gc.collect()  # the failed reads' coroutines die here, while their noise is still muted
+        sys.unraisablehook, threading.excepthook, sys.excepthook = hooks
+        asyncio_logger.setLevel(level)
 
 
 def _restore_item(manager, where: Path, step: int, name: str, abstract):
     ocp = _ocp()
     try:
-        return manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)}))[name]
+        with _quiet_failures():
+            return manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)}))[name]
     except Exception as error:
-        raise CheckpointError(f"checkpoint {where} is corrupt or truncated ({type(error).__name__}: {error}). "
-                              f"Delete it to fall back to an earlier one, or restore another step.") from None
+        raise CheckpointError(f"checkpoint {where} is corrupt or truncated: its {name} arrays cannot be read "
+                              f"({type(error).__name__}: {_first_line(error)}).") from None
 
 
 def _restore_with(manager, directory: Path, state, step: int):
@@ -119,6 +211,7 @@ def _restore_with(manager, directory: Path, state, step: int):
     _check_signature(meta["signature"], _signature(template), where)
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), template)
     arrays = _restore_item(manager, where, step, "state", abstract)
+    _verify(arrays, meta["checksums"]["state"], meta["signature"], where, "state")
     restored = state.replace(
         step=arrays["step"], params=arrays["params"], model_state=arrays["model_state"],
         opt_state=arrays["opt_state"], key=jax.random.wrap_key_data(arrays["key"]),
@@ -127,6 +220,7 @@ def _restore_with(manager, directory: Path, state, step: int):
     if meta.get("arrays"):
         abstract = {name: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for name, shape, dtype in meta["arrays"]}
         extra["arrays"] = _restore_item(manager, where, step, "arrays", abstract)
+        _verify(extra["arrays"], meta["checksums"].get("arrays", []), meta["arrays"], where, "extra")
     return restored, extra
 
 
@@ -142,6 +236,25 @@ def save(directory, state, *, step: int | None = None, extra: dict | None = None
     finally:
         manager.close()
     return directory / str(step)
+
+
+def read_meta(directory, step: int | None = None) -> tuple[int, dict] | None:
+    """``(step, extra)`` of checkpoint ``step`` (default: the newest whose metadata is intact) in
+    ``directory``, reading no arrays; None when there is none."""
+    directory = Path(directory)
+    if latest_step(directory) is None:
+        return None
+    manager = _manager(directory, None)
+    try:
+        for candidate in sorted(manager.all_steps(), reverse=True) if step is None else [int(step)]:
+            try:
+                return candidate, _read_meta(manager, directory, candidate)["extra"]
+            except CheckpointError:
+                if step is not None:
+                    raise
+        return None
+    finally:
+        manager.close()
 
 
 def latest_step(directory) -> int | None:
@@ -210,43 +323,72 @@ class RunCheckpoints:
         _save_with(self._last, state, step, extra, arrays)
 
     def restore_latest(self, state):
-        """``(state, extra)`` from the newest readable checkpoint in ``last/``, or None if there is none.
+        """``(state, extra)`` from the newest good checkpoint in ``last/``, or None if there is none.
 
-        A newest checkpoint that cannot be read (a disk error after it was committed) is reported
-        and the one before it is used, so one damaged checkpoint does not cost the run. The best
-        value so far is read back from ``best/``, so later saves compare against it.
+        Newer checkpoints that are damaged (unreadable, or failing their checksums) are reported
+        (a ``FnlearnWarning`` naming each) and moved to ``damaged/``, so the resumed run can write
+        those steps again; nothing is deleted. With no good checkpoint at all, nothing is moved
+        and ``CheckpointError`` lists why each one was refused. The best value so far is read back
+        from ``best/``, so later saves compare against it.
         """
         directory = self.directory / "last"
         if latest_step(directory) is None:
             return None
-        self._best_value = self._saved_best_value()
         manager = _manager(directory, None)
         try:
-            errors = []
+            damaged = []
             for step in sorted(manager.all_steps(), reverse=True):
                 try:
-                    return _restore_with(manager, directory, state, step)
+                    restored = _restore_with(manager, directory, state, step)
+                except CheckpointMismatchError:
+                    raise
                 except CheckpointError as error:
-                    if "does not fit" in str(error):
-                        raise
-                    errors.append(str(error))
-            raise CheckpointError("no readable checkpoint in " + str(directory) + ": " + " | ".join(errors))
+                    damaged.append((step, str(error)))
+                    continue
+                break
+            else:
+                raise CheckpointError(
+                    f"no readable checkpoint in {directory}: " + " ".join(reason for _, reason in damaged)
+                    + " Nothing was changed. Start a new run (another --out), or put back good copies of the checkpoints."
+                )
         finally:
             manager.close()
+        for bad_step, reason in damaged:
+            moved = self._quarantine(directory / str(bad_step), "last")
+            warnings.warn(FnlearnWarning(f"{reason} Moved it to {moved}; resuming from step {int(restored[0].step)}."), stacklevel=2)
+        self._best_value = self._saved_best_value()
+        return restored
+
+    def _quarantine(self, path: Path, kind: str) -> Path:
+        """Move a damaged checkpoint out of orbax's sight into ``damaged/KIND-STEP[-N]``."""
+        target = self.directory / "damaged" / f"{kind}-{path.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while target.exists():
+            n += 1
+            target = target.with_name(f"{kind}-{path.name}-{n}")
+        path.rename(target)
+        return target
 
     def _saved_best_value(self) -> float | None:
-        """The metric value stored with ``best/``'s checkpoint (None when there is none, or it is unreadable:
-        then the next save becomes the best)."""
+        """The metric value stored with ``best/``'s checkpoint (None when there is none; a damaged
+        one is reported and moved to ``damaged/``, and the next save becomes the best)."""
         directory = self.directory / "best"
-        if latest_step(directory) is None:
+        step = latest_step(directory)
+        if step is None:
             return None
         manager = _manager(directory, None)
         try:
-            best = _read_meta(manager, directory, manager.latest_step())["extra"].get("best", {})
-        except CheckpointError:
-            return None
+            best = _read_meta(manager, directory, step)["extra"].get("best", {})
+        except CheckpointError as error:
+            best = None
+            reason = str(error)
         finally:
             manager.close()
+        if best is None:
+            moved = self._quarantine(directory / str(step), "best")
+            warnings.warn(FnlearnWarning(f"{reason} Moved it to {moved}; the next improvement becomes the best."), stacklevel=2)
+            return None
         return next(iter(best.values()), None)
 
     def close(self) -> None:

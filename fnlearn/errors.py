@@ -10,11 +10,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["FnlearnError", "unknown_name", "did_you_mean"]
+__all__ = ["FnlearnError", "FnlearnWarning", "unknown_name", "did_you_mean"]
 
 
 class FnlearnError(ValueError):
     """A mistake in what the user passed: a name, a shape, a value, a file."""
+
+
+class FnlearnWarning(UserWarning):
+    """Something went wrong and was worked around (a damaged checkpoint skipped, a run skipped in a
+    report); the command line prints it as one line."""
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnlearn import data as fldata
-from fnlearn import parallel
+from fnlearn import atomic, parallel
 from fnlearn.callbacks import Callback, FitContext, NonFiniteError, monitored_value
 from fnlearn.errors import FnlearnError
 from fnlearn.train import Objective, TrainState, eval_sums, make_train_step, objective, train_step
@@ -273,7 +273,7 @@ def _stop_if_nonfinite(host: dict, first_step: int, on_nonfinite: str) -> None:
         raise NonFiniteError(
             f"training diverged: {bad} (first non-finite metric). Lower the learning rate, clip "
             f"gradients (optimizer clipping), or pass on_nonfinite='skip' with "
-            f"fl.optim.apply_if_finite. The last good checkpoint is kept."
+            f"fl.optim.apply_if_finite."
         )
 
 
@@ -687,9 +687,10 @@ def _open_metrics(run_dir, resume: bool, history: History):
     path = Path(run_dir) / "metrics.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     # Resuming keeps exactly the records up to the checkpoint (lines written after it are replayed);
-    # with no checkpoint to resume from, the run starts over and so does its file.
-    path.write_text("".join(json.dumps(r) + "\n" for r in history) if resume else "")
-    return path.open("a")
+    # with no checkpoint to resume from, the run starts over and so does its file. Replaced
+    # atomically: a failure here (a full disk) leaves the old file whole.
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in history) if resume else "")
+    return path.open("a", encoding="utf-8")
 
 
 def _write(file, record: dict) -> None:

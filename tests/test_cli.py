@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fnlearn import cli
+from fnlearn.runs import rundir
 from fnlearn import config as C
 
 ROOT = Path(__file__).parent.parent
@@ -425,9 +426,11 @@ def test_train_writes_a_complete_run_directory(tmp_path, monkeypatch, capsys):
     assert (run / "plots" / "training.png").stat().st_size > 0
     assert "runs/small: test_accuracy" in out
     # the default directory is taken now: the next run goes next to it
-    assert cli._output_directory(None, Path("runs/small"), resume=False) == Path("runs/small-2")
-    Path("runs/small-2").mkdir()  # an empty directory is free
-    assert cli._output_directory(None, Path("runs/small"), resume=False) == Path("runs/small-2")
+    with rundir.Claim() as claim:
+        assert rundir.output_directory(claim, None, Path("runs/small"), resume=False) == Path("runs/small-2")
+    Path("runs/small-2").mkdir(exist_ok=True)  # an empty directory is free
+    with rundir.Claim() as claim:
+        assert rundir.output_directory(claim, None, Path("runs/small"), resume=False) == Path("runs/small-2")
 
 
 def test_several_seeds_make_one_directory_each_and_a_table(tmp_path, monkeypatch, capsys):
