@@ -50,39 +50,44 @@ from typing import Any, NamedTuple
 from fnlearn.errors import FnlearnError, did_you_mean
 
 __all__ = [
-    "AugmentConfig",
-    "DataConfig",
-    "ModelConfig",
-    "LossConfig",
-    "ScheduleConfig",
-    "OptimizerConfig",
-    "EarlyStoppingConfig",
-    "CheckpointConfig",
-    "TrainingConfig",
-    "LoggingConfig",
-    "SweepConfig",
-    "Config",
+    "MAX_NAME_BYTES",
+    "MAX_SWEEP_RUNS",
     "MODEL_BUILDERS",
-    "load",
-    "loads",
-    "from_dict",
-    "to_dict",
-    "dumps",
-    "parse_override",
-    "apply_overrides",
-    "expand_sweep",
+    "AugmentConfig",
     "Built",
+    "CheckpointConfig",
+    "Config",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "LoggingConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "SweepConfig",
+    "TrainingConfig",
+    "apply_overrides",
     "build",
+    "build_augment",
     "build_data",
     "build_head",
     "build_model",
-    "build_penalty",
     "build_optimizer",
-    "build_augment",
+    "build_penalty",
+    "check_devices",
+    "check_name",
+    "check_plain",
+    "dumps",
+    "expand_sweep",
+    "fit_devices",
+    "from_dict",
+    "is_safe_name",
+    "load",
+    "loads",
+    "parse_override",
     "resolve_distribution",
     "resolve_schedule",
-    "fit_devices",
-    "check_devices",
+    "to_dict",
 ]
 
 # ------------------------------------------------------------------------------------------------
@@ -421,7 +426,8 @@ def check_plain(value, key: str, depth: int = 0) -> None:
         raise _error(key, value, "text that is valid Unicode (it holds an undecodable byte)")
     elif not isinstance(value, _PLAIN):
         raise _error(
-            key, value, f"a TOML value (string, number, boolean, array, table), got {_type_name(value)}"
+            key, value, f"a string, number, boolean, array or table, got {_type_name(value)} (dates and "
+            "times are not config values)"
         )
 
 
@@ -454,7 +460,7 @@ def _show(value, limit: int = 120) -> str:
     try:
         text = _format_value(value)
     except (TypeError, ValueError, RecursionError):
-        text = repr(value)
+        text = value.isoformat() if hasattr(value, "isoformat") else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -656,11 +662,17 @@ def _parse_toml(text: str, source: str) -> dict:
             f"{source} is not valid TOML{where}: {' '.join(what.split())}. Fix it there (TOML: "
             'key = value, strings in "quotes", [section] headers).'
         ) from None
+    except ValueError as err:  # int() of an integer literal with thousands of digits
+        raise FnlearnError(f"{source}: {_too_long(err)}") from None
     except RecursionError:
         raise FnlearnError(
             f"{source}: arrays or tables nested too deeply to read (more than {MAX_DEPTH} levels "
             "is never needed)."
         ) from None
+
+
+def _too_long(err: ValueError) -> str:
+    return f"a number is too long to read ({str(err).split(':')[0]}); TOML integers are 64-bit."
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
@@ -716,6 +728,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
                 '"text", true, {scale = "learned"}.'
             ) from None
         value = literal
+    except ValueError as err:
+        raise FnlearnError(f"--set {_show(text)}: {_too_long(err)}") from None
     except RecursionError:
         raise FnlearnError(
             f"--set {_show(text)}: the value is nested too deeply to read (more than {MAX_DEPTH} levels "
@@ -939,10 +953,16 @@ def _fit_label(label: str) -> str:
 
 
 def _split_top_level(text: str) -> list[str]:
-    """Split at commas that are not inside [...], {...} or quotes."""
+    """Split at commas that are not inside [...], {...} or quotes (a backslash escapes the next
+    character inside "double quotes", as in TOML)."""
     parts, depth, quote, current = [], 0, "", []
+    escaped = False
     for ch in text:
-        if quote:
+        if escaped:
+            escaped = False
+        elif quote == '"' and ch == "\\":
+            escaped = True
+        elif quote:
             quote = "" if ch == quote else quote
         elif ch in "\"'":
             quote = ch
