@@ -329,21 +329,24 @@ def _label_value(encoded: str) -> str:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """m̄ and s (None for one value) of finite numbers, without overflowing in between: with
-    M = max |vᵢ|, s = M √(Σ (vᵢ/M − m̄/M)² / (n − 1)) (inf only when s itself is beyond float)."""
+    """m̄ and s (None for one value) of finite numbers, never overflowing in between: with
+    uᵢ = vᵢ·2⁻ᵉ (exact; max |vᵢ| < 2ᵉ), m = Σuᵢ/n and dᵢ = uᵢ − m, the corrected two-pass
+    s² = 2²ᵉ (Σdᵢ² − (Σdᵢ)²/n)/(n − 1) (exact to rounding even for nearly equal values; s = inf only
+    when it is beyond the float range)."""
     values = [float(v) for v in values]
     n = len(values)
-    try:
-        mean = math.fsum(values) / n
-    except OverflowError:  # the sum overflows: average the scaled values
-        mean = math.fsum(v / n for v in values)
+    e = math.frexp(max(abs(v) for v in values))[1]
+    u = [math.ldexp(v, -e) for v in values]
+    m = math.fsum(u) / n
+    mean = math.ldexp(m, e)  # |m| <= max |u|, so |mean| <= max |v|
     if n < 2:
         return mean, None
-    scale = max(abs(v) for v in values)
-    if scale == 0:
-        return mean, 0.0
-    spread = math.fsum((v / scale - mean / scale) ** 2 for v in values) / (n - 1)
-    return mean, scale * math.sqrt(spread)
+    d = [x - m for x in u]
+    variance = (math.fsum(x * x for x in d) - math.fsum(d) ** 2 / n) / (n - 1)
+    try:
+        return mean, math.ldexp(math.sqrt(max(variance, 0.0)), e)
+    except OverflowError:
+        return mean, math.inf
 
 
 def _run_values(run: Run) -> dict[str, float]:
