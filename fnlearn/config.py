@@ -382,16 +382,17 @@ def is_safe_name(text) -> bool:
     return isinstance(text, str) and len(text) <= MAX_NAME_BYTES and bool(_SAFE_NAME.fullmatch(text))
 
 
-def check_name(key: str, text, what: str = "a run name") -> None:
+def check_name(key: str, text, what: str = "a run name", fix_key: str = "") -> None:
     """Raise a FnlearnError naming ``key`` unless ``text`` is a safe folder name (:func:`is_safe_name`);
-    the message suggests a safe spelling of it."""
+    the message suggests a safe spelling of it (as ``fix_key = ...``, by default ``key``)."""
     if is_safe_name(text):
         return
     if not isinstance(text, str):
         raise _error(key, text, f"{what} (a string), got {_type_name(text)}")
     fix = _slug_text(text)[:MAX_NAME_BYTES] or "run"
     raise FnlearnError(
-        f"{key} = {_show(text)}: expected {what}: {_NAME_RULE}, not a path. Fix: {key} = {_show(fix)}."
+        f"{key} = {_show(text)}: expected {what}: {_NAME_RULE}, not a path. "
+        f"Fix: {fix_key or key} = {_show(fix)}."
     )
 
 
@@ -592,7 +593,7 @@ def from_dict(raw: Mapping, *, name: str = "") -> Config:
     config = _section(Config, raw, "")
     if not config.name:
         key = "name" if not name else "name (the config file's name; set name in the file)"
-        check_name(key, name or "run")
+        check_name(key, name or "run", fix_key="name")
         config = dataclasses.replace(config, name=name or "run")
     _check_cross_fields(config)
     return config
@@ -940,7 +941,7 @@ def _check_sweep_size(configurations: int, seeds: int) -> None:
 
 def _parts_label(settings: Mapping) -> str:
     """``lr=0.01_sizes=64-32``: the last part of each key and its value, slugged."""
-    return "_".join(f"{_slug(_short(k))}={_slug(v)}" for k, v in settings.items()) or ""
+    return "_".join(f"{_slug(_short(k))}={_slug(v)}" for k, v in settings.items())
 
 
 def _fit_label(label: str) -> str:

@@ -188,6 +188,7 @@ def find_runs(
     does too, unless ``on_damaged`` is given: then it is called with one line naming the run and the
     problem, and the run is left out (an error when that leaves none).
     """
+    paths = list(paths)
     runs, seen = [], set()
     for given in paths:
         path = Path(given)

@@ -174,7 +174,7 @@ def test_name_from_an_unsafe_file_name_says_where_it_came_from(tmp_path, monkeyp
     before = snapshot(tmp_path)
     code, _, err = run_cli(["train", "my run.toml"], capsys)
     assert code == 2
-    assert_one_error_line(err, "name (the config file's name; set name in the file) = \"my run\"", '"my-run"')
+    assert_one_error_line(err, "name (the config file's name; set name in the file) = \"my run\"", 'Fix: name = "my-run".')
     assert snapshot(tmp_path) == before
 
 
