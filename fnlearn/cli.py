@@ -68,6 +68,15 @@ Runs whose configs differ only in training.seeds are grouped; each cell is mean 
 the group's seeds. Columns: test metrics (from summary.json), final and best validation metrics
 (from metrics.jsonl; training metrics when there is no validation split), epochs, wall time.
 
+damaged runs: a run directory named on the command line that cannot be read (a config.toml,
+summary.json or metrics.jsonl that is unreadable, not UTF-8, not valid TOML/JSON, not a JSON object,
+or a directory) is an error (exit 2, one line naming the file). A damaged run found below a named
+folder is left out with one "fnlearn: warning: skipped RUN: ..." line on stderr, and the rest are
+compared; exit 2 if none is left. A torn last line of metrics.jsonl (an interrupted run) is
+ignored, and so are NaN, infinite and out-of-range numbers. --csv and --out must name a file in an
+existing folder (no folder is created; checked before anything is read); both are written whole
+or not at all, and their paths are printed on stderr ("table: ...", "curves: ...").
+
 examples:
   fnlearn compare runs/optimizers-sweep
   fnlearn compare runs/a runs/b --csv table.csv --out curves.png
@@ -355,27 +364,51 @@ def _print_table(paths) -> None:
 
 
 def cmd_compare(args) -> int:
+    """Damaged runs below a folder: one warning line each, left out; outputs checked first."""
     from fnlearn import report
 
-    runs = report.find_runs(args.runs)
+    def warn(message: str) -> None:
+        print(f"fnlearn: warning: {message}", file=sys.stderr)
+
+    if args.csv is not None:
+        report.check_output(args.csv, "--csv")
+    if not args.no_plot:
+        report.check_figure_path(args.out, "--out")
+    runs = report.find_runs(args.runs, on_damaged=warn)
     columns, rows = report.compare_table(runs)
     print(report.markdown_table(columns, rows))
-    if args.csv:
-        report.write_csv(args.csv, columns, rows)
-        print(f"table: {args.csv}", file=sys.stderr)
+    if args.csv is not None:
+        print(f"table: {report.write_csv(args.csv, columns, rows)}", file=sys.stderr)
     if not args.no_plot:
         print(f"curves: {report.plot_compare(runs, args.out)}", file=sys.stderr)
     return 0
 
 
 def cmd_plot(args) -> int:
+    """One figure per run; a damaged run or one with nothing to plot below a folder is one warning."""
     from fnlearn import report
 
-    runs = report.find_runs([args.run])
+    def warn(message: str) -> None:
+        print(f"fnlearn: warning: {message}", file=sys.stderr)
+
+    if args.out:
+        report.check_figure_path(args.out, "--out")
+    runs = report.find_runs([args.run], on_damaged=warn)
     if args.out and len(runs) > 1:
         raise FnlearnError(
             f"--out names one file, but {args.run} holds {len(runs)} runs; leave --out out to plot each into its plots/."
         )
+    plotted = 0
     for run in runs:
-        print(report.plot_run(run, args.out))
+        try:
+            print(report.plot_run(run, args.out))
+            plotted += 1
+        except FnlearnError as error:
+            if len(runs) == 1:
+                raise
+            warn(f"skipped {report.show_path(run.path)}: {error}")
+    if not plotted:
+        raise FnlearnError(
+            f"none of the {len(runs)} runs in {report.show_path(args.run)} could be plotted (each is named above)."
+        )
     return 0

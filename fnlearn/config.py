@@ -9,7 +9,10 @@ registries, and returns the *resolved* config (every default written out, ``"aut
 decided) that ``dumps`` writes back as TOML: ``loads(dumps(c)) == c``.
 
 Every mistake raises one :class:`~fnlearn.errors.FnlearnError` whose message starts with the key:
-``optimizer.learning_rate = -0.1: out of range: expected a number > 0.``
+``optimizer.learning_rate = -0.1: out of range: expected a number > 0.`` Values are what TOML holds
+(:func:`check_plain`: int64 integers, no dates, at most 32 levels deep); numbers in the schema are
+finite and counts at most 2^31 − 1; ``name`` and sweep labels become folder names and follow one rule,
+:func:`is_safe_name`.
 
 ==============  ===============================================================================
 section         keys (defaults in :class:`DataConfig` ... :class:`LoggingConfig`)
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import inspect
 import itertools
 import math
@@ -46,39 +50,44 @@ from typing import Any, NamedTuple
 from fnlearn.errors import FnlearnError, did_you_mean
 
 __all__ = [
-    "AugmentConfig",
-    "DataConfig",
-    "ModelConfig",
-    "LossConfig",
-    "ScheduleConfig",
-    "OptimizerConfig",
-    "EarlyStoppingConfig",
-    "CheckpointConfig",
-    "TrainingConfig",
-    "LoggingConfig",
-    "SweepConfig",
-    "Config",
+    "MAX_NAME_BYTES",
+    "MAX_SWEEP_RUNS",
     "MODEL_BUILDERS",
-    "load",
-    "loads",
-    "from_dict",
-    "to_dict",
-    "dumps",
-    "parse_override",
-    "apply_overrides",
-    "expand_sweep",
+    "AugmentConfig",
     "Built",
+    "CheckpointConfig",
+    "Config",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "LoggingConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "SweepConfig",
+    "TrainingConfig",
+    "apply_overrides",
     "build",
+    "build_augment",
     "build_data",
     "build_head",
     "build_model",
-    "build_penalty",
     "build_optimizer",
-    "build_augment",
+    "build_penalty",
+    "check_devices",
+    "check_name",
+    "check_plain",
+    "dumps",
+    "expand_sweep",
+    "fit_devices",
+    "from_dict",
+    "is_safe_name",
+    "load",
+    "loads",
+    "parse_override",
     "resolve_distribution",
     "resolve_schedule",
-    "fit_devices",
-    "check_devices",
+    "to_dict",
 ]
 
 # ------------------------------------------------------------------------------------------------
@@ -352,6 +361,93 @@ class Config:
 
 
 # ------------------------------------------------------------------------------------------------
+# Names that become folder names, and what a config value may be
+
+
+MAX_NAME_BYTES = 200
+"""The longest run name or sweep label (one folder name; file systems allow 255 bytes)."""
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
+_NAME_RULE = (
+    "one folder name of ASCII letters, digits and '_', '-', '.', '+', '=', not starting with "
+    f"'.' or '-', at most {MAX_NAME_BYTES} characters"
+)
+
+
+def is_safe_name(text) -> bool:
+    """True when ``text`` is one safe path component: a non-empty string of at most 200 ASCII
+    characters from ``[A-Za-z0-9_.+=-]`` that starts with a letter, digit or '_'. So it is never
+    '.', '..', a hidden folder, an absolute path, a drive ('C:'), something that reads as an option
+    ('-x'), and holds no '/', '\\', NUL or control character."""
+    return isinstance(text, str) and len(text) <= MAX_NAME_BYTES and bool(_SAFE_NAME.fullmatch(text))
+
+
+def check_name(key: str, text, what: str = "a run name", fix_key: str = "") -> None:
+    """Raise a FnlearnError naming ``key`` unless ``text`` is a safe folder name (:func:`is_safe_name`);
+    the message suggests a safe spelling of it (as ``fix_key = ...``, by default ``key``)."""
+    if is_safe_name(text):
+        return
+    if not isinstance(text, str):
+        raise _error(key, text, f"{what} (a string), got {_type_name(text)}")
+    fix = _slug_text(text)[:MAX_NAME_BYTES] or "run"
+    raise FnlearnError(
+        f"{key} = {_show(text)}: expected {what}: {_NAME_RULE}, not a path. "
+        f"Fix: {fix_key or key} = {_show(fix)}."
+    )
+
+
+INT64 = (-(2**63), 2**63 - 1)
+"""TOML integers are 64-bit: a larger one cannot be read losslessly and is refused."""
+
+MAX_DEPTH = 32
+"""Tables and arrays nest at most this deep in a config (the schema needs four levels)."""
+
+_PLAIN = (bool, int, float, str)
+
+
+def check_plain(value, key: str, depth: int = 0) -> None:
+    """Raise a FnlearnError naming the key unless ``value`` is what TOML can hold and fnlearn can
+    write back: tables with string keys, arrays, strings, booleans, finite or infinite floats, and
+    integers in int64, nested at most :data:`MAX_DEPTH` deep (no dates or times, no other objects)."""
+    if depth > MAX_DEPTH:
+        raise FnlearnError(
+            f"{key}: tables and arrays nested more than {MAX_DEPTH} deep; a config needs a few levels."
+        )
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise FnlearnError(f"{key}: the key {k!r} is not a string; TOML keys are strings.")
+            check_plain(v, _key_path(key, k), depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_plain(v, f"{key}[{i}]", depth + 1)
+    elif type(value) is int and not INT64[0] <= value <= INT64[1]:
+        raise _error(key, value, "an integer in the 64-bit range -2^63 .. 2^63-1 (TOML integers)")
+    elif isinstance(value, str) and not _is_unicode(value):
+        raise _error(key, value, "text that is valid Unicode (it holds an undecodable byte)")
+    elif not isinstance(value, _PLAIN):
+        raise _error(
+            key, value, f"a string, number, boolean, array or table, got {_type_name(value)} (dates and "
+            "times are not config values)"
+        )
+
+
+def _is_unicode(text: str) -> bool:
+    """False for strings holding lone surrogates (undecodable command-line bytes): not writable."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _key_path(prefix: str, key: str) -> str:
+    """``prefix.key`` with ``key`` quoted when it is not a bare TOML key (so it stays one line)."""
+    part = _toml_key(key)
+    return f"{prefix}.{part}" if prefix else part
+
+
+# ------------------------------------------------------------------------------------------------
 # dict -> Config, with one-line errors that name the key
 
 
@@ -359,12 +455,14 @@ def _error(key: str, value, expected: str, hint: str = "") -> FnlearnError:
     return FnlearnError(f"{key} = {_show(value)}: expected {expected}.{hint}")
 
 
-def _show(value) -> str:
-    """A value as the user would write it in TOML (falls back to repr)."""
+def _show(value, limit: int = 120) -> str:
+    """A value as the user would write it in TOML (falls back to repr), on one line, cut to about
+    ``limit`` characters."""
     try:
-        return _format_value(value)
-    except TypeError:
-        return repr(value)
+        text = _format_value(value)
+    except (TypeError, ValueError, RecursionError):
+        text = value.isoformat() if hasattr(value, "isoformat") else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _type_name(value) -> str:
@@ -394,14 +492,19 @@ def _convert(key: str, value, annotation, kind: str):
     if annotation is int:
         if type(value) is not int:
             raise _error(key, value, f"an integer, got {_type_name(value)}")
+        _check_int32(key, value, value)
         return value
     if annotation is float:
         if type(value) not in (int, float):
             raise _error(key, value, f"a number, got {_type_name(value)}")
+        if not math.isfinite(value):  # ints are int64 here (check_plain), so float(value) is finite
+            raise FnlearnError(f"{key} = {_show(value)}: out of range: expected a finite number.")
         return float(value)
     if kind == "int list":
         if not isinstance(value, (list, tuple)) or any(type(v) is not int for v in value):
             raise _error(key, value, "a list of integers like [128, 64]")
+        for v in value:
+            _check_int32(key, v, value)
         return tuple(value)
     if kind == "table list":
         if not isinstance(value, (list, tuple)) or any(not isinstance(v, dict) for v in value):
@@ -410,15 +513,30 @@ def _convert(key: str, value, annotation, kind: str):
     raise AssertionError(f"schema field {key} has an unsupported type {annotation!r}")
 
 
+INT32_MAX = 2**31 - 1
+"""The largest count (of steps, epochs, examples, seeds, widths) a config may give: JAX counts in
+32-bit integers."""
+
+
+def _check_int32(key: str, value: int, given) -> None:
+    if abs(value) > INT32_MAX:
+        raise FnlearnError(
+            f"{key} = {_show(given)}: out of range: expected integers of at most 2^31-1 = {INT32_MAX} "
+            "(JAX counts in 32-bit integers)."
+        )
+
+
 def _section(cls, raw, prefix: str):
     """Build dataclass ``cls`` from the table ``raw``, checking keys, types, ranges and names."""
     where = prefix or "the top level"
     if not isinstance(raw, dict):
+        if not prefix:
+            raise FnlearnError(f"a config is a table of sections, got {_type_name(raw)}.")
         raise _error(prefix, raw, f"a table [{prefix}], got {_type_name(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            full = f"{prefix}.{key}" if prefix else key
+            full = _key_path(prefix, str(key))
             raise FnlearnError(
                 f"{full}: unknown key.{did_you_mean(key, fields)} Keys of {('[' + prefix + ']') if prefix else where}: "
                 f"{', '.join(fields)}."
@@ -445,7 +563,7 @@ _NOUNS = {int: "an integer", float: "a number", tuple: "a list of integers", str
 def _check_value(key: str, value, f: dataclasses.Field, given) -> None:
     check, names = f.metadata["check"], f.metadata["names"]
     if check is not None:
-        problem = "not nan" if isinstance(value, float) and math.isnan(value) else check(value)
+        problem = check(value)
         if problem:
             noun = _NOUNS[type(value)]
             message = f"{key} = {_show(given)}: out of range: expected {noun + ' ' if noun else ''}{problem}"
@@ -465,12 +583,17 @@ def from_dict(raw: Mapping, *, name: str = "") -> Config:
     ``name`` is used when ``raw`` has none. ``training.steps`` given without ``training.epochs``
     sets epochs to 0 (train for a number of steps instead of epochs).
     """
+    if not isinstance(raw, Mapping):
+        raise FnlearnError(f"a config is a table of sections, got {_type_name(raw)}.")
+    check_plain(raw, "")
     raw = dict(raw)
     training = raw.get("training")
     if isinstance(training, dict) and training.get("steps") and "epochs" not in training:
         raw["training"] = {**training, "epochs": 0}
     config = _section(Config, raw, "")
     if not config.name:
+        key = "name" if not name else "name (the config file's name; set name in the file)"
+        check_name(key, name or "run", fix_key="name")
         config = dataclasses.replace(config, name=name or "run")
     _check_cross_fields(config)
     return config
@@ -494,12 +617,7 @@ def _check_cross_fields(config: Config) -> None:
             f"exactly one of training.epochs and training.steps to be > 0 (training.steps = {t.steps})",
             " Set the other to 0.",
         )
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", config.name):
-        raise _error(
-            "name",
-            config.name,
-            "a run name of letters, digits, '_', '-', '.' (it names the run directory)",
-        )
+    check_name("name", config.name)
     es = t.early_stopping
     if es.enabled and not re.fullmatch(r"(train|val)_\w+", es.monitor):
         raise _error(
@@ -510,9 +628,10 @@ def _check_cross_fields(config: Config) -> None:
     for key in config.sweep.grid:
         values = config.sweep.grid[key]
         if not isinstance(values, list) or not values:
-            raise _error(
-                f"sweep.grid.{_toml_key(key)}", values, "a non-empty list of values to try"
-            )
+            raise _error(_key_path("sweep.grid", key), values, "a non-empty list of values to try")
+    for i, variant in enumerate(config.sweep.variants):
+        if "label" in variant:
+            check_name(f"sweep.variants[{i}].label", variant["label"], "a run label")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -523,11 +642,38 @@ def loads(
     text: str, overrides: Sequence[str] = (), *, name: str = "", source: str = "config"
 ) -> Config:
     """Parse TOML ``text``, apply ``overrides`` (``"key.sub=value"``) and validate."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise FnlearnError(f"{source} is not valid TOML: {err}. Fix the line it names.") from None
+    raw = _parse_toml(text.removeprefix("\ufeff"), source)
+    check_plain(raw, "")
     return from_dict(apply_overrides(raw, overrides), name=name)
+
+
+_WHERE = re.compile(r"^(.*) \((at line \d+, column \d+|at end of document)\)$", re.DOTALL)
+
+
+def _parse_toml(text: str, source: str) -> dict:
+    """``tomllib.loads(text)``; a syntax error names the line and column, nesting too deep for the
+    parser is refused, both as one FnlearnError starting with ``source``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        match = _WHERE.match(str(err))
+        what, where = (match[1], match[2]) if match else (str(err), "")
+        where = " " + where if where else ""
+        raise FnlearnError(
+            f"{source} is not valid TOML{where}: {' '.join(what.split())}. Fix it there (TOML: "
+            'key = value, strings in "quotes", [section] headers).'
+        ) from None
+    except ValueError as err:  # int() of an integer literal with thousands of digits
+        raise FnlearnError(f"{source}: {_too_long(err)}") from None
+    except RecursionError:
+        raise FnlearnError(
+            f"{source}: arrays or tables nested too deeply to read (more than {MAX_DEPTH} levels "
+            "is never needed)."
+        ) from None
+
+
+def _too_long(err: ValueError) -> str:
+    return f"a number is too long to read ({str(err).split(':')[0]}); TOML integers are 64-bit."
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
@@ -539,10 +685,17 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
             f"config file {str(path)!r} does not exist.{hint} Expected a TOML file such as configs/digits_mlp.toml."
         )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        data = path.read_bytes()
+    except OSError as err:
         raise FnlearnError(
-            f"config file {str(path)!r} cannot be read as UTF-8 text: {err}."
+            f"config file {str(path)!r} cannot be read: {err.strerror or err}. Check its permissions."
+        ) from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is allowed
+    except UnicodeDecodeError as err:
+        raise FnlearnError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {err.start} is {data[err.start:err.start + 1]!r}). "
+            "Save it as UTF-8 TOML."
         ) from None
     return loads(text, overrides, name=path.stem, source=f"config file {str(path)!r}")
 
@@ -572,10 +725,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except tomllib.TOMLDecodeError:
         if not _BARE_WORD.fullmatch(literal):
             raise FnlearnError(
-                f"--set {key}={literal}: the value is not a TOML literal. Expected e.g. 1e-3, [64, 32], "
+                f"--set {_show(text)}: the value is not a TOML literal. Expected e.g. 1e-3, [64, 32], "
                 '"text", true, {scale = "learned"}.'
             ) from None
         value = literal
+    except ValueError as err:
+        raise FnlearnError(f"--set {_show(text)}: {_too_long(err)}") from None
+    except RecursionError:
+        raise FnlearnError(
+            f"--set {_show(text)}: the value is nested too deeply to read (more than {MAX_DEPTH} levels "
+            "is never needed)."
+        ) from None
+    check_plain(value, ".".join(_toml_key(part) for part in path))
     return path, value
 
 
@@ -584,7 +745,7 @@ def apply_overrides(raw: Mapping, overrides: Sequence[str]) -> dict:
     result = _deep_copy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        _set_path(result, path, value, text)
+        _set_path(result, path, value, f"--set {_show(text)}")
     return result
 
 
@@ -593,9 +754,10 @@ def _set_path(table: dict, path: list[str], value, origin: str) -> None:
     for i, part in enumerate(path[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            prefix = ".".join(path[: i + 1])
+            prefix = ".".join(_toml_key(p) for p in path[: i + 1])
             raise FnlearnError(
-                f"--set {origin}: {prefix} = {_show(child)} is a value, not a table, so it has no key {path[i + 1]!r}."
+                f"{origin}: {prefix} = {_show(child)} is a value, not a table, so it has no "
+                f"key {path[i + 1]!r}."
             )
         node = child
     node[path[-1]] = value
@@ -632,8 +794,8 @@ def _toml_string(text: str) -> str:
             out.append("\\" + ch)
         elif ch in "\b\t\n\f\r":
             out.append({"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
+        elif not ch.isprintable():  # control characters, line separators: escaped, one line
+            out.append(f"\\u{ord(ch):04X}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08X}")
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
@@ -709,6 +871,10 @@ _SECTION_KEYS = _section_names(Config)
 # Sweeps
 
 
+MAX_SWEEP_RUNS = 10_000
+"""The most runs (configurations x seeds) one sweep may make: more is a typo in a grid or --seeds."""
+
+
 def expand_sweep(
     config: Config, grid: Sequence[str] = (), seeds: int | None = None
 ) -> list[tuple[str, Config]]:
@@ -716,41 +882,31 @@ def expand_sweep(
 
     ``grid`` adds ``"key=v1,v2"`` axes (TOML literals split at top-level commas) to
     ``config.sweep.grid``; ``seeds`` (or ``sweep.seeds``) > 0 makes every run use seeds 0..N-1.
-    Every run's config is validated; their ``sweep`` sections are emptied.
+    Every run's config is validated; their ``sweep`` sections are emptied. Each label is one safe
+    folder name (:func:`is_safe_name`): a variant's ``label``, else ``key=value`` parts.
     """
-    axes = dict(config.sweep.grid)
-    for text in grid:
-        key, sep, values = text.partition("=")
-        if not sep or not key.strip() or not values.strip():
-            raise FnlearnError(
-                f"--grid {text!r}: expected KEY=V1,V2,... such as optimizer.name=sgd,adam."
-            )
-        axes[key.strip()] = [
-            parse_override(f"{key.strip()}={part}")[1] for part in _split_top_level(values)
-        ]
+    axes = {**config.sweep.grid, **_grid_axes(grid)}
     n_seeds = seeds if seeds else config.sweep.seeds
     if n_seeds is not None and (type(n_seeds) is not int or n_seeds < 0):
         raise _error("--seeds", n_seeds, "a positive number of seeds")
     variants = list(config.sweep.variants) or [{}]
+    _check_sweep_size(len(variants) * math.prod(len(v) for v in axes.values()), n_seeds or 1)
     base = to_dict(config)
     base["sweep"] = to_dict(SweepConfig())
     runs, labels = [], set()
     for variant in variants:
         variant = dict(variant)
-        variant_label = str(variant.pop("label", "")) or "_".join(
-            f"{_short(k)}={_slug(v)}" for k, v in variant.items()
-        )
+        variant_label = variant.pop("label", "") or _parts_label(variant)
         for combo in itertools.product(*axes.values()):
             settings = {**variant, **dict(zip(axes, combo))}
             raw = _deep_copy(base)
             for key, value in settings.items():
-                _set_path(raw, key.split("."), value, f"{key}={_show(value)}")
+                _set_path(raw, key.split("."), value, f"sweep: {_show(key)} = {_show(value)}")
             if n_seeds:
-                raw["training"]["seeds"] = list(range(n_seeds))
+                _set_path(raw, ["training", "seeds"], list(range(n_seeds)), f"sweep: seeds = {n_seeds}")
             run = from_dict(raw, name=config.name)
-            parts = [variant_label] if variant_label else []
-            parts += [f"{_short(k)}={_slug(v)}" for k, v in zip(axes, combo)]
-            label = "_".join(parts) or "base"
+            label = _fit_label("_".join(filter(None, [variant_label, _parts_label(dict(zip(axes, combo)))])))
+            check_name("sweep label", label, "a run label")
             if label in labels:
                 raise FnlearnError(
                     f"sweep: two runs would share the directory {label!r}. Give the variants distinct labels."
@@ -760,11 +916,54 @@ def expand_sweep(
     return runs
 
 
+def _grid_axes(grid: Sequence[str]) -> dict[str, list]:
+    """``{"key": [values]}`` from ``--grid key=v1,v2`` texts (each value a TOML literal)."""
+    axes = {}
+    for text in grid:
+        key, sep, values = text.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise FnlearnError(
+                f"--grid {text!r}: expected KEY=V1,V2,... such as optimizer.name=sgd,adam."
+            )
+        axes[key.strip()] = [
+            parse_override(f"{key.strip()}={part}")[1] for part in _split_top_level(values)
+        ]
+    return axes
+
+
+def _check_sweep_size(configurations: int, seeds: int) -> None:
+    if configurations * seeds > MAX_SWEEP_RUNS:
+        raise FnlearnError(
+            f"sweep: {configurations} configurations x {seeds} seeds = {configurations * seeds} runs; "
+            f"at most {MAX_SWEEP_RUNS} in one sweep. Fix: fewer grid values, variants or --seeds."
+        )
+
+
+def _parts_label(settings: Mapping) -> str:
+    """``lr=0.01_sizes=64-32``: the last part of each key and its value, slugged."""
+    return "_".join(f"{_slug(_short(k))}={_slug(v)}" for k, v in settings.items())
+
+
+def _fit_label(label: str) -> str:
+    """``label``, or "base" for none; one longer than a folder name may be is cut and given a
+    hash of the whole, so distinct long labels stay distinct."""
+    if len(label) <= MAX_NAME_BYTES:
+        return label or "base"
+    digest = hashlib.sha256(label.encode()).hexdigest()[:12]
+    return f"{label[: MAX_NAME_BYTES - 13]}-{digest}"
+
+
 def _split_top_level(text: str) -> list[str]:
-    """Split at commas that are not inside [...], {...} or quotes."""
+    """Split at commas that are not inside [...], {...} or quotes (a backslash escapes the next
+    character inside "double quotes", as in TOML)."""
     parts, depth, quote, current = [], 0, "", []
+    escaped = False
     for ch in text:
-        if quote:
+        if escaped:
+            escaped = False
+        elif quote == '"' and ch == "\\":
+            escaped = True
+        elif quote:
             quote = "" if ch == quote else quote
         elif ch in "\"'":
             quote = ch
@@ -786,8 +985,14 @@ def _short(key: str) -> str:
 
 
 def _slug(value) -> str:
-    text = _show(value) if not isinstance(value, str) else value
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-") or "x"
+    """``value`` as a piece of a folder name: runs of other characters become '-', and a leading
+    or trailing '-' or '.' is dropped (so ".." becomes "x")."""
+    text = _show(value, limit=10 * MAX_NAME_BYTES) if not isinstance(value, str) else value
+    return _slug_text(text) or "x"
+
+
+def _slug_text(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -965,9 +1170,37 @@ def _schedule_fn(schedule: ScheduleConfig):
                 schedule.options["boundaries_and_scales"],
                 'a table of step = scale with integer steps, like {"100" = 0.1}',
             ) from None
+    _check_option_types("optimizer.schedule.options", schedules.SCHEDULES.get(schedule.name), options)
     with _in_section("optimizer.schedule.options"):
         fn = schedules.get(schedule.name, **options)
         return schedules.linear_warmup(fn, schedule.warmup_steps) if schedule.warmup_steps else fn
+
+
+_OPTION_TYPES = {
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "true or false"),
+    "str": ((str,), "a string"),
+}
+
+
+def _check_option_types(key: str, factory: Callable | None, options: Mapping) -> None:
+    """Each option value from the config has the type the factory declares for it (its annotation
+    'int', 'float', 'bool' or 'str', else the type of a scalar default), so ``b1 = "x"`` is refused
+    here rather than failing mid-run. Unknown options and other types are left to the registry."""
+    if factory is None:
+        return
+    parameters = inspect.signature(factory).parameters
+    for name, value in options.items():
+        p = parameters.get(name)
+        if p is None:
+            continue
+        declared = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+        if declared not in _OPTION_TYPES and type(p.default) in (bool, int, float, str):
+            declared = type(p.default).__name__
+        if declared in _OPTION_TYPES and type(value) not in _OPTION_TYPES[declared][0]:
+            expected = _OPTION_TYPES[declared][1]
+            raise _error(_key_path(key, name), value, f"{expected}, got {_type_name(value)}")
 
 
 def build_optimizer(optimizer: OptimizerConfig):
@@ -1000,6 +1233,7 @@ def build_optimizer(optimizer: OptimizerConfig):
     if accepts_decay:
         options["weight_decay"] = optimizer.weight_decay
         options["mask"] = _mask(optimizer.weight_decay_mask)
+    _check_option_types("optimizer.options", optim.OPTIMIZERS.get(optimizer.name), options)
     with _in_section("optimizer.options"):
         tx = optim.get(optimizer.name, learning_rate=learning_rate, **options)
     parts = []
@@ -1048,7 +1282,13 @@ def _steps(training: TrainingConfig, n_train: int) -> tuple[int, int]:
     per_epoch = (
         n_train // training.batch_size if training.drop_last else -(-n_train // training.batch_size)
     )
-    return per_epoch, (training.steps or training.epochs * per_epoch)
+    total = training.steps or training.epochs * per_epoch
+    if total > INT32_MAX:
+        raise FnlearnError(
+            f"training.epochs = {training.epochs}: out of range: {training.epochs} epochs x {per_epoch} "
+            f"steps = {total} steps; expected at most 2^31-1 = {INT32_MAX} (JAX counts steps in 32-bit integers)."
+        )
+    return per_epoch, total
 
 
 def fit_devices(training: TrainingConfig):

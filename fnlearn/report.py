@@ -5,6 +5,12 @@ A run directory is read without fnlearn's model code, from three plain files:
 such as ``step``, ``epoch``, ``train_loss``, ``val_accuracy``, ``learning_rate``) and
 ``summary.json`` (written when the run finished; absent for an interrupted run).
 
+A damaged run directory (a file that cannot be read, is not UTF-8, not valid TOML/JSON, or not the
+JSON object it should be; a ``metrics.jsonl`` line that is not a JSON object, bar a torn last line)
+raises one :class:`~fnlearn.errors.FnlearnError` naming the file, or, for runs ``find_runs`` finds
+below a folder, is reported through its ``on_damaged`` and left out. NaN, infinite and out-of-range
+numbers are not metric values (they are ignored), and tables never overflow.
+
 Runs whose configs agree on everything but ``training.seeds`` form a *group*; tables show each
 metric of a group as mean ± sample standard deviation (ddof = 1) over its seeds:
 m̄ = (1/n) Σ mᵢ, s = √(Σ (mᵢ − m̄)² / (n − 1)), and just m̄ for n = 1.
@@ -15,8 +21,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,17 +31,20 @@ from fnlearn.errors import FnlearnError
 
 __all__ = [
     "Run",
-    "read_run",
-    "find_runs",
-    "read_metrics",
-    "final_metrics",
     "best_metrics",
-    "group_runs",
+    "check_figure_path",
+    "check_output",
     "compare_table",
+    "final_metrics",
+    "find_runs",
+    "group_runs",
     "markdown_table",
-    "write_csv",
     "plot_compare",
     "plot_run",
+    "read_metrics",
+    "read_run",
+    "show_path",
+    "write_csv",
 ]
 
 BOOKKEEPING = (
@@ -67,27 +77,83 @@ class Run(NamedTuple):
     summary: dict | None
 
 
+def show_path(path: str | Path) -> str:
+    """A path for a one-line message: as it is, or quoted with escapes when it holds control
+    characters."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; unreadable or undecodable: a FnlearnError naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise FnlearnError(f"{show_path(path)} cannot be read: {err.strerror or err}.") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FnlearnError(f"{show_path(path)} is not UTF-8 text (byte {err.start}).") from None
+
+
+def _json(text: str):
+    """``json.loads(text)``; ValueError with a short reason when it is not JSON (also for nesting
+    too deep to parse and integers with thousands of digits)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        raise ValueError("a number too long to read") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def read_metrics(path: str | Path) -> list[dict]:
-    """The objects of a ``metrics.jsonl`` file; a torn last line (an interrupted write) is skipped."""
+    """The objects of a ``metrics.jsonl`` file ([] when there is none); a torn last line (an
+    interrupted write) is skipped, any other line that is not a JSON object is a FnlearnError."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return []
     rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = _json(line)
+        except ValueError:
             if number == len(lines):
                 continue
+            row = None
+        if not isinstance(row, dict):
             raise FnlearnError(
-                f"{path}: line {number} is not a JSON object: {line[:80]!r}."
-            ) from None
-        if isinstance(row, dict):
-            rows.append(row)
+                f"{show_path(path)}: line {number} is not a JSON object: {line[:80]!r}."
+            )
+        rows.append(row)
     return rows
+
+
+def _read_summary(path: Path) -> dict | None:
+    """summary.json as a dict (None when there is none), its fields the report reads checked."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    text = _read_text(path)
+    try:
+        summary = _json(text)
+    except ValueError as err:
+        raise FnlearnError(f"{show_path(path)} is not valid JSON ({err}).") from None
+    if not isinstance(summary, dict):
+        raise FnlearnError(f"{show_path(path)} is not a JSON object (it holds {type(summary).__name__}).")
+    for key, types in (("test", dict), ("label", str), ("status", str)):
+        if summary.get(key) is not None and not isinstance(summary[key], types):
+            raise FnlearnError(
+                f"{show_path(path)}: {key!r} is {type(summary[key]).__name__}, expected "
+                f"{'an object' if types is dict else 'a string'} or null."
+            )
+    return summary
 
 
 def read_run(path: str | Path) -> Run:
@@ -99,35 +165,66 @@ def read_run(path: str | Path) -> Run:
             f"{str(path)!r} is not a run directory: it has no config.toml. Expected a directory made by "
             "`fnlearn train` or `fnlearn sweep`."
         )
+    text = _read_text(config_path)
     try:
-        config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise FnlearnError(f"{config_path}: not valid TOML ({err}).") from None
-    summary_path = path / "summary.json"
-    summary = (
-        json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
-    )
+        raise FnlearnError(f"{show_path(config_path)}: not valid TOML ({err}).") from None
+    except (ValueError, RecursionError):  # int() of a huge literal; arrays nested thousands deep
+        raise FnlearnError(
+            f"{show_path(config_path)}: not readable TOML (a number too long or arrays nested too deeply)."
+        ) from None
+    summary = _read_summary(path / "summary.json")
     return Run(path, config, read_metrics(path / "metrics.jsonl"), summary)
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+def find_runs(
+    paths: Iterable[str | Path], on_damaged: Callable[[str], None] | None = None
+) -> list[Run]:
     """The runs at ``paths``; a directory without config.toml stands for the run directories
-    below it (a sweep's or a multi-seed run's output)."""
-    runs = []
+    below it (a sweep's or a multi-seed run's output), each read once.
+
+    A damaged run directory named in ``paths`` raises its FnlearnError. One found below a folder
+    does too, unless ``on_damaged`` is given: then it is called with one line naming the run and the
+    problem, and the run is left out (an error when that leaves none).
+    """
+    paths = list(paths)
+    runs, seen = [], set()
     for given in paths:
         path = Path(given)
         if (path / "config.toml").is_file():
-            runs.append(read_run(path))
-            continue
-        if not path.is_dir():
-            raise FnlearnError(
-                f"{str(path)!r} does not exist. Expected a run directory (or a folder of them)."
-            )
-        found = sorted(p.parent for p in path.rglob("config.toml"))
-        if not found:
-            raise FnlearnError(f"{str(path)!r} holds no run directories (no config.toml below it).")
-        runs.extend(read_run(p) for p in found)
+            found, named = [path], True
+        else:
+            found, named = _runs_below(path), False
+        for run_dir in found:
+            if os.path.realpath(run_dir) in seen:
+                continue
+            seen.add(os.path.realpath(run_dir))
+            try:
+                runs.append(read_run(run_dir))
+            except FnlearnError as err:
+                if named or on_damaged is None:
+                    raise
+                on_damaged(f"skipped {show_path(run_dir)}: {err}")
+    if not runs:
+        raise FnlearnError(
+            f"no readable run directory in {', '.join(show_path(p) for p in paths)}: every one found "
+            "is damaged (each is named above)."
+        )
     return runs
+
+
+def _runs_below(path: Path) -> list[Path]:
+    """The run directories below the folder ``path`` (those holding a config.toml file)."""
+    if not path.is_dir():
+        problem = "is not a directory" if path.exists() else "does not exist"
+        raise FnlearnError(
+            f"{str(path)!r} {problem}. Expected a run directory (or a folder of them)."
+        )
+    found = sorted(p.parent for p in path.rglob("config.toml") if p.is_file())
+    if not found:
+        raise FnlearnError(f"{str(path)!r} holds no run directories (no config.toml below it).")
+    return found
 
 
 # ------------------------------------------------------------------------------------------------
@@ -135,7 +232,13 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool, not an int beyond the float range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _metric_keys(rows: Sequence[Mapping]) -> list[str]:
@@ -182,7 +285,7 @@ def _flatten(table: Mapping, prefix: str = "") -> dict:
         if isinstance(value, Mapping) and value and not key.endswith("options"):
             flat.update(_flatten(value, name + "."))
         else:
-            flat[name] = json.dumps(value, sort_keys=True)
+            flat[name] = json.dumps(value, sort_keys=True, default=str)  # TOML dates as text
     return flat
 
 
@@ -227,11 +330,24 @@ def _label_value(encoded: str) -> str:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """m̄ and s (None for one value) of finite numbers, never overflowing in between: with
+    uᵢ = vᵢ·2⁻ᵉ (exact; max |vᵢ| < 2ᵉ), m = Σuᵢ/n and dᵢ = uᵢ − m, the corrected two-pass
+    s² = 2²ᵉ (Σdᵢ² − (Σdᵢ)²/n)/(n − 1) (exact to rounding even for nearly equal values; s = inf only
+    when it is beyond the float range)."""
+    values = [float(v) for v in values]
     n = len(values)
-    mean = sum(values) / n
+    e = math.frexp(max(abs(v) for v in values))[1]
+    u = [math.ldexp(v, -e) for v in values]
+    m = math.fsum(u) / n
+    mean = math.ldexp(m, e)  # |m| <= max |u|, so |mean| <= max |v|
     if n < 2:
         return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    d = [x - m for x in u]
+    variance = (math.fsum(x * x for x in d) - math.fsum(d) ** 2 / n) / (n - 1)
+    try:
+        return mean, math.ldexp(math.sqrt(max(variance, 0.0)), e)
+    except OverflowError:
+        return mean, math.inf
 
 
 def _run_values(run: Run) -> dict[str, float]:
@@ -291,10 +407,13 @@ def compare_table(runs: Sequence[Run]) -> tuple[list[str], list[dict]]:
 
 
 def _cell(value) -> str:
+    """A table cell on one line: numbers as mean ± std, text with '|' escaped, whitespace and
+    control characters as single spaces."""
     if isinstance(value, tuple):
         mean, std = value
         return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
-    return "" if value is None else str(value)
+    text = "" if value is None else str(value)
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split()).replace("|", "\\|")
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Mapping]) -> str:
@@ -308,25 +427,62 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Mapping]) -> str:
 _TEXT_COLUMNS = ("run", "seeds", "diverged")
 
 
-def write_csv(path: str | Path, columns: Sequence[str], rows: Sequence[Mapping]) -> None:
-    """The table as CSV: each metric as two columns, ``NAME`` (mean) and ``NAME std``."""
+def check_output(path: str | Path, what: str) -> Path:
+    """``path`` as a file to write: its folder must exist (it is not created) and it must not be a
+    directory; otherwise a FnlearnError naming ``what`` (e.g. "--csv")."""
+    path = Path(path)
+    shown = show_path(path)
+    if path.is_dir():
+        raise FnlearnError(f"{what} {shown}: is a directory. Name a file, e.g. {show_path(path / 'out')}.")
+    if not path.parent.is_dir():
+        raise FnlearnError(
+            f"{what} {shown}: the folder {show_path(path.parent)} does not exist. Create it, or "
+            "choose a path in an existing folder."
+        )
+    return path
+
+
+def _write_atomically(path: Path, what: str, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` for a temporary file next to ``path``, then rename it to ``path``, so a
+    failure leaves neither half a file nor the temporary one; an OSError is a FnlearnError."""
+    path = check_output(path, what)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise FnlearnError(f"{what} {show_path(path)}: cannot write it: {err.strerror or err}.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Sequence[Mapping]) -> Path:
+    """The table as CSV: each metric as two columns, ``NAME`` (mean) and ``NAME std``. Written
+    whole or not at all; a missing folder or a directory at ``path`` is a FnlearnError."""
     header = []
     for column in columns:
         header += [column, f"{column} std"] if column not in _TEXT_COLUMNS else [column]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for row in rows:
-            cells = []
-            for column in columns:
-                value = row.get(column)
-                if column in _TEXT_COLUMNS:
-                    cells.append(value)
-                elif value is None:
-                    cells += ["", ""]
-                else:
-                    cells += [repr(value[0]), "" if value[1] is None else repr(value[1])]
-            writer.writerow(cells)
+    lines = [header]
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if column in _TEXT_COLUMNS:
+                cells.append(value)
+            elif value is None:
+                cells += ["", ""]
+            else:
+                cells += [repr(value[0]), "" if value[1] is None else repr(value[1])]
+        lines.append(cells)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows(lines)
+
+    return _write_atomically(Path(path), "CSV file", write)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -344,9 +500,19 @@ def _pyplot():
     return plt
 
 
+PLOT_LIMIT = 1e100
+"""Figures leave out values beyond ±1e100 (a diverged run): larger ones overflow matplotlib's axes."""
+
+
+def _plottable(value) -> bool:
+    return _is_number(value) and abs(value) <= PLOT_LIMIT
+
+
 def _curve(rows: Sequence[Mapping], key: str, x: str) -> tuple[list, list]:
     points = [
-        (row[x], row[key]) for row in rows if _is_number(row.get(key)) and _is_number(row.get(x))
+        (float(row[x]), float(row[key]))
+        for row in rows
+        if _plottable(row.get(key)) and _plottable(row.get(x))
     ]
     return [p[0] for p in points], [p[1] for p in points]
 
@@ -366,10 +532,16 @@ def plot_run(run: Run, out: str | Path | None = None) -> Path:
     rows = run.metrics
     if not rows:
         raise FnlearnError(
-            f"{run.path}: metrics.jsonl is empty or missing, so there is nothing to plot."
+            f"{show_path(run.path)}: metrics.jsonl is empty or missing, so there is nothing to plot."
         )
-    out = Path(out) if out else run.path / "plots" / "training.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out:
+        out = check_figure_path(out, "figure")
+    else:
+        out = run.path / "plots" / "training.png"
+        try:
+            out.parent.mkdir(exist_ok=True)  # inside the run directory
+        except OSError as err:
+            raise FnlearnError(f"{show_path(out.parent)}: cannot make it: {err.strerror or err}.") from None
     plt = _pyplot()
     metric = _other_metric(_metric_keys(rows))
     panels = [("loss", ["train_loss", "val_loss"])]
@@ -393,12 +565,10 @@ def plot_run(run: Run, out: str | Path | None = None) -> Path:
         ax.grid(alpha=0.3)
         if title == "loss" and all(v > 0 for k in keys for v in _curve(rows, k, "step")[1]):
             ax.set_yscale("log")
-        if len(keys) > 1:
+        if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend()
-    fig.suptitle(str(run.config.get("name") or run.path.name))
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    fig.suptitle(_plain_text(run.config.get("name") or run.path.name))
+    return _save_figure(plt, fig, out)
 
 
 def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
@@ -415,9 +585,8 @@ def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
         [f"{split}{metric}"] if metric and f"{split}{metric}" in keys else []
     )
     x = "epoch" if any("epoch" in row for row in all_rows) else "step"
+    out = check_figure_path(out, "figure")
     plt = _pyplot()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.2 * len(panels), 3.8), constrained_layout=True, squeeze=False
     )
@@ -425,7 +594,7 @@ def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
     for ax, key in zip(axes[0], panels):
         for i, (label, members) in enumerate(groups):
             diverged = sum((run.summary or {}).get("status") == "diverged" for run in members)
-            label = f"{label} ({diverged}/{len(members)} diverged)" if diverged else label
+            label = _plain_text(f"{label} ({diverged}/{len(members)} diverged)" if diverged else label)
             for j, run in enumerate(members):
                 xs, ys = _curve(_epoch_rows(run.metrics, key, x), key, x)
                 ax.plot(
@@ -439,16 +608,54 @@ def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
         ax.set_title(key)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=8)
+    return _save_figure(plt, fig, out)
+
+
+def _plain_text(text) -> str:
+    """Text matplotlib shows as it is: '$' escaped (no mathtext), one line."""
+    return " ".join(str(text).split()).replace("$", r"\$")
+
+
+def check_figure_path(path: str | Path, what: str) -> Path:
+    """``path`` as a figure to write (:func:`check_output`), in a format matplotlib writes (by
+    its suffix; none means PNG)."""
+    path = check_output(path, what)
+    fmt = path.suffix[1:].lower()
+    if fmt:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        known = FigureCanvasBase.get_supported_filetypes()
+        if fmt not in known:
+            raise FnlearnError(
+                f"{what} {show_path(path)}: matplotlib cannot write .{fmt} figures. Use .png, .pdf or "
+                f".svg (or one of {', '.join(sorted(known))})."
+            )
+    return path
+
+
+def _save_figure(plt, fig, out: Path) -> Path:
+    """Save ``fig`` to ``out`` whole or not at all, and close it; a figure matplotlib cannot draw
+    is a FnlearnError."""
+
+    def draw(tmp: Path) -> None:
+        try:
+            fig.savefig(tmp, dpi=110, format=out.suffix[1:].lower() or "png")
+        except (ValueError, OverflowError) as err:
+            reason = (str(err).splitlines() or [type(err).__name__])[0]
+            raise FnlearnError(f"figure {show_path(out)}: matplotlib could not draw it ({reason}).") from None
+
+    try:
+        return _write_atomically(out, "figure", draw)
+    finally:
+        plt.close(fig)
 
 
 def _epoch_rows(rows: Sequence[Mapping], key: str, x: str) -> list[Mapping]:
     """One point per x value (the last), so step-level logging does not zig-zag an epoch plot."""
     last = {}
     for row in rows:
-        if _is_number(row.get(key)) and _is_number(row.get(x)):
+        if _plottable(row.get(key)) and _plottable(row.get(x)):
             last[row[x]] = row
     return [last[k] for k in sorted(last)]
