@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -38,20 +39,33 @@ def write_text(path: str | Path, text: str) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno is not None and not error.filename:
+            raise type(error)(error.errno, error.strerror, str(path)) from None
         raise
     return path
 
 
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+_LOCAL_FILE = re.compile(r'local file "([^"]+)"')
+
+
 def os_failure(error: BaseException) -> OSError | None:
-    """The ``OSError`` that caused ``error`` (itself, or the nearest one in its ``__cause__`` /
-    ``__context__`` chain), or None: libraries such as orbax wrap a full disk in their own types."""
+    """The ``OSError`` behind ``error``, or None. Libraries wrap a full disk in their own types:
+    the nearest ``OSError`` in the ``__cause__`` / ``__context__`` chain, else an error number in
+    the message as TensorStore (under orbax) writes it: ``... [os_error_code='28']``."""
     seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, OSError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    current = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    code = _OS_ERROR_CODE.search(str(error))
+    if code is None:
+        return None
+    number = int(code[1])
+    where = _LOCAL_FILE.search(str(error))
+    return OSError(number, os.strerror(number), where[1] if where else None)

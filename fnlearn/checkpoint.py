@@ -26,10 +26,12 @@ it, whatever orbax wrapped it in, so the caller can name the path and the cause.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import threading
 import warnings
@@ -119,7 +121,8 @@ def _check_signature(saved: list, template: list, where: Path) -> None:
 
 def _manager(directory: Path, keep: int | None):
     ocp = _ocp()
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True,
+                                           cleanup_tmp_directories=True)  # what a killed save left
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
@@ -141,15 +144,19 @@ def _save_with(manager, state, step: int, extra: dict, arrays: dict | None = Non
         manager.save(int(step), args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True)
         manager.wait_until_finished()
     except Exception as error:
+        for leftover in Path(manager.directory).glob(f"{int(step)}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(leftover, ignore_errors=True)  # a failed save leaves nothing half-written
         raise _as_os_error(error, manager.directory / str(step)) from None
 
 
 def _as_os_error(error: Exception, where) -> Exception:
-    """The disk failure behind an orbax error, as a plain ``OSError`` naming the checkpoint; an
-    error with no ``OSError`` behind it is returned as it is."""
+    """A failed save as a plain ``OSError`` naming the file: the disk failure behind orbax's error,
+    or (when none can be found) an I/O error carrying orbax's first line."""
+    if isinstance(error, FnlearnError):
+        return error
     cause = os_failure(error)
     if cause is None:
-        return error
+        return OSError(errno.EIO, f"the checkpoint could not be written ({_first_line(error)})", str(where))
     return type(cause)(cause.errno, cause.strerror or str(cause), str(cause.filename or where))
 
 
@@ -238,21 +245,25 @@ def save(directory, state, *, step: int | None = None, extra: dict | None = None
     return directory / str(step)
 
 
+_NOTHING_CHANGED = " Nothing was changed. Start a new run (another --out), or put back good copies of the checkpoints."
+
+
 def read_meta(directory, step: int | None = None) -> tuple[int, dict] | None:
     """``(step, extra)`` of checkpoint ``step`` (default: the newest whose metadata is intact) in
-    ``directory``, reading no arrays; None when there is none."""
+    ``directory``, reading no arrays; None when there is no checkpoint, ``CheckpointError`` when
+    none is intact."""
     directory = Path(directory)
     if latest_step(directory) is None:
         return None
     manager = _manager(directory, None)
     try:
+        reasons = []
         for candidate in sorted(manager.all_steps(), reverse=True) if step is None else [int(step)]:
             try:
                 return candidate, _read_meta(manager, directory, candidate)["extra"]
-            except CheckpointError:
-                if step is not None:
-                    raise
-        return None
+            except CheckpointError as error:
+                reasons.append(str(error))
+        raise CheckpointError(f"no readable checkpoint in {directory}: " + " ".join(reasons) + _NOTHING_CHANGED)
     finally:
         manager.close()
 
@@ -348,8 +359,7 @@ class RunCheckpoints:
                 break
             else:
                 raise CheckpointError(
-                    f"no readable checkpoint in {directory}: " + " ".join(reason for _, reason in damaged)
-                    + " Nothing was changed. Start a new run (another --out), or put back good copies of the checkpoints."
+                    f"no readable checkpoint in {directory}: " + " ".join(reason for _, reason in damaged) + _NOTHING_CHANGED
                 )
         finally:
             manager.close()

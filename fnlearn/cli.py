@@ -293,11 +293,19 @@ def _resume_config(out: Path, overrides: Sequence[str]):
     """The config of the run (or multi-seed folder) ``out``, with ``--set`` applied, for
     ``train --resume`` without CONFIG."""
     from fnlearn import config as fconfig
+    from fnlearn.runs.rundir import check_resumable
 
+    check_resumable(out)
     paths = [out / "config.toml"] if (out / "config.toml").is_file() else sorted(out.glob("seed_*/config.toml"))
     if not paths:
         raise FnlearnError(f"--resume: {str(out)!r} holds no config.toml. Pass the CONFIG the run was started with.")
-    configs = [fconfig.load(p, overrides) for p in paths]
+    configs = []
+    for path in paths:
+        try:
+            configs.append(fconfig.load(path, overrides))
+        except FnlearnError as error:
+            message = str(error)
+            raise FnlearnError(message if str(path) in message else f"{path}: {message}") from None
     seeds = tuple(s for c in configs for s in c.training.seeds)
     first = configs[0]
     return dataclasses.replace(first, training=dataclasses.replace(first.training, seeds=seeds))

@@ -684,12 +684,7 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raise FnlearnError(
             f"config file {str(path)!r} does not exist.{hint} Expected a TOML file such as configs/digits_mlp.toml."
         )
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise FnlearnError(
-            f"config file {str(path)!r} cannot be read: {err.strerror or err}. Check its permissions."
-        ) from None
+    data = path.read_bytes()  # an OSError (permission denied) is the operating system's: exit 1
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is allowed
     except UnicodeDecodeError as err:

@@ -383,7 +383,10 @@ class _Session:
 
     def close(self) -> None:
         if self.metrics_file is not None:
-            self.metrics_file.close()
+            try:
+                self.metrics_file.close()
+            except OSError as error:  # the last flush met a full disk: name the file
+                raise type(error)(error.errno, error.strerror, self.metrics_file.name) from None
         if self.checkpoints is not None:
             self.checkpoints.close()
 
@@ -695,8 +698,11 @@ def _open_metrics(run_dir, resume: bool, history: History):
 
 def _write(file, record: dict) -> None:
     if file is not None:
-        file.write(json.dumps(record) + "\n")
-        file.flush()
+        try:
+            file.write(json.dumps(record) + "\n")
+            file.flush()
+        except OSError as error:  # a full disk: name the file
+            raise type(error)(error.errno, error.strerror, file.name) from None
 
 
 def _progress_bar(progress: bool | None, total: int, initial: int):

@@ -318,7 +318,7 @@ def _write_replica(plan: Plan, state, rows: list[dict], early, count: int, start
         TensorBoard.write_history(run_dir / "tensorboard", rows)
     if diverged:
         return _diverged_summary(config, run_dir, label,
-                                 "a loss or gradient turned non-finite; the replica was frozen at its last finite state.")
+                                 "training diverged: a loss or gradient turned non-finite; the replica was frozen at its last finite state.")
     if config.training.checkpoint.every:
         checkpoint.save(run_dir / "checkpoints" / "last", state, extra={"history": rows, "config": fconfig.to_dict(config)})
     extra = {}

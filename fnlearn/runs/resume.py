@@ -100,12 +100,11 @@ def decide(run_dir: Path, built) -> Decision:
     ``FnlearnError`` naming the key for anything that does not fit, else say what to do."""
     given = to_dict(built.config)
     on_disk = _config_toml(run_dir)
-    if on_disk is not None:
-        _check_same(on_disk, given, f"the run's {run_dir / 'config.toml'}")
     meta = checkpoint.read_meta(run_dir / "checkpoints" / "last")
     step, extra = meta if meta is not None else (0, {})
-    saved = extra.get("config") or on_disk or given
-    _check_length(saved, built, step)
+    _check_length(extra.get("config") or on_disk or given, built, step)
+    if on_disk is not None:
+        _check_same(on_disk, given, f"the run's {run_dir / 'config.toml'}")
     if extra.get("config"):
         _check_same(extra["config"], given, f"the value its checkpoint (step {step}) was trained with")
     summary = read_summary(run_dir)

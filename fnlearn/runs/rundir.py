@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fnlearn.errors import FnlearnError
 
-__all__ = ["LOCK_NAME", "RunDirBusyError", "Claim", "output_directory", "is_taken"]
+__all__ = ["LOCK_NAME", "RunDirBusyError", "Claim", "output_directory", "is_taken", "check_resumable"]
 
 LOCK_NAME = ".fnlearn.lock"
 ANCESTORS_CHECKED = 3
@@ -54,7 +54,7 @@ def _try_lock(lock_path: Path, *, create: bool) -> int | None:
     it (or, with ``create=False``, when there is no lock file)."""
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o644)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         if create:
             raise
         return None
@@ -141,9 +141,12 @@ class Claim:
         fd = _try_lock(lock_path, create=True)
         if fd is None:
             raise self._busy(directory)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._locks[directory] = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as error:
+            raise type(error)(error.errno, error.strerror, str(lock_path)) from None
 
     @staticmethod
     def _busy(directory: Path, inside: Path | None = None) -> RunDirBusyError:
@@ -174,11 +177,7 @@ def output_directory(claim: Claim, given: str | None, default: Path, resume: boo
     """The run directory of a command, claimed: ``--out`` as given (it must exist for ``--resume``
     and be free otherwise), else ``default`` or the first free ``default-2``, ``-3``, ..."""
     if resume:
-        out = Path(given) if given else default
-        if out.exists() and not out.is_dir():
-            raise FnlearnError(f"--resume --out {out}: is a file, not a run directory. Pass the run's folder.")
-        if not out.is_dir():
-            raise FnlearnError(f"--resume: {str(out)!r} does not exist. Pass the run directory to continue with --out DIR.")
+        out = check_resumable(Path(given) if given else default)
         claim.lock(out)
         return out
     if given is not None:
@@ -199,6 +198,15 @@ def output_directory(claim: Claim, given: str | None, default: Path, resume: boo
                 claim.unlock(candidate)
         n += 1
         candidate = default.with_name(f"{default.name}-{n}")
+
+
+def check_resumable(out: Path) -> Path:
+    """``out``, an existing folder to resume, or one clear line."""
+    if out.exists() and not out.is_dir():
+        raise FnlearnError(f"--resume --out {out}: is a file, not a run directory. Pass the run's folder.")
+    if not out.is_dir():
+        raise FnlearnError(f"--resume: {str(out)!r} does not exist. Pass the run directory to continue with --out DIR.")
+    return out
 
 
 def _is_locked(directory: Path) -> bool:
