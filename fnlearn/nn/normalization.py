@@ -1,6 +1,6 @@
-"""Normalisation layers: batch and layer normalisation.
+"""Normalisation layers: batch, layer, RMS and group normalisation.
 
-Each normalises x̂ = (x − μ)/sqrt(σ² + ε) over its own set of axes
+Each normalises x̂ = (x − μ)/sqrt(σ² + ε) (RMSNorm: x/sqrt(mean(x²) + ε)) over its own set of axes
 and returns y = scale·x̂ + shift with ``scale``/``shift`` of shape (channels,) in ``params``. The
 channel axis is the last one (images are channels-last).
 """
@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 
 from fnlearn.errors import FnlearnError
-from fnlearn.nn.base import Layer
+from fnlearn.nn.base import Layer, positive_int
 
-__all__ = ["NORMS", "batch_norm", "layer_norm"]
+__all__ = ["NORMS", "batch_norm", "group_norm", "layer_norm", "rms_norm"]
 
 
 def _normalise(x, mean, var, eps):
@@ -78,6 +78,56 @@ def layer_norm(eps: float = 1e-5) -> Layer:
         return params["scale"] * _normalise(x, mean, var, eps) + params["shift"], state
 
     return Layer("layer_norm", init, apply)
+
+
+def rms_norm(eps: float = 1e-6) -> Layer:
+    """RMS normalisation (Zhang & Sennrich, 2019) over the last axis: y = scale·x / sqrt(mean(x²) + ε).
+
+    No centring and no shift; ``params`` is ``{"scale": (features,)}``. ε = 1e-6 as flax's RMSNorm.
+    """
+
+    def init(key, in_shape):
+        del key
+        return tuple(in_shape), {"scale": jnp.ones((in_shape[-1],))}, {}
+
+    def apply(params, state, x, *, train=False, key=None):
+        del train, key
+        mean_square = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+        return params["scale"] * x * jax.lax.rsqrt(mean_square + eps), state
+
+    return Layer("rms_norm", init, apply)
+
+
+def group_norm(num_groups: int, eps: float = 1e-5) -> Layer:
+    """Group normalisation (Wu & He, 2018): the C channels of each example are split into G groups of
+    C/G, and μ, σ² are taken per example and group over the spatial axes and the group's channels.
+
+    G = 1 normalises each example over all of (*spatial, C); G = C is instance normalisation.
+    Independent of the batch: training and evaluation compute the same thing. ``x`` has one
+    leading batch axis.
+    """
+    positive_int("group_norm", "num_groups", num_groups)
+
+    def init(key, in_shape):
+        del key
+        channels = in_shape[-1]
+        if channels % num_groups:
+            raise FnlearnError(
+                f"group_norm: {channels} channels cannot be split into num_groups={num_groups} equal "
+                f"groups (input shape {tuple(in_shape)}). Choose a num_groups that divides {channels}."
+            )
+        return tuple(in_shape), _scale_shift(channels), {}
+
+    def apply(params, state, x, *, train=False, key=None):
+        del train, key
+        grouped = x.reshape(*x.shape[:-1], num_groups, x.shape[-1] // num_groups)
+        axes = (*range(1, grouped.ndim - 2), grouped.ndim - 1)
+        mean = jnp.mean(grouped, axis=axes, keepdims=True)
+        var = jnp.mean(jnp.square(grouped - mean), axis=axes, keepdims=True)
+        x_hat = _normalise(grouped, mean, var, eps).reshape(x.shape)
+        return params["scale"] * x_hat + params["shift"], state
+
+    return Layer("group_norm", init, apply)
 
 
 # The norms a builder can name (``mlp(norm=...)``, ``cnn(norm=...)``, the config's ``model.norm``).
