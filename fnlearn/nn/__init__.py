@@ -6,15 +6,15 @@ A **layer** is a record of two pure functions (jax ``example_libraries/stax`` st
   feature vectors (D,), images channels-last (H, W, C), sequences (T, D);
 * ``apply(params, state, x, *, train=False, key=None) -> (y, state)``; x has a leading batch axis.
 
-``params`` is what the optimizer trains (weights ``w``/``b``, normalisation ``scale``/``shift``);
-``state`` is what it must never touch (BatchNorm's running ``mean``/``var``, dropout rates). Both
-are plain dicts (and lists for ``serial``); a layer without any has ``{}``. Weight layouts follow
-lax/flax: dense (in, out), conv (*kernel, in/groups, out).
+``params`` is what the optimizer trains (weights ``w``/``b``, normalisation ``scale``/``shift``,
+``embedding`` tables); ``state`` is what it must never touch (BatchNorm's running ``mean``/``var``,
+dropout rates). Both are plain dicts (and lists for ``serial``); a layer without any has ``{}``.
+Weight layouts follow lax/flax: dense (in, out), conv (*kernel, in/groups, out).
 
 A **model** is a layer bound to its input shape: ``Model(init, apply, input_shape, output_shape)``
-with ``init(key) -> (params, state)``. ``build(layer, input_shape)`` makes one; the builder ``mlp``
-(named in ``BUILDERS``) makes a whole model. A layer needs no input width: it is inferred at init
-from the shape flowing into it.
+with ``init(key) -> (params, state)``. ``build(layer, input_shape)`` makes one; the builder
+``mlp`` (named in ``BUILDERS``) makes a whole model. A layer needs no input width: it is inferred
+at init from the shape flowing into it.
 
 This module only re-exports; each layer family lives in its own submodule.
 """
@@ -35,15 +35,18 @@ from fnlearn.nn.activations import (
     softplus,
     tanh,
 )
+from fnlearn.nn.attention import multi_head_attention
 from fnlearn.nn.base import Layer, Model, Shape, build
 from fnlearn.nn.builders import BUILDERS, mlp
 from fnlearn.nn.combinators import residual, serial
 from fnlearn.nn.convolution import conv
+from fnlearn.nn.embeddings import embedding, positional_embedding, sinusoidal_positions
 from fnlearn.nn.linear import dense
 from fnlearn.nn.normalization import NORMS, batch_norm, group_norm, layer_norm, rms_norm
 from fnlearn.nn.pooling import avg_pool, flatten, global_avg_pool, max_pool, reshape
 from fnlearn.nn.stochastic import dropout
 from fnlearn.nn.summary import intermediates
+from fnlearn.nn.transformer import transformer_block
 
 __all__ = [
     "ACTIVATIONS",
@@ -63,6 +66,7 @@ __all__ = [
     "dense",
     "dropout",
     "elu",
+    "embedding",
     "flatten",
     "gelu",
     "global_avg_pool",
@@ -73,6 +77,8 @@ __all__ = [
     "leaky_relu",
     "max_pool",
     "mlp",
+    "multi_head_attention",
+    "positional_embedding",
     "relu",
     "reshape",
     "residual",
@@ -80,6 +86,8 @@ __all__ = [
     "selu",
     "serial",
     "sigmoid",
+    "sinusoidal_positions",
     "softplus",
     "tanh",
+    "transformer_block",
 ]
