@@ -12,9 +12,9 @@ dropout rates). Both are plain dicts (and lists for ``serial``); a layer without
 Weight layouts follow lax/flax: dense (in, out), conv (*kernel, in/groups, out).
 
 A **model** is a layer bound to its input shape: ``Model(init, apply, input_shape, output_shape)``
-with ``init(key) -> (params, state)``. ``build(layer, input_shape)`` makes one; the builder
-``mlp`` (named in ``BUILDERS``) makes a whole model. A layer needs no input width: it is inferred
-at init from the shape flowing into it.
+with ``init(key) -> (params, state)``. ``build(layer, input_shape)`` makes one; the builders
+``mlp``, ``cnn`` and ``gpt`` (named in ``BUILDERS``) make whole models. A layer needs no input
+width: it is inferred at init from the shape flowing into it.
 
 This module only re-exports; each layer family lives in its own submodule.
 """
@@ -37,7 +37,7 @@ from fnlearn.nn.activations import (
 )
 from fnlearn.nn.attention import multi_head_attention
 from fnlearn.nn.base import Layer, Model, Shape, build
-from fnlearn.nn.builders import BUILDERS, mlp
+from fnlearn.nn.builders import BUILDERS, cnn, gpt, mlp
 from fnlearn.nn.combinators import residual, serial
 from fnlearn.nn.convolution import conv
 from fnlearn.nn.embeddings import embedding, positional_embedding, sinusoidal_positions
@@ -61,6 +61,7 @@ __all__ = [
     "avg_pool",
     "batch_norm",
     "build",
+    "cnn",
     "conv",
     "default_w_init",
     "dense",
@@ -70,6 +71,7 @@ __all__ = [
     "flatten",
     "gelu",
     "global_avg_pool",
+    "gpt",
     "group_norm",
     "identity",
     "intermediates",
