@@ -205,6 +205,8 @@ def test_positional_embedding_adds_the_first_rows():
     np.testing.assert_allclose(y, x + params["embedding"][:T], rtol=1e-6)
     with pytest.raises(FnlearnError, match=r"T <= max_len = 9, got shape \(10, 8\)"):
         nn.build(layer, (10, D))
+    with pytest.raises(FnlearnError, match="sequences of length 10 are longer than max_len = 9"):
+        layer.apply(params, {}, jnp.zeros((1, 10, D)))
 
 
 def test_sinusoidal_positions_follow_the_formula():

@@ -174,6 +174,10 @@ def test_conv_argument_mistakes_are_one_clear_error():
         nn.build(nn.conv(2, 3, strides=0), (8, 1))
     with pytest.raises(FnlearnError, match="features must be a positive int"):
         nn.conv(0, 3)
+    with pytest.raises(FnlearnError, match=r"kernel_size must be an int or a sequence of 2 ints, got 2.5"):
+        nn.build(nn.conv(2, 2.5), (8, 8, 1))
+    # numpy integers (from an array or a config) are as good as Python ints
+    assert nn.build(nn.conv(np.int64(2), np.int64(3), strides=(np.int32(2), 1)), (8, 8, 1)).output_shape == (4, 8, 2)
     params = {"w": jnp.ones((3, 3, 3, 2)), "b": jnp.zeros(2)}
     with pytest.raises(FnlearnError, match=r"expects a batch of examples .* 3 channels.*\(2, 6, 6, 4\)"):
         nn.conv(2, 3).apply(params, {}, jnp.ones((2, 6, 6, 4)))

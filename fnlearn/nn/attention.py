@@ -57,7 +57,7 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, dropout: float
     defaults to LeCun normal (Var = 1/D). ``dropout`` drops attention weights in training (the rate
     lives in ``state`` as the ``dropout`` layer's does, so replicas can vary it).
     """
-    positive_int(name, "num_heads", num_heads)
+    num_heads = positive_int(name, "num_heads", num_heads)
     check_rate(name, dropout)
     w_init = w_init or initializers.lecun_normal()
 

@@ -12,6 +12,7 @@ holds the small argument checks the layers share (positive ints, per-axis tuples
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -84,25 +85,25 @@ def _out_shape(layer: Layer, input_shape: Shape) -> Shape:
 
 
 def positive_int(layer: str, what: str, value) -> int:
-    """``value`` if it is a positive int, else the error naming ``layer``'s argument ``what``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """``value`` as an int if it is a positive integer (numpy's too), else the error naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise FnlearnError(f"{layer}: {what} must be a positive int, got {value!r}.")
-    return value
+    return int(value)
 
 
 def per_axis(layer: str, what: str, value, rank: int) -> tuple[int, ...]:
     """An int broadcast to ``rank`` axes, or a sequence of ``rank`` positive ints, as a tuple."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value,) * rank
+    if not isinstance(value, Sequence):
+        raise FnlearnError(f"{layer}: {what} must be an int or a sequence of {rank} ints, got {value!r}.")
     value = tuple(value)
     if len(value) != rank:
         raise FnlearnError(
             f"{layer}: {what}={value} has {len(value)} entries but the input has {rank} spatial "
             f"axes. Give one int (used for every axis) or {rank} ints."
         )
-    for v in value:
-        positive_int(layer, what, v)
-    return value
+    return tuple(positive_int(layer, what, v) for v in value)
 
 
 def spatial_rank(layer: str, in_shape: Shape, ranks=(1, 2, 3)) -> int:

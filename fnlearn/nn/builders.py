@@ -105,7 +105,7 @@ def cnn(
     channel over the batch and every position; ``"layer_norm"`` each position over its channels.
     """
     _check_names(activation, norm)
-    positive_int("cnn", "num_outputs", num_outputs)
+    num_outputs = positive_int("cnn", "num_outputs", num_outputs)
     check_rate("cnn", dropout)
     hidden_init = default_w_init(activation)
     pooling = [] if pool in (None, 1) else [max_pool(pool)]
@@ -129,8 +129,9 @@ def gpt(vocab_size: int, max_len: int, *, width: int = 128, depth: int = 4, num_
     → layer norm → dense to ``vocab_size`` logits. The model takes sequences of exactly ``max_len``
     ids (integers, or floats holding whole numbers); the logits at position t depend on ids ≤ t only.
     """
-    positive_int("gpt", "vocab_size", vocab_size)
-    positive_int("gpt", "depth", depth)
+    vocab_size = positive_int("gpt", "vocab_size", vocab_size)
+    width = positive_int("gpt", "width", width)
+    depth = positive_int("gpt", "depth", depth)
     check_rate("gpt", dropout)
     blocks = [transformer_block(num_heads, dropout=dropout, causal=True, name=f"block_{i}") for i in range(depth)]
     layers = [

@@ -52,8 +52,8 @@ def conv(features: int, kernel_size, *, strides=1, padding="SAME", dilation=1, g
     fan_in = Π kernel_size · C_in/groups (``init.compute_fans`` on the HWIO shape; its fan_out,
     Π kernel_size · features, ignores the groups, as flax and PyTorch do).
     """
-    positive_int(name, "features", features)
-    positive_int(name, "groups", groups)
+    features = positive_int(name, "features", features)
+    groups = positive_int(name, "groups", groups)
     padding = check_padding(name, padding)
     w_init = w_init or initializers.lecun_normal()
     b_init = b_init or initializers.zeros()

@@ -40,8 +40,8 @@ def embedding(num_embeddings: int, features: int, *, w_init=None, name: str = "e
     [0, num_embeddings) an eager call raises; under ``jit`` the row is NaN, so the loss shows it.
     ``w_init`` defaults to N(0, 1/features).
     """
-    positive_int(name, "num_embeddings", num_embeddings)
-    positive_int(name, "features", features)
+    num_embeddings = positive_int(name, "num_embeddings", num_embeddings)
+    features = positive_int(name, "features", features)
     w_init = w_init or _default_table_init()
 
     def init(key, in_shape):
@@ -81,7 +81,13 @@ def positional_embedding(max_len: int, *, w_init=None, name: str = "positional_e
 
     def apply(params, state, x, *, train=False, key=None):
         del train, key
-        return x + params["embedding"][: x.shape[-2]].astype(x.dtype), state
+        table = params["embedding"]
+        if x.shape[-2] > table.shape[0]:
+            raise FnlearnError(
+                f"{name}: sequences of length {x.shape[-2]} are longer than max_len = {table.shape[0]} "
+                f"(input shape {x.shape}). Build the layer with a larger max_len, or cut the sequences."
+            )
+        return x + table[: x.shape[-2]].astype(x.dtype), state
 
     return Layer(name, init, apply)
 

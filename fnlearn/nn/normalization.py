@@ -106,7 +106,7 @@ def group_norm(num_groups: int, eps: float = 1e-5) -> Layer:
     Independent of the batch: training and evaluation compute the same thing. ``x`` has one
     leading batch axis.
     """
-    positive_int("group_norm", "num_groups", num_groups)
+    num_groups = positive_int("group_norm", "num_groups", num_groups)
 
     def init(key, in_shape):
         del key

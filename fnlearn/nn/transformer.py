@@ -29,8 +29,8 @@ def transformer_block(num_heads: int, *, mlp_ratio: int = 4, dropout: float = 0.
     ``dropout`` is applied to the attention weights and to each sub-block's output in training.
     Params: ``[attention block, mlp block]``, each the list of its layers' params.
     """
-    positive_int(name, "num_heads", num_heads)
-    positive_int(name, "mlp_ratio", mlp_ratio)
+    num_heads = positive_int(name, "num_heads", num_heads)
+    mlp_ratio = positive_int(name, "mlp_ratio", mlp_ratio)
     check_rate(name, dropout)
     if norm not in SEQUENCE_NORMS:
         raise unknown_name("transformer norm", norm, SEQUENCE_NORMS)
