@@ -1,0 +1,54 @@
+"""Layers made of layers: ``serial`` (composition) and ``residual`` (x + f(x))."""
+
+from __future__ import annotations
+
+import jax
+
+from fnlearn.errors import FnlearnError
+from fnlearn.nn.base import Layer
+
+__all__ = ["residual", "serial"]
+
+
+def serial(*layers: Layer, name: str = "serial") -> Layer:
+    """f_n ∘ … ∘ f_1. Parameters and state are lists with one entry per layer.
+
+    In training each layer gets its own key, ``fold_in(key, i)``, so dropout masks differ by layer.
+    """
+
+    def init(key, in_shape):
+        params, state, shape = [], [], tuple(in_shape)
+        for i, layer in enumerate(layers):
+            shape, p, s = layer.init(jax.random.fold_in(key, i), shape)
+            params.append(p)
+            state.append(s)
+        return shape, params, state
+
+    def apply(params, state, x, *, train=False, key=None):
+        new_state = []
+        for i, (layer, p, s) in enumerate(zip(layers, params, state, strict=True)):
+            sub_key = None if key is None else jax.random.fold_in(key, i)
+            x, s = layer.apply(p, s, x, train=train, key=sub_key)
+            new_state.append(s)
+        return x, new_state
+
+    return Layer(name, init, apply, tuple(layers))
+
+
+def residual(layer: Layer) -> Layer:
+    """y = x + f(x): the block must keep the shape of its input."""
+
+    def init(key, in_shape):
+        out_shape, params, state = layer.init(key, in_shape)
+        if tuple(out_shape) != tuple(in_shape):
+            raise FnlearnError(
+                f"residual({layer.name}) needs a block that keeps its input shape, but it maps "
+                f"{tuple(in_shape)} to {tuple(out_shape)}. Give the block equal input and output widths."
+            )
+        return out_shape, params, state
+
+    def apply(params, state, x, *, train=False, key=None):
+        y, state = layer.apply(params, state, x, train=train, key=key)
+        return x + y, state
+
+    return Layer(f"residual({layer.name})", init, apply, (layer,))
