@@ -101,8 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="fnlearn",
         description="Train neural networks from TOML configs, and compare the runs.",
         epilog="`fnlearn COMMAND --help` explains each command. Configs: see configs/*.toml.\n\n"
-        "exit status: 0 done; 1 some run of a sweep or multi-seed run diverged (its summary.json says so);\n"
-        "2 a mistake in the config or the command line (one line on stderr, nothing written); 130 interrupted.",
+        "exit status: 0 done; 1 a run diverged (its summary.json says so), or the operating system failed\n"
+        "(disk full, permission denied: one line naming the path); 2 a mistake in the config, the command\n"
+        "line, a data file or a checkpoint, or a run directory in use by another process; 130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fnlearn {__version__}")
