@@ -14,6 +14,8 @@ import pytest
 from fnlearn import cli
 from fnlearn.runs import rundir
 from fnlearn import config as C
+from fnlearn.runs.build import build
+from fnlearn.runs import build as B
 
 ROOT = Path(__file__).parent.parent
 
@@ -255,7 +257,7 @@ def test_a_run_that_training_refuses_leaves_no_directory(tmp_path, monkeypatch, 
     in behind the config's back) is still one line, and the run directory made for it is removed."""
     monkeypatch.chdir(tmp_path)
     Path("ok.toml").write_text(SMALL)
-    real_build = C.build
+    real_build = B.build
 
     def build_with_wrong_targets(config, **kwargs):
         built = real_build(config, **kwargs)
@@ -263,7 +265,7 @@ def test_a_run_that_training_refuses_leaves_no_directory(tmp_path, monkeypatch, 
         bad = train.__class__(train.x, train.y + 100, train.task, 200, train.name)  # labels ≥ 10
         return built._replace(splits=built.splits._replace(train=bad))
 
-    monkeypatch.setattr(C, "build", build_with_wrong_targets)
+    monkeypatch.setattr(B, "build", build_with_wrong_targets)
     code, _, err = run_main(["train", "ok.toml", "--set", "training.seeds=[0,1]"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == ["ok.toml"]
@@ -407,7 +409,7 @@ def test_train_writes_a_complete_run_directory(tmp_path, monkeypatch, capsys):
     assert resolved.optimizer.learning_rate == 3e-3 and resolved.loss.distribution == "categorical"
     assert (
         resolved
-        == C.build(
+        == build(
             C.load("small.toml", ["logging.plots=true", "optimizer.learning_rate=3e-3"])
         ).config
     )

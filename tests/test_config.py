@@ -17,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnlearn import config as C
+from fnlearn.runs.build import build
+from fnlearn.config.parse import _set_path
 from fnlearn import optim
 from fnlearn.errors import FnlearnError
 
@@ -90,7 +92,7 @@ settable = st.fixed_dictionaries(
 def test_any_valid_config_round_trips(settings_):
     raw = {}
     for key, value in settings_.items():
-        C._set_path(raw, key.split("."), value, key)
+        _set_path(raw, key.split("."), value, key)
     config = C.from_dict(raw, name="r")
     assert C.from_dict(tomllib.loads(C.dumps(config))) == config
 
@@ -210,7 +212,7 @@ def test_toml_syntax_error_names_the_file(tmp_path):
 
 
 def test_build_digits_infers_widths_and_standardises_on_train():
-    built = C.build(C.loads("[data]\nval = 0.1\ntest = 0.2\n[model]\nsizes = [32]\n"))
+    built = build(C.loads("[data]\nval = 0.1\ntest = 0.2\n[model]\nsizes = [32]\n"))
     train, val, test = built.splits
     assert (len(train), len(val), len(test)) == (1258, 180, 359)
     assert built.model.input_shape == (64,) and built.model.output_shape == (10,)
@@ -223,7 +225,7 @@ def test_build_digits_infers_widths_and_standardises_on_train():
 
 
 def test_learned_variance_head_gets_two_outputs_per_target():
-    built = C.build(
+    built = build(
         C.loads('[data]\nname = "heteroscedastic"\n[loss]\noptions = {scale = "learned"}\n')
     )
     assert built.config.loss.distribution == "gaussian"
@@ -234,16 +236,16 @@ def test_learned_variance_head_gets_two_outputs_per_target():
 
 
 def test_bernoulli_reads_one_output_for_binary_labels_and_rejects_three_classes():
-    built = C.build(C.loads('[data]\nname = "breast_cancer"\n[loss]\ndistribution = "bernoulli"\n'))
+    built = build(C.loads('[data]\nname = "breast_cancer"\n[loss]\ndistribution = "bernoulli"\n'))
     assert built.model.output_shape == (1,)
     with pytest.raises(
         FnlearnError, match=r"^loss.distribution = \"bernoulli\" does not fit dataset 'iris'"
     ):
-        C.build(C.loads('[data]\nname = "iris"\n[loss]\ndistribution = "bernoulli"\n'))
+        build(C.loads('[data]\nname = "iris"\n[loss]\ndistribution = "bernoulli"\n'))
 
 
 def test_mlp_options_reach_the_model():
-    built = C.build(
+    built = build(
         C.loads('[model]\nsizes = [16, 16]\nnorm = "batch_norm"\nresidual = true\ndropout = 0.1\n')
     )
     params, state = built.model.init(jax.random.key(0))
@@ -255,14 +257,14 @@ def test_mlp_options_reach_the_model():
 
 @pytest.mark.parametrize("l1, l2", [(0.0, 1e-3), (1e-2, 0.0), (1e-2, 1e-3)])
 def test_penalty_is_the_masked_elastic_net(l1, l2):
-    built = C.build(C.loads(f"[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\n"))
+    built = build(C.loads(f"[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\n"))
     params, _ = built.model.init(jax.random.key(1))
     weights = [np.asarray(layer["w"]) for layer in (params[0][0], params[1])]
     expected = sum(
         l1 * np.abs(w).sum() + l2 * 0.5 * (w**2).sum() for w in weights
     )  # biases excluded
     np.testing.assert_allclose(built.penalty(params), expected, rtol=1e-5)
-    everything = C.build(
+    everything = build(
         C.loads(f'[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\npenalty_mask = "all"\n')
     )
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
@@ -271,7 +273,7 @@ def test_penalty_is_the_masked_elastic_net(l1, l2):
 
 
 def test_no_penalty_when_both_strengths_are_zero():
-    assert C.build(C.loads("")).penalty is None
+    assert build(C.loads("")).penalty is None
 
 
 def _run_updates(tx, params, steps=12, seed=0):
@@ -330,7 +332,7 @@ PARAMS = {"dense": {"w": jnp.ones((3, 4)) * 0.5, "b": jnp.ones((4,)) * 0.1}}
     ],
 )
 def test_built_optimizer_follows_the_optax_reference(text, reference):
-    built = C.build(C.loads(text + "[training]\nepochs = 1\nbatch_size = 100\n"))
+    built = build(C.loads(text + "[training]\nepochs = 1\nbatch_size = 100\n"))
     total = built.total_steps
     assert total == math.ceil(1258 / 100)
     ours = _run_updates(built.optimizer, PARAMS, steps=total + 3)
@@ -340,7 +342,7 @@ def test_built_optimizer_follows_the_optax_reference(text, reference):
 
 
 def test_schedule_options_are_filled_in_and_recorded():
-    built = C.build(
+    built = build(
         C.loads(
             '[optimizer]\nlearning_rate = 0.02\n[optimizer.schedule]\nname = "linear"\noptions = {end_value = 0.0}\n'
         )
@@ -351,14 +353,14 @@ def test_schedule_options_are_filled_in_and_recorded():
         "transition_steps": built.total_steps,
     }
     # the resolved config builds the same optimizer again, and round-trips
-    again = C.build(C.from_dict(tomllib.loads(C.dumps(built.config))))
+    again = build(C.from_dict(tomllib.loads(C.dumps(built.config))))
     assert again.config == built.config
 
 
 def test_skip_nonfinite_wraps_in_apply_if_finite():
-    built = C.build(C.loads("[optimizer]\nskip_nonfinite = 3\n"))
+    built = build(C.loads("[optimizer]\nskip_nonfinite = 3\n"))
     assert optim.skipped_steps(built.optimizer.init(PARAMS)) is not None
-    assert optim.skipped_steps(C.build(C.loads("")).optimizer.init(PARAMS)) is None
+    assert optim.skipped_steps(build(C.loads("")).optimizer.init(PARAMS)) is None
 
 
 @pytest.mark.parametrize(
@@ -394,14 +396,14 @@ def test_skip_nonfinite_wraps_in_apply_if_finite():
 )
 def test_build_errors_name_the_key(text, message):
     with pytest.raises(FnlearnError, match=message):
-        C.build(C.loads(text))
+        build(C.loads(text))
 
 
 def test_augmentation_switches_map_to_make_augment():
     from fnlearn.data import augment
 
-    assert C.build(C.loads("")).augment is None
-    built = C.build(C.loads("[data.augment]\nmax_shift = 1\nflip = true\n"))
+    assert build(C.loads("")).augment is None
+    built = build(C.loads("[data.augment]\nmax_shift = 1\nflip = true\n"))
     x = jnp.asarray(built.splits.train.x[:4])
     reference = augment.make_augment(image_shape=(8, 8), max_shift=1, flip=True)
     np.testing.assert_array_equal(
@@ -466,14 +468,14 @@ def test_every_shipped_config_parses_builds_and_says_what_it_shows(path, tmp_pat
     runs = C.expand_sweep(C.load(path, overrides))
     cache = {}
     for _, run in runs:
-        built = C.build(run, cache=cache)
+        built = build(run, cache=cache)
         assert C.from_dict(tomllib.loads(C.dumps(built.config))) == built.config
 
 
 def test_mnist_config_without_files_names_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("FNLEARN_DATA_DIR", str(tmp_path))
     with pytest.raises(FnlearnError, match=r"^data.options: .*train-images-idx3-ubyte"):
-        C.build(C.load(Path(__file__).parent.parent / "configs" / "mnist_mlp.toml"))
+        build(C.load(Path(__file__).parent.parent / "configs" / "mnist_mlp.toml"))
 
 
 def _idx(array: np.ndarray, code: int) -> bytes:

@@ -37,6 +37,7 @@ from fnlearn.atomic import write_text
 from fnlearn.callbacks import EarlyStopping, LambdaCallback, NonFiniteError, TensorBoard
 from fnlearn.errors import FnlearnError
 from fnlearn.loop import evaluate, fit
+from fnlearn.runs import build as fbuild
 from fnlearn.runs import resume as fresume
 from fnlearn.runs.rundir import Claim
 from fnlearn.train import TrainState
@@ -76,7 +77,7 @@ def plan_runs(config, out: Path, label: str) -> list[Plan]:
 def build_all(plans: list[Plan]) -> list[Plan]:
     """Every plan with its config built (data cached between them), before anything is written."""
     cache: dict = {}
-    return [plan._replace(config=fconfig.build(plan.config, cache=cache)) for plan in plans]
+    return [plan._replace(config=fbuild.build(plan.config, cache=cache)) for plan in plans]
 
 
 def exit_status(done: list[Done]) -> int:
@@ -166,7 +167,7 @@ def _fit_run(built, run_dir: Path, *, resume: bool, quiet: bool):
         callbacks=[cb for cb in (early, printer, board) if cb is not None], run_dir=run_dir,
         log_every=config.logging.every or None, drop_last=t.drop_last,
         on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop", log_norms=config.logging.norms,
-        progress=config.logging.progress, devices=fconfig.fit_devices(t), checkpoint_every=t.checkpoint.every or None,
+        progress=config.logging.progress, devices=fbuild.fit_devices(t), checkpoint_every=t.checkpoint.every or None,
         keep_checkpoints=t.checkpoint.keep, resume=resume, config=fconfig.to_dict(config),
     )
     return state, history, early

@@ -96,7 +96,7 @@ def _check_length(saved: dict, built, trained_step: int) -> None:
 
 
 def decide(run_dir: Path, built) -> Decision:
-    """Check a resume of ``run_dir`` with ``built`` (``fnlearn.config.build``'s result); raise
+    """Check a resume of ``run_dir`` with ``built`` (``fnlearn.runs.build.build``'s result); raise
     ``FnlearnError`` naming the key for anything that does not fit, else say what to do."""
     given = to_dict(built.config)
     on_disk = _config_toml(run_dir)
