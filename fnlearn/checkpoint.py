@@ -41,8 +41,8 @@ import jax
 import numpy as np
 
 from fnlearn.atomic import os_failure
-from fnlearn.callbacks import maximised
 from fnlearn.errors import FnlearnError, FnlearnWarning
+from fnlearn.rules import higher_is_better, improved
 from fnlearn.tree import path_str
 
 __all__ = ["save", "restore", "latest_step", "read_meta", "RunCheckpoints", "CheckpointError", "CheckpointMismatchError"]
@@ -324,7 +324,7 @@ class RunCheckpoints:
         improves on the best so far (lower is better, higher for accuracy-like metrics)."""
         if best is not None and best[1] is not None and np.isfinite(best[1]):
             name, value = best
-            if self._best_value is None or (value > self._best_value if maximised(name) else value < self._best_value):
+            if improved(value, self._best_value, maximise=higher_is_better(name)):
                 if self._best is None:
                     self._best = _manager(self.directory / "best", 1)
                 _save_with(self._best, state, step, extra | {"best": {name: value}}, arrays)

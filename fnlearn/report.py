@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fnlearn.errors import FnlearnError
+from fnlearn.rules import flat_config, higher_is_better
 
 __all__ = [
     "Run",
@@ -250,11 +251,6 @@ def _metric_keys(rows: Sequence[Mapping]) -> list[str]:
     return keys
 
 
-def higher_is_better(key: str) -> bool:
-    """Accuracies are maximised; losses and errors (loss, nll, mse, mae, ece) are minimised."""
-    return "accuracy" in key
-
-
 def final_metrics(rows: Sequence[Mapping]) -> dict[str, float]:
     """The last logged value of every metric."""
     final = {}
@@ -278,17 +274,6 @@ def best_metrics(rows: Sequence[Mapping]) -> dict[str, dict]:
 # Groups and tables
 
 
-def _flatten(table: Mapping, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value and not key.endswith("options"):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = json.dumps(value, sort_keys=True, default=str)  # TOML dates as text
-    return flat
-
-
 _IGNORED = ("training.seeds", "sweep.grid", "sweep.variants", "sweep.seeds")
 
 
@@ -299,7 +284,7 @@ def group_runs(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
     groups: dict[str, list[Run]] = {}
     flats = {}
     for run in runs:
-        flat = {k: v for k, v in _flatten(run.config).items() if k not in _IGNORED}
+        flat = {k: v for k, v in flat_config(run.config).items() if k not in _IGNORED}
         key = json.dumps(flat, sort_keys=True)
         groups.setdefault(key, []).append(run)
         flats[key] = flat
