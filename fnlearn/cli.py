@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import errno
 import logging
 import os
@@ -25,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from fnlearn.errors import FnlearnError
+from fnlearn.errors import FnlearnError, FnlearnWarning
 
 __all__ = ["main"]
 
@@ -242,6 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INTERRUPTED
 
 
+def _warn(message: str) -> None:
+    """One ``fnlearn: warning: ...`` line (through ``warnings``, printed by ``_one_line_reports``)."""
+    warnings.warn(FnlearnWarning(message), stacklevel=2)
+
+
 def _error(message) -> None:
     text = " ".join(str(message).split("\n"))
     print(f"fnlearn: error: {text}", file=sys.stderr, flush=True)
@@ -290,45 +294,16 @@ def _one_line_reports():
 # the commands that train
 
 
-def _resume_config(out: Path, overrides: Sequence[str]):
-    """The config of the run (or multi-seed folder) ``out``, with ``--set`` applied, for
-    ``train --resume`` without CONFIG."""
-    from fnlearn import config as fconfig
-    from fnlearn.runs.rundir import check_resumable
-
-    check_resumable(out)
-    paths = [out / "config.toml"] if (out / "config.toml").is_file() else sorted(out.glob("seed_*/config.toml"))
-    if not paths:
-        raise FnlearnError(f"--resume: {str(out)!r} holds no config.toml. Pass the CONFIG the run was started with.")
-    configs = []
-    for path in paths:
-        try:
-            configs.append(fconfig.load(path, overrides))
-        except FnlearnError as error:
-            message = str(error)
-            raise FnlearnError(message if str(path) in message else f"{path}: {message}") from None
-    seeds = tuple(s for c in configs for s in c.training.seeds)
-    first = configs[0]
-    return dataclasses.replace(first, training=dataclasses.replace(first.training, seeds=seeds))
-
-
 def _train_into(args, plans_for, default: Path) -> list:
-    """Build every run, claim the output directory (locked), train; the shared body of train/sweep.
-    A command that fails leaves behind only what trained: what it made for nothing is removed."""
-    from fnlearn.runs import execute, rundir
+    """``execute.run_command`` with the command's options; the run directory is kept on ``args``
+    for the Ctrl-C hint."""
+    from fnlearn.runs import execute
 
-    with rundir.Claim() as claim:
-        out = rundir.output_directory(claim, args.out, default, args.resume)
+    def claimed(out):
         args.run_out = out
-        try:
-            plans = execute.build_all(plans_for(out))
-            if not args.quiet and getattr(args, "announce", None):
-                print(args.announce(out, plans), flush=True)
-            return execute.run_all(claim, plans, resume=args.resume, quiet=args.quiet)
-        except BaseException:
-            if not args.resume:
-                claim.discard(out, untouched=execute.untouched(out))
-            raise
+
+    return execute.run_command(args.out, default, plans_for, resume=args.resume, quiet=args.quiet,
+                               announce=getattr(args, "announce", None), claimed=claimed)
 
 
 def cmd_train(args) -> int:
@@ -338,7 +313,7 @@ def cmd_train(args) -> int:
     if args.config is None:
         if not (args.resume and args.out):
             raise FnlearnError("fnlearn train: give a CONFIG file (or --resume --out DIR to continue a run).")
-        config = _resume_config(Path(args.out), args.overrides)
+        config = execute.resume_config(Path(args.out), args.overrides)
     else:
         config = fconfig.load(args.config, args.overrides)
     done = _train_into(args, lambda out: execute.plan_runs(config, out, config.name), Path("runs") / config.name)
@@ -376,14 +351,11 @@ def cmd_compare(args) -> int:
     """Damaged runs below a folder: one warning line each, left out; outputs checked first."""
     from fnlearn import report
 
-    def warn(message: str) -> None:
-        print(f"fnlearn: warning: {message}", file=sys.stderr)
-
     if args.csv is not None:
         report.check_output(args.csv, "--csv")
     if not args.no_plot:
         report.check_figure_path(args.out, "--out")
-    runs = report.find_runs(args.runs, on_damaged=warn)
+    runs = report.find_runs(args.runs, on_damaged=_warn)
     columns, rows = report.compare_table(runs)
     print(report.markdown_table(columns, rows))
     if args.csv is not None:
@@ -397,12 +369,9 @@ def cmd_plot(args) -> int:
     """One figure per run; a damaged run or one with nothing to plot below a folder is one warning."""
     from fnlearn import report
 
-    def warn(message: str) -> None:
-        print(f"fnlearn: warning: {message}", file=sys.stderr)
-
     if args.out:
         report.check_figure_path(args.out, "--out")
-    runs = report.find_runs([args.run], on_damaged=warn)
+    runs = report.find_runs([args.run], on_damaged=_warn)
     if args.out and len(runs) > 1:
         raise FnlearnError(
             f"--out names one file, but {args.run} holds {len(runs)} runs; leave --out out to plot each into its plots/."
@@ -415,7 +384,7 @@ def cmd_plot(args) -> int:
         except FnlearnError as error:
             if len(runs) == 1:
                 raise
-            warn(f"skipped {report.show_path(run.path)}: {error}")
+            _warn(f"skipped {report.show_path(run.path)}: {error}")
     if not plotted:
         raise FnlearnError(
             f"none of the {len(runs)} runs in {report.show_path(args.run)} could be plotted (each is named above)."

@@ -25,6 +25,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,11 +40,11 @@ from fnlearn.errors import FnlearnError
 from fnlearn.loop import evaluate, fit
 from fnlearn.runs import build as fbuild
 from fnlearn.runs import resume as fresume
-from fnlearn.runs.rundir import Claim
+from fnlearn.runs.rundir import Claim, check_resumable, output_directory
 from fnlearn.train import TrainState
 from fnlearn.tree import num_params
 
-__all__ = ["Plan", "Done", "plan_runs", "build_all", "run_all", "exit_status", "summary_line"]
+__all__ = ["Plan", "Done", "plan_runs", "build_all", "run_all", "run_command", "resume_config", "exit_status", "summary_line"]
 
 DIVERGED_HINT = " In the config: lower optimizer.learning_rate, set optimizer.clip_norm, or optimizer.skip_nonfinite."
 
@@ -359,3 +360,42 @@ def environment() -> dict:
                    "count": jax.device_count()},
         "host": platform.node(),
     }
+
+
+def resume_config(out: Path, overrides: Sequence[str]):
+    """The config of the run (or multi-seed folder) ``out``, with ``--set`` applied, for
+    ``train --resume`` without CONFIG."""
+    check_resumable(out)
+    paths = [out / "config.toml"] if (out / "config.toml").is_file() else sorted(out.glob("seed_*/config.toml"))
+    if not paths:
+        raise FnlearnError(f"--resume: {str(out)!r} holds no config.toml. Pass the CONFIG the run was started with.")
+    configs = []
+    for path in paths:
+        try:
+            configs.append(fconfig.load(path, overrides))
+        except FnlearnError as error:
+            message = str(error)
+            raise FnlearnError(message if str(path) in message else f"{path}: {message}") from None
+    seeds = tuple(s for c in configs for s in c.training.seeds)
+    first = configs[0]
+    return dataclasses.replace(first, training=dataclasses.replace(first.training, seeds=seeds))
+
+
+def run_command(out_arg: str | None, default: Path, plans_for, *, resume: bool, quiet: bool,
+                announce=None, claimed=None) -> list[Done]:
+    """Claim the output directory (``--out``, else ``default`` or the first free ``default-N``),
+    build every plan ``plans_for(out)``, train them. A command that fails leaves behind only what
+    trained: what it made for nothing is removed."""
+    with Claim() as claim:
+        out = output_directory(claim, out_arg, default, resume)
+        if claimed is not None:
+            claimed(out)
+        try:
+            plans = build_all(plans_for(out))
+            if not quiet and announce is not None:
+                print(announce(out, plans), flush=True)
+            return run_all(claim, plans, resume=resume, quiet=quiet)
+        except BaseException:
+            if not resume:
+                claim.discard(out, untouched=untouched(out))
+            raise
