@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from fnlearn.errors import FnlearnError
 from fnlearn.optim.base import GradientTransformation
 
 __all__ = ["InjectHyperparamsState", "inject_hyperparams", "find_hyperparams"]
@@ -38,6 +39,11 @@ def inject_hyperparams(
     factory: Callable[..., GradientTransformation],
 ) -> Callable[..., GradientTransformation]:
     """Wrap an optimizer factory so its numeric keyword arguments live in the state."""
+    if not callable(factory):
+        raise FnlearnError(
+            f"inject_hyperparams: factory must be an optimizer factory such as fl.optim.adam, got {factory!r}; "
+            "write inject_hyperparams(fl.optim.adam)(learning_rate=1e-3)."
+        )
 
     def build(**kwargs) -> GradientTransformation:
         numeric = {k: v for k, v in kwargs.items() if _numeric(v)}
