@@ -23,7 +23,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from fnlearn import checks
 from fnlearn import init as initializers
 from fnlearn.errors import FnlearnError, unknown_name
 
@@ -75,9 +77,22 @@ class Model(NamedTuple):
 
 
 def build(layer: Layer, input_shape: int | Sequence[int]) -> Model:
-    """Bind ``layer`` to a per-example ``input_shape`` (an int means a feature vector)."""
-    input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-    output_shape = _out_shape(layer, input_shape)
+    """Bind ``layer`` to a per-example ``input_shape`` (an int means a feature vector).
+
+    The parameters' size is found without allocating them (``jax.eval_shape``) and a model larger
+    than ``fnlearn.checks.memory_limit()`` is refused before ``init`` could try.
+    """
+    return _build(layer, input_shape, "smaller layer widths")
+
+
+def _build(layer: Layer, input_shape, fix: str) -> Model:
+    if not isinstance(layer, Layer):
+        raise FnlearnError(f"build: layer must be a fnlearn.nn.Layer such as dense(10), got {checks.show(layer)}.")
+    shape = [input_shape] if checks.is_integer(input_shape) else input_shape
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise FnlearnError(f"build: input_shape must be a positive int or a tuple of them, got {checks.show(input_shape)}.")
+    input_shape = tuple(checks.positive_int("build", "every entry of input_shape", s) for s in shape)
+    output_shape = _out_shape(layer, input_shape, fix)
 
     def init(key):
         _, params, state = layer.init(key, input_shape)
@@ -96,8 +111,9 @@ def build(layer: Layer, input_shape: int | Sequence[int]) -> Model:
     return Model(init, apply, input_shape, output_shape, layer)
 
 
-def _out_shape(layer: Layer, input_shape: Shape) -> Shape:
-    """The output shape, found without allocating parameters (shapes are static Python ints)."""
+def _out_shape(layer: Layer, input_shape: Shape, fix: str) -> Shape:
+    """The output shape, found without allocating parameters (shapes are static Python ints);
+    refuses parameters and state that would not fit (``checks.check_bytes``)."""
     box = {}
 
     def shapes_only(key):
@@ -105,7 +121,10 @@ def _out_shape(layer: Layer, input_shape: Shape) -> Shape:
         box["out"] = out_shape
         return params, state
 
-    jax.eval_shape(shapes_only, jax.random.key(0))
+    leaves = jax.tree.leaves(jax.eval_shape(shapes_only, jax.random.key(0)))
+    count = sum(math.prod(leaf.shape) for leaf in leaves)
+    nbytes = sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
+    checks.check_bytes(layer.name, f"its {count} parameters and state values", nbytes, f"Use {fix}.")
     return tuple(box["out"])
 
 
@@ -118,8 +137,9 @@ def dense(out_features: int, *, w_init=None, b_init=None, use_bias: bool = True,
 
     ``w_init`` defaults to LeCun normal (Var(w) = 1/fan_in); ``mlp`` picks it from the activation.
     """
-    if not (isinstance(out_features, int) and out_features > 0):
-        raise FnlearnError(f"dense: out_features must be a positive int, got {out_features!r}.")
+    out_features = checks.positive_int("dense", "out_features", out_features)
+    _check_inits("dense", w_init=w_init, b_init=b_init)
+    checks.boolean("dense", "use_bias", use_bias)
     w_init = w_init or initializers.lecun_normal()
     b_init = b_init or initializers.zeros()
 
@@ -168,11 +188,13 @@ def relu() -> Layer:
 
 def leaky_relu(negative_slope: float = 0.01) -> Layer:
     """x for x > 0, a·x otherwise."""
+    checks.finite("leaky_relu", "negative_slope", negative_slope)
     return _elementwise("leaky_relu", lambda x: jax.nn.leaky_relu(x, negative_slope))
 
 
 def elu(alpha: float = 1.0) -> Layer:
     """x for x > 0, α(eˣ − 1) otherwise."""
+    checks.finite("elu", "alpha", alpha)
     return _elementwise("elu", lambda x: jax.nn.elu(x, alpha))
 
 
@@ -183,6 +205,7 @@ def selu() -> Layer:
 
 def gelu(approximate: bool = False) -> Layer:
     """x·Φ(x) (exact by default; the tanh approximation with ``approximate=True``)."""
+    checks.boolean("gelu", "approximate", approximate)
     return _elementwise("gelu", lambda x: jax.nn.gelu(x, approximate=approximate))
 
 
@@ -238,8 +261,7 @@ def dropout(rate: float) -> Layer:
     which the optimizer never touches: that is what lets many replicas, vmapped in one program,
     each train with their own dropout rate (``fl.replicas.create(..., hyperparams={"dropout": ...})``).
     """
-    if not 0.0 <= rate < 1.0:
-        raise FnlearnError(f"dropout: rate is the drop probability and must be in [0, 1), got {rate!r}.")
+    checks.unit_interval("dropout", "rate", rate, "It is the probability of dropping a unit, e.g. 0.1.")
 
     def init(key, in_shape):
         del key
@@ -277,8 +299,8 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     is fnlearn's 0.9 (the default here). Like flax, the running variance is the biased batch
     variance; PyTorch stores the unbiased one (×n/(n−1)).
     """
-    if not 0.0 <= momentum < 1.0:
-        raise FnlearnError(f"batch_norm: momentum must be in [0, 1), got {momentum!r}.")
+    checks.unit_interval("batch_norm", "momentum", momentum, "It is the weight of the old running value, e.g. 0.9.")
+    checks.positive("batch_norm", "eps", eps)
 
     def init(key, in_shape):
         del key
@@ -306,6 +328,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
 
 def layer_norm(eps: float = 1e-5) -> Layer:
     """Layer normalisation: each example normalised over its features, y = scale·x̂ + shift."""
+    checks.positive("layer_norm", "eps", eps)
 
     def init(key, in_shape):
         del key
@@ -330,6 +353,9 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
 
     In training each layer gets its own key, ``fold_in(key, i)``, so dropout masks differ by layer.
     """
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise FnlearnError(f"serial: argument {i} must be a Layer such as dense(10) or relu(), got {checks.show(layer)}.")
 
     def init(key, in_shape):
         params, state, shape = [], [], tuple(in_shape)
@@ -352,6 +378,8 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
 
 def residual(layer: Layer) -> Layer:
     """y = x + f(x): the block must keep the shape of its input."""
+    if not isinstance(layer, Layer):
+        raise FnlearnError(f"residual: layer must be a Layer such as serial(dense(8), relu()), got {checks.show(layer)}.")
 
     def init(key, in_shape):
         out_shape, params, state = layer.init(key, in_shape)
@@ -412,12 +440,13 @@ def mlp(
     layer is a plain dense layer (no activation; its weights are LeCun-initialised, Var = 1/fan_in,
     since no activation follows). ``w_init`` defaults to ``default_w_init(activation)``.
     """
-    sizes = [int(s) for s in sizes]
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise FnlearnError(f"mlp: sizes lists the input, hidden and output widths (at least two positive ints), got {sizes}.")
-    if activation not in ACTIVATIONS:
+    sizes = _check_sizes(sizes)
+    checks.unit_interval("mlp", "dropout", dropout, "It is the probability of dropping a unit, e.g. 0.1.")
+    checks.boolean("mlp", "residual", residual)
+    _check_inits("mlp", w_init=w_init, b_init=b_init)
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise unknown_name("activation", activation, ACTIVATIONS)
-    if norm is not None and norm not in NORMS:
+    if norm is not None and (not isinstance(norm, str) or norm not in NORMS):
         raise unknown_name("norm", norm, NORMS)
     hidden_init = w_init or default_w_init(activation)
     layers = []
@@ -432,7 +461,25 @@ def mlp(
         layers.append(_residual_layer(block_layer) if residual and sizes[i] == width else block_layer)
     out_init = w_init or initializers.lecun_normal()
     layers.append(dense(sizes[-1], w_init=out_init, b_init=b_init, name="output"))
-    return build(serial(*layers, name="mlp"), sizes[0])
+    return _build(serial(*layers, name="mlp"), sizes[0], f"smaller widths in sizes={sizes}")
+
+
+def _check_sizes(sizes) -> list[int]:
+    """mlp's ``sizes``: a list of at least two positive integers (input, hidden..., output)."""
+    expected = "a list of at least two positive integers [input, hidden..., output], e.g. [64, 128, 10]"
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise FnlearnError(f"mlp: sizes must be {expected}, got {checks.show(sizes)}.")
+    hint = "sizes lists the input, hidden and output widths."
+    return [checks.positive_int("mlp", f"sizes[{i}]", s, hint) for i, s in enumerate(sizes)]
+
+
+def _check_inits(owner: str, **initialisers) -> None:
+    for name, value in initialisers.items():
+        if value is not None and not callable(value):
+            raise FnlearnError(
+                f"{owner}: {name} must be an initialiser init(key, shape, dtype) such as fnlearn.init.he_normal(), "
+                f"or None, got {checks.show(value)}."
+            )
 
 
 def intermediates(model: Model, params, state, x, *, train=False, key=None) -> list[tuple[str, jax.Array]]:
