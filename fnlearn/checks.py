@@ -81,7 +81,9 @@ def show(value) -> str:
         value = value.item()
     if isinstance(value, (bool, int, float)) or value is None:
         return repr(value)
-    text = repr(value)
+    if is_array(value):
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = " ".join(repr(value).split())  # one line, whatever the repr
     text = text if len(text) <= 60 else text[:57] + "..."
     return f"{text} (a {type(value).__name__})"
 

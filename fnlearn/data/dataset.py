@@ -104,6 +104,7 @@ def from_arrays(
     if task == "classification":
         y = _as_class_ids(y, name)
         if num_classes is None and y.size:
+            _check_class_count(y, None, name)  # before K is taken from the largest label
             num_classes = int(y.max()) + 1 if y.max() >= 0 else 1
     elif y.ndim == 1:
         y = y[:, None]
@@ -114,7 +115,7 @@ def from_arrays(
         num_classes=num_classes,
         name=name,
         feature_names=None if feature_names is None else tuple(str(f) for f in feature_names),
-        image_shape=None if image_shape is None else tuple(int(s) for s in image_shape),
+        image_shape=None if image_shape is None else _image_shape(image_shape, name),
     )
 
 
@@ -239,7 +240,7 @@ def _check_class_count(y: np.ndarray, num_classes: int | None, name: str) -> Non
     if not y.size:
         return
     k = int(num_classes) if num_classes is not None else int(y.max()) + 1
-    source = f"num_classes={k}" if num_classes is not None else f"the largest label, {k - 1}, which implies K = {k} classes;"
+    source = f"num_classes={k}:" if num_classes is not None else f"the largest label, {k - 1}, implies K = {k} classes:"
     checks.check_bytes(
         name, f"{source} one-hot targets for its {len(y)} examples", 4 * len(y) * k,
         "Class ids must be 0..K-1: remap them with np.unique(y, return_inverse=True), or use task='regression' "
@@ -271,6 +272,12 @@ def _check_metadata(d: Dataset) -> None:
         )
     if d.feature_names is not None:
         check_unique(d.feature_names, d.name, "feature_names")
+
+
+def _image_shape(image_shape, name: str) -> tuple[int, ...]:
+    if not isinstance(image_shape, (tuple, list)) or not image_shape:
+        raise FnlearnError(f"{name}: image_shape must be the shape of one image such as (28, 28), got {checks.show(image_shape)}.")
+    return tuple(checks.positive_int(name, "every entry of image_shape", s, "For example (28, 28).") for s in image_shape)
 
 
 def check_unique(names, owner: str, what: str) -> None:
@@ -307,7 +314,8 @@ def _as_numeric(a, which: str, name: str) -> np.ndarray:
     if np.issubdtype(a.dtype, np.complexfloating):
         raise FnlearnError(
             f"{name}: {which} holds complex numbers (dtype {a.dtype}); fnlearn trains on real values and would "
-            f"drop the imaginary parts. Split them into features, e.g. np.concatenate([{which}.real, {which}.imag], axis=1)."
+            f"drop the imaginary parts. Split them into real {'features' if which == 'x' else 'columns'}, "
+            f"e.g. np.concatenate([{which}.real, {which}.imag], axis=1)."
         )
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
         raise FnlearnError(

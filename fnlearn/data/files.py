@@ -99,7 +99,7 @@ def npz(
         if not isinstance(key, str) or not key:
             raise FnlearnError(f"npz: {name} must be the name of an array in the archive, got {checks.show(key)}.")
     if x_key == y_key:
-        raise FnlearnError(f"npz: x_key and y_key are both {x_key!r}; the features and the targets must be different arrays.")
+        raise FnlearnError(f"npz: x_key and y_key are both {x_key!r}; the features and the targets must be different arrays of {file}.")
     x, y = _read_npz(file, (x_key, y_key))
     if task is None:
         task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
