@@ -160,6 +160,11 @@ CASES = [
     (lambda: losses.top_k_accuracy(jnp.zeros((2, 3)), jnp.zeros(2, jnp.int32), k=0), "top_k_accuracy", "k"),
     (lambda: losses.expected_calibration_error(jnp.zeros((2, 3)), jnp.zeros(2, jnp.int32), num_bins=2.5),
      "expected_calibration_error", "num_bins"),
+    # callbacks
+    (lambda: fl.callbacks.EarlyStopping(patience=NAN), "EarlyStopping", "patience"),
+    (lambda: fl.callbacks.EarlyStopping(patience=2.5), "EarlyStopping", "patience"),
+    (lambda: fl.callbacks.EarlyStopping(min_delta=INF), "EarlyStopping", "min_delta"),
+    (lambda: fl.callbacks.EarlyStopping(3), "EarlyStopping", "monitor"),
     # augmentation
     (lambda: augment.make_augment(noise_std=INF), "augment", "noise_std"),
     (lambda: augment.make_augment(image_shape=(8, 8), max_shift=True), "augment", "max_shift"),
