@@ -267,6 +267,8 @@ FIT_CASES = [
     ({"penalty": 0.1}, "penalty"),
     ({"callbacks": [print]}, "callbacks"),
     ({"eval": (np.zeros((2, 3), np.float32),)}, "eval"),
+    ({"devices": 2.5}, "devices"),
+    ({"devices": "gpu"}, "devices"),
 ]
 
 
