@@ -122,7 +122,10 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", *, patience: int = 10, min_delta: float = 0.0,
                  mode: str | None = None, restore_best: bool = True):
         if not isinstance(monitor, str):
-            raise FnlearnError(f"EarlyStopping: monitor must be a metric name such as 'val_loss', got {checks.show(monitor)}.")
+            raise FnlearnError(
+                "EarlyStopping: monitor must be a metric name such as 'val_loss', got "
+                f"{checks.show(monitor)}."
+            )
         checks.nonneg_int("EarlyStopping", "patience", patience, "It counts evaluations without improvement.")
         checks.nonneg("EarlyStopping", "min_delta", min_delta)
         checks.boolean("EarlyStopping", "restore_best", restore_best)

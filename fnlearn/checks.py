@@ -192,7 +192,9 @@ def memory_limit() -> int:
         try:
             return int(given)
         except ValueError:
-            raise FnlearnError(f"${MAX_BYTES_ENV}={given!r}: expected a whole number of bytes, e.g. 8000000000.") from None
+            raise FnlearnError(
+                f"${MAX_BYTES_ENV}={given!r}: expected a whole number of bytes, e.g. 8000000000."
+            ) from None
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):

@@ -163,11 +163,17 @@ def _host_targets(spec: str, y) -> np.ndarray:
     try:
         y = np.asarray(y)
     except (ValueError, TypeError) as error:
-        raise FnlearnError(f"{spec}: targets are not a rectangular array ({str(error).splitlines()[0]}). Fix: one row per example.") from None
+        raise FnlearnError(
+            f"{spec}: targets are not a rectangular array ({str(error).splitlines()[0]}). Fix: one row per "
+            "example."
+        ) from None
     if y.dtype == bool:
         y = y.astype(np.int64)
     if np.issubdtype(y.dtype, np.complexfloating):
-        raise FnlearnError(f"{spec}: targets hold complex numbers (dtype {y.dtype}); the imaginary parts would be dropped. Fix: pass real targets.")
+        raise FnlearnError(
+            f"{spec}: targets hold complex numbers (dtype {y.dtype}); the imaginary parts would be dropped. "
+            "Fix: pass real targets."
+        )
     if not np.issubdtype(y.dtype, np.number):
         raise FnlearnError(f"{spec}: targets must be numeric, got an array of dtype {y.dtype}. Fix: encode them as numbers.")
     bad = np.atleast_1d(~np.isfinite(y))

@@ -116,14 +116,18 @@ def _check_fit_arguments(args: dict) -> None:
     for name in ("penalty", "augment"):
         if args[name] is not None and not callable(args[name]):
             raise FnlearnError(f"fit: {name} must be a function or None, got {checks.show(args[name])}.")
-    if not isinstance(args["callbacks"], (list, tuple)) or not all(isinstance(cb, Callback) for cb in args["callbacks"]):
+    callbacks = args["callbacks"]
+    if not isinstance(callbacks, (list, tuple)) or not all(isinstance(cb, Callback) for cb in callbacks):
         raise FnlearnError(
             f"fit: callbacks must be a list of fl.callbacks.Callback objects, got {checks.show(args['callbacks'])}."
         )
     if args["run_dir"] is not None and not isinstance(args["run_dir"], (str, Path)):
         raise FnlearnError(f"fit: run_dir must be a directory name or None, got {checks.show(args['run_dir'])}.")
     if args["best_metric"] is not None and not isinstance(args["best_metric"], str):
-        raise FnlearnError(f"fit: best_metric must be a metric name such as 'val_loss', got {checks.show(args['best_metric'])}.")
+        raise FnlearnError(
+            "fit: best_metric must be a metric name such as 'val_loss', got "
+            f"{checks.show(args['best_metric'])}."
+        )
 
 
 # --------------------------------------------------------------------------------------------

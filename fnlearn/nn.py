@@ -90,7 +90,9 @@ def _build(layer: Layer, input_shape, fix: str) -> Model:
         raise FnlearnError(f"build: layer must be a fnlearn.nn.Layer such as dense(10), got {checks.show(layer)}.")
     shape = [input_shape] if checks.is_integer(input_shape) else input_shape
     if not isinstance(shape, (tuple, list)) or not shape:
-        raise FnlearnError(f"build: input_shape must be a positive int or a tuple of them, got {checks.show(input_shape)}.")
+        raise FnlearnError(
+            f"build: input_shape must be a positive int or a tuple of them, got {checks.show(input_shape)}."
+        )
     input_shape = tuple(checks.positive_int("build", "every entry of input_shape", s) for s in shape)
     output_shape = _out_shape(layer, input_shape, fix)
 
@@ -244,7 +246,7 @@ ACTIVATIONS: dict[str, Callable[[], Layer]] = {
 
 def activation(name: str) -> Layer:
     """The activation layer called ``name`` (one of ``ACTIVATIONS``)."""
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise unknown_name("activation", name, ACTIVATIONS)
     return ACTIVATIONS[name]()
 
@@ -355,7 +357,9 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
     """
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
-            raise FnlearnError(f"serial: argument {i} must be a Layer such as dense(10) or relu(), got {checks.show(layer)}.")
+            raise FnlearnError(
+                f"serial: argument {i} must be a Layer such as dense(10) or relu(), got {checks.show(layer)}."
+            )
 
     def init(key, in_shape):
         params, state, shape = [], [], tuple(in_shape)
@@ -379,7 +383,9 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
 def residual(layer: Layer) -> Layer:
     """y = x + f(x): the block must keep the shape of its input."""
     if not isinstance(layer, Layer):
-        raise FnlearnError(f"residual: layer must be a Layer such as serial(dense(8), relu()), got {checks.show(layer)}.")
+        raise FnlearnError(
+            f"residual: layer must be a Layer such as serial(dense(8), relu()), got {checks.show(layer)}."
+        )
 
     def init(key, in_shape):
         out_shape, params, state = layer.init(key, in_shape)

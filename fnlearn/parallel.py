@@ -42,7 +42,8 @@ def data_mesh(devices) -> Mesh | None:
         chosen = list(devices)
     else:
         raise FnlearnError(
-            f"fit: devices must be 'all', a number of devices or a list of jax devices (jax.devices()), got {checks.show(devices)}."
+            "fit: devices must be 'all', a number of devices or a list of jax devices (jax.devices()), got "
+            f"{checks.show(devices)}."
         )
     if len(chosen) == 1:
         return None

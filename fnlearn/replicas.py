@@ -107,7 +107,9 @@ def create(model, tx, seeds: Sequence[int], *, hyperparams: dict | None = None) 
 def _check_seeds(seeds) -> list[int]:
     """A non-empty list of int seeds in [0, 2³¹) (they become one int32 array)."""
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise FnlearnError(f"replicas.create: seeds must be a list of integers such as range(8), got {checks.show(seeds)}.")
+        raise FnlearnError(
+            f"replicas.create: seeds must be a list of integers such as range(8), got {checks.show(seeds)}."
+        )
     seeds = [checks.int_at_least("replicas.create", "every seed", s, 0) for s in seeds]
     if not seeds:
         raise FnlearnError("replicas.create needs at least one seed, e.g. seeds=range(8).")
@@ -122,12 +124,15 @@ def _check_hyperparams(hyperparams, count: int) -> dict[str, list]:
         return {}
     if not isinstance(hyperparams, dict):
         raise FnlearnError(
-            f"replicas.create: hyperparams must be a dict name -> one value per replica, got {checks.show(hyperparams)}."
+            "replicas.create: hyperparams must be a dict name -> one value per replica, got "
+            f"{checks.show(hyperparams)}."
         )
     checked = {}
     for name, values in hyperparams.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-            raise FnlearnError(f"hyperparams[{name!r}] must be a list with one value per replica, got {checks.show(values)}.")
+            raise FnlearnError(
+                f"hyperparams[{name!r}] must be a list with one value per replica, got {checks.show(values)}."
+            )
         values = list(values)
         if len(values) != count:
             raise FnlearnError(
@@ -282,7 +287,8 @@ def _check_fit_arguments(states, epochs, steps, batch_size, eval_batch_size, ear
         checks.boolean("replicas.fit", "progress", progress)
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
         raise FnlearnError(
-            f"replicas.fit: early_stopping must be a fl.callbacks.EarlyStopping or None, got {checks.show(early_stopping)}."
+            "replicas.fit: early_stopping must be a fl.callbacks.EarlyStopping or None, got "
+            f"{checks.show(early_stopping)}."
         )
 
 

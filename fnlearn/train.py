@@ -64,11 +64,13 @@ class TrainState:
         """
         if not isinstance(model, Model):
             raise FnlearnError(
-                f"TrainState.create: model must be a fl.nn.Model such as fl.nn.mlp([4, 16, 3]), got {checks.show(model)}."
+                "TrainState.create: model must be a fl.nn.Model such as fl.nn.mlp([4, 16, 3]), got "
+                f"{checks.show(model)}."
             )
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
             raise FnlearnError(
-                f"TrainState.create: tx must be an optimizer (init and update) such as fl.optim.adam(1e-3), got {checks.show(tx)}."
+                "TrainState.create: tx must be an optimizer (init and update) such as fl.optim.adam(1e-3), "
+                f"got {checks.show(tx)}."
             )
         return _create(model, tx, _as_typed_key(key))
 

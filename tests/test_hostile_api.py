@@ -87,6 +87,9 @@ CASES = [
     (lambda: fo.clip_by_global_norm(INF), "clip_by_global_norm", "max_norm"),
     (lambda: fo.apply_if_finite(fo.sgd(0.1), 1.5), "apply_if_finite", "max_consecutive_errors"),
     (lambda: fo.inject_hyperparams("adam"), "inject_hyperparams", "factory"),
+    (lambda: fo.inject_hyperparams(fo.adam)(lr=0.1), "inject_hyperparams(adam)", "lr"),
+    (lambda: fo.inject_hyperparams(fo.adam)(NAN), "adam", "learning_rate"),
+    (lambda: nn.activation(["relu"]), "activation", "relu"),
     # second order
     (lambda: fo.lbfgs(lambda p: 0.0, memory_size=1.5), "lbfgs", "memory_size"),
     (lambda: fo.lbfgs(lambda p: 0.0, c1=NAN), "lbfgs", "c1"),
@@ -223,7 +226,8 @@ def test_any_bad_epsilon_is_refused(name, value):
 @given(value=st.one_of(st.sampled_from([0, -1, True, False, 1.5, 2.0, NAN, INF, "3", None]),
                        st.integers(max_value=0), st.floats(allow_nan=True)))
 def test_any_bad_count_is_refused(value):
-    for build, argument in ((lambda v: nn.dense(v), "out_features"), (lambda v: checks.positive_int("fit", "epochs", v), "epochs")):
+    for build, argument in ((lambda v: nn.dense(v), "out_features"),
+                            (lambda v: checks.positive_int("fit", "epochs", v), "epochs")):
         with pytest.raises(FnlearnError) as error:
             build(value)
         assert_one_line(error, argument)
@@ -336,7 +340,8 @@ def test_train_state_create(make, culprit):
         ({"seeds": [0, 1], "hyperparams": {"learning_rate": 0.1}}, ["hyperparams['learning_rate']", "list"]),
         ({"seeds": [0, 1], "hyperparams": [0.1, 0.2]}, ["hyperparams", "dict"]),
     ],
-    ids=["float-seed", "negative-seed", "huge-seed", "seeds-int", "nan-value", "dropout-1.2", "not-a-list", "not-a-dict"],
+    ids=["float-seed", "negative-seed", "huge-seed", "seeds-int", "nan-value", "dropout-1.2", "not-a-list",
+         "not-a-dict"],
 )
 def test_replicas_create(kwargs, culprits):
     tx = fo.inject_hyperparams(fo.sgd)(learning_rate=0.1)
@@ -370,7 +375,8 @@ def test_replicas_fit(problem, replica_states, kwargs, argument):
         (lambda d: Standardizer.fit(d, min_std=INF), "min_std"),
         (lambda d: Standardizer.fit(d, targets="no"), "targets"),
     ],
-    ids=["val-nan", "test-inf", "val-bool", "seed-negative", "stratify-str", "not-a-dataset", "min_std-inf", "targets-str"],
+    ids=["val-nan", "test-inf", "val-bool", "seed-negative", "stratify-str", "not-a-dataset", "min_std-inf",
+         "targets-str"],
 )
 def test_splits(call, argument):
     dataset = from_arrays(np.zeros((20, 2)), np.arange(20) % 2, task="classification")
@@ -397,8 +403,11 @@ def test_jax_array_hyperparameters_pass_through_inject_hyperparams_under_jit():
     state = tx.init(params)
     assert state.hyperparams["learning_rate"].dtype == jnp.float32
     updates, state = jax.jit(tx.update)({"w": jnp.ones(3)}, state, params)
-    reference, _ = fo.adamw(0.1, b1=0.9, weight_decay=1e-2).update({"w": jnp.ones(3)}, fo.adamw(0.1).init(params), params)
+    plain = fo.adamw(0.1, b1=0.9, weight_decay=1e-2)
+    reference, _ = plain.update({"w": jnp.ones(3)}, plain.init(params), params)
     np.testing.assert_allclose(updates["w"], reference["w"], rtol=1e-6)
+    positional = fo.inject_hyperparams(fo.adam)(0.1, 0.5)  # positional arguments too, as in optax
+    assert set(positional.init(params).hyperparams) == {"learning_rate", "b1"}
     fo.adam(jnp.asarray(1e-3), b1=jnp.asarray(0.9))  # arrays are not second-guessed
     fo.sgd(np.float32(0.1), momentum=np.float64(0.5))
 

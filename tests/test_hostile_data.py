@@ -95,7 +95,8 @@ def corrupt_compressed_npz() -> bytes:
 
 def idx_bytes(array, type_code=0x08, dtype=">u1", shape=None) -> bytes:
     shape = array.shape if shape is None else shape
-    return struct.pack(">HBB", 0, type_code, len(shape)) + struct.pack(f">{len(shape)}I", *shape) + array.astype(dtype).tobytes()
+    header = struct.pack(">HBB", 0, type_code, len(shape)) + struct.pack(f">{len(shape)}I", *shape)
+    return header + array.astype(dtype).tobytes()
 
 
 def make_unreadable(path: Path, monkeypatch) -> None:
@@ -334,8 +335,9 @@ def test_bad_arrays_are_refused_naming_them(make, culprits):
 # the size rule: refused before allocation, with the estimate in bytes
 
 SIZE_CASES = [
-    ("label-implies-2e9-classes", lambda: from_arrays(np.zeros((1000, 2)), np.r_[np.zeros(999), 2**31 - 2],
-                                                      task="classification"), ["the largest label, 2147483646, implies K = 2147483647 classes"]),
+    ("label-implies-2e9-classes",
+     lambda: from_arrays(np.zeros((1000, 2)), np.r_[np.zeros(999), 2**31 - 2], task="classification"),
+     ["the largest label, 2147483646, implies K = 2147483647 classes"]),
     ("num-classes-2e12", lambda: fl.data.check_dataset(np.zeros((10, 2), np.float32), np.zeros(10, np.int32),
                                                        num_classes=2 * 10**12), ["num_classes=2000000000000"]),
     ("regression_1d-n", lambda: synthetic.regression_1d(n=10**13), ["regression_1d", "n=10000000000000"]),

@@ -276,8 +276,12 @@ def _check_metadata(d: Dataset) -> None:
 
 def _image_shape(image_shape, name: str) -> tuple[int, ...]:
     if not isinstance(image_shape, (tuple, list)) or not image_shape:
-        raise FnlearnError(f"{name}: image_shape must be the shape of one image such as (28, 28), got {checks.show(image_shape)}.")
-    return tuple(checks.positive_int(name, "every entry of image_shape", s, "For example (28, 28).") for s in image_shape)
+        raise FnlearnError(
+            f"{name}: image_shape must be the shape of one image such as (28, 28), got "
+            f"{checks.show(image_shape)}."
+        )
+    hint = "For example (28, 28)."
+    return tuple(checks.positive_int(name, "every entry of image_shape", s, hint) for s in image_shape)
 
 
 def check_unique(names, owner: str, what: str) -> None:
@@ -338,12 +342,15 @@ def _as_class_ids(y: np.ndarray, name: str) -> np.ndarray:
         if not finite.all():
             first = int(np.argmax(~finite))
             raise FnlearnError(
-                f"{name}: y contains {int((~finite).sum())} NaN/Inf label(s), the first at row {first}; drop those rows."
+                f"{name}: y contains {int((~finite).sum())} NaN/Inf label(s), the first at row {first}; drop "
+                "those rows."
             )
     if y.ndim != 1:
         raise FnlearnError(
             f"{name}: class labels y have shape {y.shape}, expected [n]; convert one-hot rows with y.argmax(axis=1)."
         )
     if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
-        raise FnlearnError(f"{name}: class labels do not fit in int32; remap them with np.unique(y, return_inverse=True).")
+        raise FnlearnError(
+            f"{name}: class labels do not fit in int32; remap them with np.unique(y, return_inverse=True)."
+        )
     return y.astype(np.int32)

@@ -52,7 +52,10 @@ def csv(
     header, rows = _read_csv(file, delimiter)
     if task == "classification" and len(targets) != 1:
         raise FnlearnError(f"csv: classification needs exactly one target column, got {targets}.")
-    inputs = [c for c in header if c not in targets] if features is None else _names(features, "features", "a list of column names")
+    if features is None:
+        inputs = [c for c in header if c not in targets]
+    else:
+        inputs = _names(features, "features", "a list of column names")
     both = [c for c in inputs if c in targets]
     if both:
         raise FnlearnError(
@@ -99,7 +102,10 @@ def npz(
         if not isinstance(key, str) or not key:
             raise FnlearnError(f"npz: {name} must be the name of an array in the archive, got {checks.show(key)}.")
     if x_key == y_key:
-        raise FnlearnError(f"npz: x_key and y_key are both {x_key!r}; the features and the targets must be different arrays of {file}.")
+        raise FnlearnError(
+            f"npz: x_key and y_key are both {x_key!r}; the features and the targets must be different arrays "
+            f"of {file}."
+        )
     x, y = _read_npz(file, (x_key, y_key))
     if task is None:
         task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
@@ -129,7 +135,9 @@ def _required_file(path, loader: str, example: str) -> Path:
     if not file.exists():
         raise FnlearnError(f"{loader}: file {str(file)!r} not found (working directory {Path.cwd()}). Check the path.")
     if not file.is_file():
-        raise FnlearnError(f"{loader}: {file} is not a regular file (a device, socket or pipe?); save the data to a file.")
+        raise FnlearnError(
+            f"{loader}: {file} is not a regular file (a device, socket or pipe?); save the data to a file."
+        )
     return file
 
 
@@ -270,8 +278,10 @@ def _read_member(archive: zipfile.ZipFile, member: str, file: Path, key: str) ->
         shape, dtype, offset = _npy_header(stream, file, key)
     where = f"npz: array {key!r} in {file}"
     if dtype.hasobject:
-        raise FnlearnError(f"{where} holds Python objects; fnlearn reads arrays without pickle, so it cannot load them. "
-                            f"Save plain numeric arrays with np.savez.")
+        raise FnlearnError(
+            f"{where} holds Python objects; fnlearn reads arrays without pickle, so it cannot load them. "
+            "Save plain numeric arrays with np.savez."
+        )
     if np.issubdtype(dtype, np.complexfloating):
         raise FnlearnError(
             f"{where} holds complex numbers ({dtype}); fnlearn trains on real values and would drop the imaginary "

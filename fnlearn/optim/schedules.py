@@ -98,7 +98,8 @@ def piecewise_constant_schedule(
     items = list((boundaries_and_scales or {}).items())
     for boundary, factor in items:
         checks.integer(owner, "a boundary in boundaries_and_scales", boundary, "Boundaries are step counts.")
-        checks.nonneg(owner, f"boundaries_and_scales[{boundary}]", factor, "For example {30: 0.1} multiplies by 0.1 from step 30 on.")
+        checks.nonneg(owner, f"boundaries_and_scales[{boundary}]", factor,
+                      "For example {30: 0.1} multiplies by 0.1 from step 30 on.")
     items = sorted(items)
 
     def schedule(count):
@@ -172,7 +173,10 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
     schedules, boundaries = list(schedules), list(boundaries)
     for i, schedule in enumerate(schedules):
         if not callable(schedule):
-            raise FnlearnError(f"join_schedules: schedules[{i}] must be a schedule count -> value, got {checks.show(schedule)}.")
+            raise FnlearnError(
+                f"join_schedules: schedules[{i}] must be a schedule count -> value, got "
+                f"{checks.show(schedule)}."
+            )
     for boundary in boundaries:
         checks.integer("join_schedules", "every boundary", boundary, "Boundaries are step counts.")
     if len(boundaries) != len(schedules) - 1:
@@ -205,7 +209,8 @@ def warmup_cosine_decay_schedule(
     owner = "warmup_cosine_decay_schedule"
     _finite(owner, init_value=init_value, peak_value=peak_value, end_value=end_value, exponent=exponent)
     warmup_steps = checks.nonneg_int(owner, "warmup_steps", warmup_steps)
-    checks.int_at_least(owner, "decay_steps", decay_steps, warmup_steps + 1, "It counts the warmup steps too, as in optax.")
+    checks.int_at_least(owner, "decay_steps", decay_steps, warmup_steps + 1,
+                        "It counts the warmup steps too, as in optax.")
     alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     return join_schedules(
         [
