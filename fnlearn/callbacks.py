@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError
 
 __all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard", "NonFiniteError", "maximised", "monitored_value"]
@@ -120,8 +121,14 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", *, patience: int = 10, min_delta: float = 0.0,
                  mode: str | None = None, restore_best: bool = True):
-        if patience < 0 or min_delta < 0:
-            raise FnlearnError(f"EarlyStopping: patience and min_delta must be >= 0, got {patience}, {min_delta}.")
+        if not isinstance(monitor, str):
+            raise FnlearnError(
+                "EarlyStopping: monitor must be a metric name such as 'val_loss', got "
+                f"{checks.show(monitor)}."
+            )
+        checks.nonneg_int("EarlyStopping", "patience", patience, "It counts evaluations without improvement.")
+        checks.nonneg("EarlyStopping", "min_delta", min_delta)
+        checks.boolean("EarlyStopping", "restore_best", restore_best)
         mode = mode or ("max" if maximised(monitor) else "min")
         if mode not in ("min", "max"):
             raise FnlearnError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}.")

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, i0e, logsumexp
 
-from fnlearn import registry
+from fnlearn import checks, registry
 from fnlearn.errors import FnlearnError
 
 __all__ = [
@@ -160,9 +160,20 @@ def _regression_metrics(point: jax.Array, y: jax.Array) -> dict:
 
 
 def _host_targets(spec: str, y) -> np.ndarray:
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except (ValueError, TypeError) as error:
+        raise FnlearnError(
+            f"{spec}: targets are not a rectangular array ({str(error).splitlines()[0]}). Fix: one row per "
+            "example."
+        ) from None
     if y.dtype == bool:
         y = y.astype(np.int64)
+    if np.issubdtype(y.dtype, np.complexfloating):
+        raise FnlearnError(
+            f"{spec}: targets hold complex numbers (dtype {y.dtype}); the imaginary parts would be dropped. "
+            "Fix: pass real targets."
+        )
     if not np.issubdtype(y.dtype, np.number):
         raise FnlearnError(f"{spec}: targets must be numeric, got an array of dtype {y.dtype}. Fix: encode them as numbers.")
     bad = np.atleast_1d(~np.isfinite(y))
@@ -265,15 +276,13 @@ def _scale_option(spec: str, option: str, value) -> float | None:
     """``"learned"`` → None (a softplus output); a positive number → that fixed value."""
     if value == "learned":
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and math.isfinite(value):
+    if checks.is_number(value) and value > 0 and math.isfinite(value):
         return float(value)
-    raise FnlearnError(f"{spec}: {option} must be a positive number or 'learned', got {value!r}.")
+    raise FnlearnError(f"{spec}: {option} must be a positive number or 'learned', got {checks.show(value)}.")
 
 
 def _floor_option(spec: str, floor) -> float:
-    if isinstance(floor, (int, float)) and not isinstance(floor, bool) and 0 < floor < 1:
-        return float(floor)
-    raise FnlearnError(f"{spec}: floor must be a small positive number (default {DEFAULT_FLOOR}), got {floor!r}.")
+    return float(checks.open_unit_interval(spec, "floor", floor, f"A small positive number (default {DEFAULT_FLOOR})."))
 
 
 # ---- Gaussian
@@ -558,7 +567,14 @@ def _categorical_check(spec: str, y, num_outputs=None) -> None:
         return
     last = "K-1" if num_outputs is None else str(int(num_outputs) - 1)
     fix = f"pass class ids 0..{last} (re-index the classes, or give the model more outputs)."
-    _require((y >= 0) & (y == np.round(y)), spec, y, "integer class ids >= 0", fix)
+    flat = y.reshape(-1)
+    bad = (flat < 0) | (flat != np.round(flat))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise FnlearnError(
+            f"{spec}: class ids must be integers 0..{last}, got {checks.show(flat[first])} at index {first}. "
+            f"Fix: {fix} For real-valued targets use gaussian or laplace."
+        )
     if num_outputs is not None:
         _require(y < int(num_outputs), spec, y, f"class ids in [0, {int(num_outputs)}) for a model with {int(num_outputs)} outputs", fix)
 
@@ -684,10 +700,8 @@ def gaussian_mixture(components: int = 3, floor: float = DEFAULT_FLOOR) -> Head:
     component mean.
     """
     spec = _spec("gaussian_mixture", components=components)
-    if not isinstance(components, int) or isinstance(components, bool) or components < 1:
-        raise FnlearnError(f"{spec}: components must be a positive integer, got {components!r}.")
+    k = checks.positive_int(spec, "components", components)
     floor = _floor_option(spec, floor)
-    k = components
 
     def parts(outputs):
         logits, locs, z = _mixture_split(spec, k, jnp.asarray(outputs))
@@ -759,13 +773,13 @@ def _parse_parts(parts) -> tuple[list[Head], list[int]]:
     heads, sizes = [], []
     for part in parts:
         ok = isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], Head)
-        if not ok or not isinstance(part[1], int) or isinstance(part[1], bool) or part[1] < 1:
+        if not ok or not checks.is_integer(part[1]) or part[1] < 1:
             raise FnlearnError(
                 f"product(): each part is a (head, event_size) pair with a positive int size, got {part!r}. "
                 "Fix: e.g. product((gaussian(), 2), (categorical(), 3)) for 2 regression targets and a 3-class label."
             )
         heads.append(part[0])
-        sizes.append(part[1])
+        sizes.append(int(part[1]))
     return heads, sizes
 
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError, unknown_name
 
 __all__ = [
@@ -108,12 +109,12 @@ def variance_scaling(
       * "truncated_normal": w = σ/0.8796·t with t ~ N(0, 1) cut to [-2, 2], so that Std(w) = σ;
       * "uniform":          w ~ U(-a, a) with a = sqrt(3·scale/n), so that Var(w) = a²/3 = scale/n.
     """
-    if mode not in MODES:
+    checks.positive("variance_scaling", "scale", scale, "It is the variance times the fan, e.g. 2.0 for He.")
+    if not isinstance(mode, str) or mode not in MODES:
         raise unknown_name("variance_scaling mode", mode, MODES)
-    if distribution not in DISTRIBUTIONS:
+    if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
         raise unknown_name("variance_scaling distribution", distribution, DISTRIBUTIONS)
-    if not scale > 0:
-        raise FnlearnError(f"variance_scaling: scale must be > 0, got {scale!r}.")
+    _check_axes("variance_scaling", in_axis=in_axis, out_axis=out_axis)
     default_dtype = dtype
 
     def init(key, shape, dtype=default_dtype):
@@ -130,12 +131,28 @@ def variance_scaling(
     return init
 
 
+def _check_axes(owner: str, **axes) -> None:
+    """Each axis an integer or a sequence of integers."""
+    for name, axis in axes.items():
+        for a in axis if isinstance(axis, (tuple, list)) else (axis,):
+            checks.integer(owner, name, a, "Pass an axis index or a tuple of them.")
+
+
+def _preset(owner: str, gain: float, truncated: bool = False, mode: str = "fan_in") -> None:
+    """The arguments of a named preset, reported under its own name."""
+    checks.positive(owner, "gain", gain, "Use fnlearn.init.gain('relu') etc.")
+    checks.boolean(owner, "truncated", truncated)
+    if not isinstance(mode, str) or mode not in MODES:
+        raise unknown_name(f"{owner} mode", mode, MODES)
+
+
 def _normal_or_truncated(truncated: bool) -> str:
     return "truncated_normal" if truncated else "normal"
 
 
 def lecun_normal(*, truncated: bool = False, in_axis=-2, out_axis=-1) -> Initializer:
     """LeCun normal: Var(w) = 1/fan_in (variance-preserving for linear and SELU networks)."""
+    _preset("lecun_normal", 1.0, truncated)
     return variance_scaling(1.0, "fan_in", _normal_or_truncated(truncated), in_axis, out_axis)
 
 
@@ -147,11 +164,13 @@ def lecun_uniform(*, in_axis=-2, out_axis=-1) -> Initializer:
 def xavier_normal(gain: float = 1.0, *, truncated: bool = False, in_axis=-2, out_axis=-1) -> Initializer:
     """Xavier/Glorot normal: Var(w) = gain² · 2/(fan_in + fan_out), the harmonic-mean compromise
     between keeping the forward (1/fan_in) and the backward (1/fan_out) variance."""
+    _preset("xavier_normal", gain, truncated)
     return variance_scaling(gain**2, "fan_avg", _normal_or_truncated(truncated), in_axis, out_axis)
 
 
 def xavier_uniform(gain: float = 1.0, *, in_axis=-2, out_axis=-1) -> Initializer:
     """Xavier/Glorot uniform: w ~ U(-a, a), a = gain·sqrt(6/(fan_in + fan_out))."""
+    _preset("xavier_uniform", gain)
     return variance_scaling(gain**2, "fan_avg", "uniform", in_axis, out_axis)
 
 
@@ -162,11 +181,13 @@ def he_normal(gain: float = math.sqrt(2.0), *, mode: str = "fan_in", truncated: 
     ReLU zeroes half of a symmetric pre-activation, halving its second moment; doubling Var(w)
     restores it. ``mode="fan_out"`` preserves the backward variance instead, as in PyTorch.
     """
+    _preset("he_normal", gain, truncated, mode)
     return variance_scaling(gain**2, mode, _normal_or_truncated(truncated), in_axis, out_axis)
 
 
 def he_uniform(gain: float = math.sqrt(2.0), *, mode: str = "fan_in", in_axis=-2, out_axis=-1) -> Initializer:
     """He/Kaiming uniform: w ~ U(-a, a), a = gain·sqrt(3/fan_in), so Var(w) = gain²/fan_in."""
+    _preset("he_uniform", gain, mode=mode)
     return variance_scaling(gain**2, mode, "uniform", in_axis, out_axis)
 
 
@@ -178,6 +199,7 @@ kaiming_uniform = he_uniform
 
 def normal(stddev: float = 1e-2) -> Initializer:
     """w ~ N(0, stddev²), whatever the shape (the notes' fixed-variance baseline)."""
+    checks.nonneg("normal", "stddev", stddev)
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.normal(key, shape, dtype) * jnp.asarray(stddev, dtype)
@@ -187,6 +209,8 @@ def normal(stddev: float = 1e-2) -> Initializer:
 
 def uniform(scale: float = 1e-2, *, symmetric: bool = False) -> Initializer:
     """w ~ U[0, scale) as ``jax.nn.initializers.uniform``; with ``symmetric=True``, U(-scale, scale)."""
+    checks.nonneg("uniform", "scale", scale)
+    checks.boolean("uniform", "symmetric", symmetric)
     low = -scale if symmetric else 0.0
 
     def init(key, shape, dtype=jnp.float32):
@@ -197,6 +221,7 @@ def uniform(scale: float = 1e-2, *, symmetric: bool = False) -> Initializer:
 
 def constant(value: float) -> Initializer:
     """Every entry equal to ``value``."""
+    checks.finite("constant", "value", value)
 
     def init(key, shape, dtype=jnp.float32):
         del key
@@ -222,6 +247,8 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1) -> Initializer:
     (max, min), A = QR, Q ← Q·sign(diag R) (so Q is Haar-distributed); the columns are orthonormal
     when rows ≥ cols, otherwise the rows are.
     """
+    checks.finite("orthogonal", "scale", scale)
+    checks.integer("orthogonal", "column_axis", column_axis)
 
     def init(key, shape, dtype=jnp.float32):
         shape = tuple(shape)
@@ -289,6 +316,10 @@ def gain(activation: str, param: float | None = None) -> float:
                                                      gelu ≈ 1.5335, elu(α=1) ≈ 1.2452
     ===============  ==============================  ==========================================
     """
+    if not isinstance(activation, str):
+        raise FnlearnError(f"gain: activation must be a name such as 'relu', got {checks.show(activation)}.")
+    if param is not None:
+        checks.finite("gain", "param", param)
     name = activation.lower()
     if name in ("identity", "linear", "sigmoid"):
         return 1.0

@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnlearn import atomic, checks, parallel
 from fnlearn import data as fldata
-from fnlearn import atomic, parallel
 from fnlearn.callbacks import Callback, FitContext, NonFiniteError, monitored_value
 from fnlearn.errors import FnlearnError
 from fnlearn.train import Objective, TrainState, eval_sums, make_train_step, objective, train_step
@@ -54,9 +54,12 @@ ORDER_SALT = 0x8000_0D47
 
 
 def check_arrays(state: TrainState, x, y, obj: Objective, *, name: str, batch_size: int | None = None) -> None:
-    """One clear error for the usual mistakes in (x, y), before any compilation."""
-    x_np, y_np = np.asarray(x), np.asarray(y)
-    fldata.check_dataset(x_np, y_np, name=name)
+    """One clear error for the usual mistakes in (x, y), before any compilation. With a
+    distribution head the head judges the targets (class ids, counts, reals), else the dataset rules do."""
+    if obj.head is None:
+        x_np, y_np = fldata.check_dataset(x, y, name=name)
+    else:
+        x_np, y_np = fldata.check_inputs(x, y, name=name)
     expected = tuple(state.model.input_shape)
     if tuple(x_np.shape[1:]) != expected:
         raise FnlearnError(
@@ -69,6 +72,61 @@ def check_arrays(state: TrainState, x, y, obj: Objective, *, name: str, batch_si
         raise FnlearnError(
             f"{name}: batch_size={batch_size} but the data has {len(x_np)} examples. "
             f"Use a batch size between 1 and {len(x_np)}."
+        )
+
+
+def check_state(state, owner: str) -> None:
+    """``state`` is a ``TrainState`` (``fl.TrainState.create(model, tx, key)``)."""
+    if not isinstance(state, TrainState):
+        raise FnlearnError(
+            f"{owner}: state must be a fl.TrainState (fl.TrainState.create(model, tx, key)), got {checks.show(state)}."
+        )
+
+
+def check_pair(data, owner: str, name: str):
+    """``data`` is a pair ``(x, y)``; returns it as a tuple."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise FnlearnError(f"{owner}: {name} must be a pair (x, y) of arrays, got {checks.show(data)}.")
+    return tuple(data)
+
+
+def check_length(owner: str, epochs, steps) -> None:
+    """Exactly one of ``epochs`` and ``steps``, a positive integer."""
+    if (epochs is None) == (steps is None):
+        raise FnlearnError(f"{owner} needs exactly one of epochs=... or steps=... (how long to train).")
+    if epochs is not None:
+        checks.positive_int(owner, "epochs", epochs)
+    if steps is not None:
+        checks.positive_int(owner, "steps", steps)
+
+
+def _check_fit_arguments(args: dict) -> None:
+    """fit's scalar arguments, each by its rule, before anything else runs."""
+    check_state(args["state"], "fit")
+    check_length("fit", args["epochs"], args["steps"])
+    for name in ("batch_size", "eval_every", "eval_batch_size", "keep_checkpoints"):
+        checks.positive_int("fit", name, args[name])
+    for name in ("log_every", "checkpoint_every"):
+        if args[name] is not None:
+            checks.positive_int("fit", name, args[name], "None switches it off.")
+    for name in ("drop_last", "log_norms", "resume"):
+        checks.boolean("fit", name, args[name])
+    if args["progress"] is not None:
+        checks.boolean("fit", "progress", args["progress"], "None shows it when stderr is a terminal.")
+    for name in ("penalty", "augment"):
+        if args[name] is not None and not callable(args[name]):
+            raise FnlearnError(f"fit: {name} must be a function or None, got {checks.show(args[name])}.")
+    callbacks = args["callbacks"]
+    if not isinstance(callbacks, (list, tuple)) or not all(isinstance(cb, Callback) for cb in callbacks):
+        raise FnlearnError(
+            f"fit: callbacks must be a list of fl.callbacks.Callback objects, got {checks.show(args['callbacks'])}."
+        )
+    if args["run_dir"] is not None and not isinstance(args["run_dir"], (str, Path)):
+        raise FnlearnError(f"fit: run_dir must be a directory name or None, got {checks.show(args['run_dir'])}.")
+    if args["best_metric"] is not None and not isinstance(args["best_metric"], str):
+        raise FnlearnError(
+            "fit: best_metric must be a metric name such as 'val_loss', got "
+            f"{checks.show(args['best_metric'])}."
         )
 
 
@@ -196,8 +254,10 @@ def evaluate(state: TrainState, data, loss=None, *, batch_size: int = 512, objec
     """Mean loss and metrics over a whole dataset ``(x, y)``, without dropout and with running
     BatchNorm statistics. The data is padded to a multiple of ``batch_size`` with weight-0 rows and
     evaluated in one compiled scan, so the means are exact for any dataset size."""
+    check_state(state, "evaluate")
+    checks.positive_int("evaluate", "batch_size", batch_size)
     obj = objective_ or objective(loss)
-    x, y = data
+    x, y = check_pair(data, "evaluate", "data")
     check_arrays(state, x, y, obj, name="evaluation data")
     sums = jax.device_get(_eval_scan_jit(state, *padded_batches(x, y, batch_size), obj))
     total = float(sums.pop("weight"))
@@ -491,6 +551,7 @@ def fit(
         ``fnlearn.parallel``): each batch is split across them, so ``batch_size`` must be a
         multiple of their number. None: one device.
     """
+    _check_fit_arguments(locals())
     if on_nonfinite not in ("stop", "skip"):
         raise FnlearnError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}.")
     obj = objective(loss, penalty)
@@ -503,6 +564,7 @@ def fit(
                 "tx = fl.optim.apply_if_finite(your_optimizer, max_consecutive_errors=5)."
             )
     if eval is not None:
+        eval = check_pair(eval, "fit", "eval")
         check_arrays(state, *eval, obj, name="evaluation data")
     session_args = dict(callbacks=callbacks, run_dir=run_dir, eval=eval, eval_every=eval_every, eval_batch_size=eval_batch_size,
                         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, best_metric=best_metric, config=config)
@@ -512,7 +574,7 @@ def fit(
         session = _Session(obj, mesh=None, **session_args)
         return _fit_streaming(state, train, obj, session, epochs=epochs, steps=steps, augment=augment, log_every=log_every,
                               on_nonfinite=on_nonfinite, log_norms=log_norms, progress=progress, resume=resume)
-    x, y = train
+    x, y = check_pair(train, "fit", "train")
     check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
     plan = _plan(len(x), batch_size, drop_last, epochs, steps, log_every)
     mesh = parallel.data_mesh(devices)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from fnlearn import checks
 from fnlearn.distributions import Head
 from fnlearn.errors import FnlearnError, unknown_name
 
@@ -117,10 +118,10 @@ def _selected_leaves(params, mask) -> list[jax.Array]:
     return [leaf for leaf, keep in zip(leaves, flags) if bool(keep)]
 
 
-def _check_strength(name: str, strength) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-        raise FnlearnError(f"{name}: the strength must be a number >= 0, got {strength!r}.")
-    return float(strength)
+def _check_strength(owner: str, name: str, strength) -> float:
+    if checks.is_array(strength):
+        raise FnlearnError(f"{owner}: {name} must be a Python number >= 0, got an array; pass float(value).")
+    return float(checks.nonneg(owner, name, strength, "It is the penalty's weight λ."))
 
 
 def _sum_over(leaves, fn) -> jax.Array:
@@ -129,18 +130,20 @@ def _sum_over(leaves, fn) -> jax.Array:
 
 def l2(strength: float = 1.0, mask=None) -> Callable[[object], jax.Array]:
     """R(w) = λ · ½ Σ w² over the masked leaves (the ½ convention of the notes; ∇R = λ·w)."""
-    strength = _check_strength("l2", strength)
+    strength = _check_strength("l2", "strength", strength)
     return lambda params: strength * 0.5 * _sum_over(_selected_leaves(params, mask), jnp.square)
 
 
 def l1(strength: float = 1.0, mask=None) -> Callable[[object], jax.Array]:
     """R(w) = λ · Σ |w| over the masked leaves (prefers sparse weights)."""
-    strength = _check_strength("l1", strength)
+    strength = _check_strength("l1", "strength", strength)
     return lambda params: strength * _sum_over(_selected_leaves(params, mask), jnp.abs)
 
 
 def elastic_net(l1_strength: float, l2_strength: float, mask=None) -> Callable[[object], jax.Array]:
     """R(w) = λ₁ Σ |w| + λ₂ · ½ Σ w². The notes' |W| + β|W|² is λ₁ = 1, λ₂ = 2β."""
+    _check_strength("elastic_net", "l1_strength", l1_strength)
+    _check_strength("elastic_net", "l2_strength", l2_strength)
     l1_penalty = l1(l1_strength, mask)
     l2_penalty = l2(l2_strength, mask)
     return lambda params: l1_penalty(params) + l2_penalty(params)
@@ -176,6 +179,7 @@ def accuracy(logits, labels, weights=None) -> jax.Array:
 
 def top_k_accuracy(logits, labels, k: int = 5, weights=None) -> jax.Array:
     """mean_w 1[yᵢ among the k largest logits] = 1[#{j : z_j > z_y} < k] (ties count in favour)."""
+    checks.positive_int("top_k_accuracy", "k", k)
     logits = jnp.asarray(logits)
     labels = _labels(logits, labels)
     true_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)
@@ -214,6 +218,7 @@ def expected_calibration_error(logits, labels, num_bins: int = 15, weights=None)
     bin b when cᵢ ∈ ((b-1)/B, b/B]; acc_b and conf_b are the (weighted) mean correctness and
     confidence in bin b and W_b its total weight (Guo et al. 2017).
     """
+    checks.positive_int("expected_calibration_error", "num_bins", num_bins)
     logits = jnp.asarray(logits, jnp.float32)
     labels = _labels(logits, labels)
     if logits.shape[-1] == 1:

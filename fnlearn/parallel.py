@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError
 
 __all__ = ["data_mesh", "replicated", "batch_sharded", "put_replicated", "check_batch_size"]
@@ -33,12 +34,17 @@ def data_mesh(devices) -> Mesh | None:
     available = jax.devices()
     if devices == "all":
         chosen = available
-    elif isinstance(devices, int):
+    elif checks.is_integer(devices):
         if not 1 <= devices <= len(available):
             raise FnlearnError(f"devices={devices}, but this process sees {len(available)} device(s): {available}. Use 1..{len(available)} or 'all'.")
         chosen = available[:devices]
-    else:
+    elif isinstance(devices, (list, tuple)) and devices and all(isinstance(d, jax.Device) for d in devices):
         chosen = list(devices)
+    else:
+        raise FnlearnError(
+            "fit: devices must be 'all', a number of devices or a list of jax devices (jax.devices()), got "
+            f"{checks.show(devices)}."
+        )
     if len(chosen) == 1:
         return None
     return Mesh(np.asarray(chosen), (AXIS,))

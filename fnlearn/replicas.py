@@ -30,9 +30,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnlearn import checks
 from fnlearn.callbacks import EarlyStopping
 from fnlearn.errors import FnlearnError
-from fnlearn.loop import LATEST_VALUE, ORDER_SALT, _eval_scan, _plan, _progress_bar, check_arrays, epoch_order, padded_batches
+from fnlearn.loop import (
+    LATEST_VALUE,
+    ORDER_SALT,
+    _eval_scan,
+    _plan,
+    _progress_bar,
+    check_arrays,
+    check_length,
+    check_pair,
+    check_state,
+    epoch_order,
+    padded_batches,
+)
 from fnlearn.optim.hyperparams import find_hyperparams
 from fnlearn.train import TrainState, objective, train_step
 from fnlearn.tree import path_str
@@ -70,15 +83,8 @@ def create(model, tx, seeds: Sequence[int], *, hyperparams: dict | None = None) 
     ``hyperparams`` maps a name to one value per replica: ``"dropout"`` or any numeric argument of
     an optimizer built with ``fl.optim.inject_hyperparams``.
     """
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise FnlearnError("replicas.create needs at least one seed, e.g. seeds=range(8).")
-    hyperparams = {k: list(v) for k, v in (hyperparams or {}).items()}
-    for name, values in hyperparams.items():
-        if len(values) != len(seeds):
-            raise FnlearnError(
-                f"hyperparams[{name!r}] has {len(values)} values for {len(seeds)} seeds: give one value per replica."
-            )
+    seeds = _check_seeds(seeds)
+    hyperparams = _check_hyperparams(hyperparams, len(seeds))
     states = jax.vmap(lambda k: TrainState.create(model, tx, k))(jax.vmap(jax.random.key)(jnp.asarray(seeds)))
     injected = find_hyperparams(states.opt_state)
     for name, values in hyperparams.items():
@@ -96,6 +102,47 @@ def create(model, tx, seeds: Sequence[int], *, hyperparams: dict | None = None) 
             raise FnlearnError(f"cannot vary hyperparameter {name!r} across replicas. Known: {', '.join(known)}.{hint}")
     info = [{"replica": i, "seed": s} | {k: float(v[i]) for k, v in hyperparams.items()} for i, s in enumerate(seeds)]
     return states, info
+
+
+def _check_seeds(seeds) -> list[int]:
+    """A non-empty list of int seeds in [0, 2³¹) (they become one int32 array)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise FnlearnError(
+            f"replicas.create: seeds must be a list of integers such as range(8), got {checks.show(seeds)}."
+        )
+    seeds = [checks.int_at_least("replicas.create", "every seed", s, 0) for s in seeds]
+    if not seeds:
+        raise FnlearnError("replicas.create needs at least one seed, e.g. seeds=range(8).")
+    if max(seeds) >= 2**31:
+        raise FnlearnError(f"replicas.create: seeds must be below 2**31 (they are stored as int32), got {max(seeds)}.")
+    return seeds
+
+
+def _check_hyperparams(hyperparams, count: int) -> dict[str, list]:
+    """name -> one finite number per replica (a dropout rate in [0, 1))."""
+    if hyperparams is None:
+        return {}
+    if not isinstance(hyperparams, dict):
+        raise FnlearnError(
+            "replicas.create: hyperparams must be a dict name -> one value per replica, got "
+            f"{checks.show(hyperparams)}."
+        )
+    checked = {}
+    for name, values in hyperparams.items():
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise FnlearnError(
+                f"hyperparams[{name!r}] must be a list with one value per replica, got {checks.show(values)}."
+            )
+        values = list(values)
+        if len(values) != count:
+            raise FnlearnError(
+                f"hyperparams[{name!r}] has {len(values)} values for {count} seeds: give one value per replica."
+            )
+        rule = checks.unit_interval if name == "dropout" else checks.finite
+        for value in values:
+            rule("replicas.create", f"every value of hyperparams[{name!r}]", value)
+        checked[name] = values
+    return checked
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,11 +210,14 @@ def fit(
     ``metrics.jsonl``. Arguments are those of ``fl.fit``; ``early_stopping`` is applied to each
     replica on its own (its ``monitor``, ``patience``, ``min_delta``, ``mode``, ``restore_best``).
     """
+    _check_fit_arguments(states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress)
     obj = objective(loss, penalty)
     S = num_replicas(states)
     info = list(info) if info is not None else [{"replica": i} for i in range(S)]
     first = replica(states, 0)
-    x, y = train
+    x, y = check_pair(train, "replicas.fit", "train")
+    if eval is not None:
+        eval = check_pair(eval, "replicas.fit", "eval")
     check_arrays(first, x, y, obj, name="training data", batch_size=batch_size)
     if eval is not None:
         check_arrays(first, *eval, obj, name="evaluation data")
@@ -225,6 +275,21 @@ def fit(
     if stopper is not None:
         states = stopper.restore(states)
     return states, history
+
+
+def _check_fit_arguments(states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress):
+    check_state(states, "replicas.fit")
+    check_length("replicas.fit", epochs, steps)
+    checks.positive_int("replicas.fit", "batch_size", batch_size)
+    checks.positive_int("replicas.fit", "eval_batch_size", eval_batch_size)
+    checks.boolean("replicas.fit", "drop_last", drop_last)
+    if progress is not None:
+        checks.boolean("replicas.fit", "progress", progress)
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise FnlearnError(
+            "replicas.fit: early_stopping must be a fl.callbacks.EarlyStopping or None, got "
+            f"{checks.show(early_stopping)}."
+        )
 
 
 def _epoch_records(metrics, was_active, epoch, step, elapsed):

@@ -34,7 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnlearn import losses, optim
+from fnlearn import checks, losses, optim
 from fnlearn.distributions import Head
 from fnlearn.errors import FnlearnError
 from fnlearn.nn import Model
@@ -62,6 +62,16 @@ class TrainState:
         The key is split in two: one initialises the parameters, the other becomes ``state.key``,
         from which step t derives its key as ``fold_in(key, t)`` (and fit its data order).
         """
+        if not isinstance(model, Model):
+            raise FnlearnError(
+                "TrainState.create: model must be a fl.nn.Model such as fl.nn.mlp([4, 16, 3]), got "
+                f"{checks.show(model)}."
+            )
+        if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+            raise FnlearnError(
+                "TrainState.create: tx must be an optimizer (init and update) such as fl.optim.adam(1e-3), "
+                f"got {checks.show(tx)}."
+            )
         return _create(model, tx, _as_typed_key(key))
 
     def replace(self, **changes) -> TrainState:
@@ -85,9 +95,11 @@ jax.tree_util.register_dataclass(
 
 
 def _as_typed_key(key) -> jax.Array:
-    """Accept a typed key, a legacy uint32[2] key, or an int seed."""
-    if isinstance(key, int):
-        return jax.random.key(key)
+    """Accept a typed key, a legacy uint32[2] key, or an int seed (a 64-bit signed integer)."""
+    if checks.is_integer(key):
+        if not -(2**63) <= key < 2**63:
+            raise FnlearnError(f"TrainState.create: an int seed must fit in 64 bits (|seed| < 2**63), got {key}.")
+        return jax.random.key(int(key))
     dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
     if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
         return key

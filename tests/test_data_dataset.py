@@ -80,7 +80,7 @@ def test_dataset_construction_validates_metadata_and_exact_dtypes():
 
 
 def test_from_arrays_rejects_non_integral_and_text_labels():
-    with pytest.raises(FnlearnError, match="whole numbers, y\\[1\\] = 0.5"):
+    with pytest.raises(FnlearnError, match="class ids must be integers 0..K-1, got 0.5 at index 1"):
         from_arrays(np.zeros((3, 1)), np.array([0.0, 0.5, 1.0]), task="classification")
     with pytest.raises(FnlearnError, match="expected numbers"):
         from_arrays(np.zeros((2, 1)), np.array(["cat", "dog"]), task="classification")

@@ -555,7 +555,7 @@ def test_wrong_width_names_expected_actual_and_head():
     "head,y,width,match",
     [
         (D.categorical(), [0, 1, 3], 3, r"class ids in \[0, 3\).*found \[3\]"),
-        (D.categorical(), [0, 1.5], 3, "integer class ids"),
+        (D.categorical(), [0, 1.5], 3, r"class ids must be integers 0..2, got 1.5 at index 1"),
         (D.categorical(), [0, 1], 1, "at least 2"),
         (D.bernoulli(), [[0.0], [0.5]], 1, r"0 or 1; found \[0.5\]"),
         (D.poisson(), [1.0, -1.0], 1, r"non-negative integer counts; found \[-1.0\]"),

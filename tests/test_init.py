@@ -141,7 +141,7 @@ def test_bad_arguments_name_the_problem():
         init.variance_scaling(1.0, "fanin", "normal")
     with pytest.raises(FnlearnError, match="distribution"):
         init.variance_scaling(1.0, "fan_in", "gaussian")
-    with pytest.raises(FnlearnError, match="scale must be > 0"):
+    with pytest.raises(FnlearnError, match="scale must be a finite number > 0"):
         init.variance_scaling(-1.0, "fan_in", "normal")
     with pytest.raises(FnlearnError, match="rank >= 2"):
         init.he_normal()(jax.random.key(0), (5,))

@@ -141,7 +141,7 @@ def test_penalties_work_under_jit_and_reject_bad_masks():
     np.testing.assert_allclose(jax.jit(L.l1(0.5, L.weights_only))(params), L.l1(0.5, L.weights_only)(params), rtol=1e-6)
     with pytest.raises(FnlearnError, match="structure of the parameters"):
         L.l2(1.0, mask={"w": True})(params)
-    with pytest.raises(FnlearnError, match="strength must be a number >= 0"):
+    with pytest.raises(FnlearnError, match="strength must be a finite number >= 0"):
         L.l1(-1.0)
 
 

@@ -11,7 +11,13 @@ Modules, one job each: ``dataset`` (the record and its checks), ``embedded`` (sc
 """
 
 from fnlearn.data import augment
-from fnlearn.data.dataset import TASKS, Dataset, check_dataset, from_arrays
+from fnlearn.data.dataset import (
+    TASKS,
+    Dataset,
+    check_dataset,
+    check_inputs,
+    from_arrays,
+)
 from fnlearn.data.registry import DEFAULT, load, names, options
 from fnlearn.data.splits import Splits, Standardizer, split, standardize
 
@@ -23,6 +29,7 @@ __all__ = [
     "Standardizer",
     "augment",
     "check_dataset",
+    "check_inputs",
     "from_arrays",
     "load",
     "names",

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError
 
 __all__ = ["gaussian_noise", "random_shift", "random_crop", "random_flip", "make_augment", "identity"]
@@ -147,20 +148,17 @@ def _gather(x: jax.Array, image_shape: Sequence[int], rows: jax.Array, cols: jax
 
 def _check_options(image_shape, noise_std, max_shift, crop_padding, flip) -> None:
     for name, value in (("max_shift", max_shift), ("crop_padding", crop_padding)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise FnlearnError(f"augment: {name}={value!r}, expected a whole number of pixels >= 0 (0 = off).")
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float, np.floating)) or not noise_std >= 0:
-        raise FnlearnError(f"augment: noise_std={noise_std!r}, expected a standard deviation >= 0 (0 = off).")
-    if not isinstance(flip, bool):
-        raise FnlearnError(f"augment: flip={flip!r}, expected true or false.")
+        checks.nonneg_int("augment", name, value, "It is a whole number of pixels >= 0 (0 = off).")
+    checks.nonneg("augment", "noise_std", noise_std, "It is a standard deviation >= 0 (0 = off).")
+    checks.boolean("augment", "flip", flip)
     if (max_shift or crop_padding or flip) and image_shape is None:
         raise FnlearnError(
             "augment: shifts, crops and flips act on images, but no image_shape was given; pass the dataset's "
             "image_shape (e.g. (8, 8) for digits) or switch them off for non-image data."
         )
     if image_shape is not None:
-        shape = tuple(image_shape)
-        if len(shape) not in (2, 3) or any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
+        shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else ()
+        if len(shape) not in (2, 3) or any(not checks.is_integer(s) or s < 1 for s in shape):
             raise FnlearnError(f"augment: image_shape {image_shape!r}, expected (H, W) or (H, W, C) positive integers.")
         for name, value in (("max_shift", max_shift), ("crop_padding", crop_padding)):
             if value >= min(shape[:2]):

@@ -8,8 +8,15 @@ A dataset is a pair of host numpy arrays plus the little metadata the rest of fn
 * ``task``: ``"classification"`` or ``"regression"``; ``num_classes`` is K for classification.
 
 ``check_dataset`` is the one validation the loaders, the splits and the training engine share, so
-that an empty dataset, mismatched lengths, NaN/Inf or labels outside [0, K) are reported once, the
-same way, before anything is compiled.
+that an empty dataset, mismatched lengths, NaN/Inf, complex values or labels outside [0, K) are
+reported once, the same way, before anything is compiled. ``check_inputs`` is its part that does
+not depend on what the targets mean (x, and one target row per example), for callers whose
+distribution head validates the targets itself.
+
+Size rule: K classes are refused when the one-hot targets they imply, n·K float32 values (what a
+categorical head's probabilities for the whole set take), would exceed
+``fnlearn.checks.memory_limit()``: a label like 4500123 (an id, not a class) then fails at once
+with the estimate, instead of a model with millions of outputs failing to allocate later.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError
 
-__all__ = ["Dataset", "TASKS", "check_dataset", "from_arrays"]
+__all__ = ["Dataset", "TASKS", "check_dataset", "check_inputs", "from_arrays"]
 
 TASKS = ("classification", "regression")
 
@@ -85,15 +93,18 @@ def from_arrays(
     For classification K defaults to max(y) + 1. A 1-d regression target becomes [n, 1].
     Casting never hides a mistake: non-integral class ids and non-numeric arrays are reported.
     """
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise FnlearnError(
-            f"task {task!r} is not one of {', '.join(TASKS)}; pass task='classification' or task='regression'."
+            f"{name}: task {task!r} is not one of {', '.join(TASKS)}; pass task='classification' or task='regression'."
         )
-    x = _as_numeric(x, "x")
-    y = _as_numeric(y, "y")
+    if num_classes is not None:
+        num_classes = checks.positive_int(name, "num_classes", num_classes, "It is the number of classes K.")
+    x = _as_numeric(x, "x", name)
+    y = _as_numeric(y, "y", name)
     if task == "classification":
-        y = _as_class_ids(y)
+        y = _as_class_ids(y, name)
         if num_classes is None and y.size:
+            _check_class_count(y, None, name)  # before K is taken from the largest label
             num_classes = int(y.max()) + 1 if y.max() >= 0 else 1
     elif y.ndim == 1:
         y = y[:, None]
@@ -104,30 +115,44 @@ def from_arrays(
         num_classes=num_classes,
         name=name,
         feature_names=None if feature_names is None else tuple(str(f) for f in feature_names),
-        image_shape=None if image_shape is None else tuple(int(s) for s in image_shape),
+        image_shape=None if image_shape is None else _image_shape(image_shape, name),
     )
 
 
-def check_dataset(x, y, *, num_classes: int | None = None, task: str | None = None, name: str = "dataset") -> None:
-    """Raise ``FnlearnError`` naming the first problem with ``(x, y)``; return None when sound.
+def check_dataset(
+    x, y, *, num_classes: int | None = None, task: str | None = None, name: str = "dataset"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raise ``FnlearnError`` naming the first problem with ``(x, y)``; return them as numpy arrays.
 
-    Checks, in order: numeric dtypes (x floating; class ids integer and 1-d; regression targets
-    floating and 2-d [n, d]), at least one example, len(x) == len(y), no NaN/Inf in x or y, and for
-    classification every label in [0, K). ``task`` defaults to classification when ``num_classes``
-    is given or y is integer, regression otherwise.
+    Checks, in order: ``check_inputs`` (real, non-complex numbers; x floating [n, ...]; at least one
+    example; len(x) == len(y); no NaN/Inf in x), then y's dtype and shape (class ids integer and
+    1-d; regression targets floating and 2-d [n, d]), no NaN/Inf in y, and for classification every
+    label in [0, K) with K within the size rule. ``task`` defaults to classification when
+    ``num_classes`` is given or y is integer, regression otherwise.
     """
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = check_inputs(x, y, name=name)
     if task is None:
         task = "classification" if num_classes is not None or np.issubdtype(y.dtype, np.integer) else "regression"
-    _check_dtypes(x, y, task, name)
-    _check_lengths(x, y, name)
-    _check_finite(x, "x", name)
+    _check_targets(y, task, name)
     _check_finite(y, "y", name)
     if task == "classification":
         _check_labels(y, num_classes, name)
+    return x, y
 
 
-def _check_dtypes(x: np.ndarray, y: np.ndarray, task: str, name: str) -> None:
+def check_inputs(x, y, *, name: str = "dataset") -> tuple[np.ndarray, np.ndarray]:
+    """The checks of ``check_dataset`` that do not depend on what y means: x floating [n, ...] and
+    finite, y numeric (not complex) with one row per example. Returns both as numpy arrays."""
+    x, y = _as_numeric(x, "x", name), _as_numeric(y, "y", name)
+    _check_x(x, name)
+    if y.ndim == 0:
+        raise FnlearnError(f"{name}: y is a scalar, expected one target per example (shape [n] or [n, d]).")
+    _check_lengths(x, y, name)
+    _check_finite(x, "x", name)
+    return x, y
+
+
+def _check_x(x: np.ndarray, name: str) -> None:
     if not np.issubdtype(x.dtype, np.floating):
         raise FnlearnError(
             f"{name}: x has dtype {x.dtype}, expected a floating dtype (float32). "
@@ -138,6 +163,9 @@ def _check_dtypes(x: np.ndarray, y: np.ndarray, task: str, name: str) -> None:
             f"{name}: x has shape {x.shape}, expected [n, features]. "
             f"For a single feature use x[:, None]."
         )
+
+
+def _check_targets(y: np.ndarray, task: str, name: str) -> None:
     if task == "classification":
         if not np.issubdtype(y.dtype, np.integer):
             raise FnlearnError(
@@ -191,8 +219,8 @@ def _check_finite(a: np.ndarray, which: str, name: str) -> None:
 
 
 def _check_labels(y: np.ndarray, num_classes: int | None, name: str) -> None:
-    if num_classes is not None and (not isinstance(num_classes, (int, np.integer)) or num_classes < 1):
-        raise FnlearnError(f"{name}: num_classes={num_classes!r}, expected a positive integer K.")
+    if num_classes is not None:
+        checks.positive_int(name, "num_classes", num_classes, "It is the number of classes K.")
     upper = np.inf if num_classes is None else num_classes
     bad = (y < 0) | (y >= upper)
     count = int(bad.sum())
@@ -204,16 +232,34 @@ def _check_labels(y: np.ndarray, num_classes: int | None, name: str) -> None:
             f"Class ids must be 0..K-1: remap them (e.g. np.unique(y, return_inverse=True)) "
             f"or raise num_classes."
         )
+    _check_class_count(y, num_classes, name)
+
+
+def _check_class_count(y: np.ndarray, num_classes: int | None, name: str) -> None:
+    """K classes for n examples: their one-hot targets, n·K float32 values, must fit (the size rule)."""
+    if not y.size:
+        return
+    k = int(num_classes) if num_classes is not None else int(y.max()) + 1
+    source = f"num_classes={k}:" if num_classes is not None else f"the largest label, {k - 1}, implies K = {k} classes:"
+    checks.check_bytes(
+        name, f"{source} one-hot targets for its {len(y)} examples", 4 * len(y) * k,
+        "Class ids must be 0..K-1: remap them with np.unique(y, return_inverse=True), or use task='regression' "
+        "if the column holds numbers rather than classes.",
+    )
 
 
 def _check_metadata(d: Dataset) -> None:
-    if d.task not in TASKS:
+    if not isinstance(d.name, str):
+        raise FnlearnError(f"Dataset: name must be a string, got {checks.show(d.name)}.")
+    if not isinstance(d.task, str) or d.task not in TASKS:
         raise FnlearnError(f"{d.name}: task {d.task!r} is not one of {', '.join(TASKS)}.")
     if d.task == "classification" and d.num_classes is None:
         raise FnlearnError(f"{d.name}: a classification dataset needs num_classes (K); pass num_classes=K.")
     if d.task == "regression" and d.num_classes is not None:
         raise FnlearnError(f"{d.name}: a regression dataset has num_classes=None, got {d.num_classes!r}.")
     if d.image_shape is not None:
+        for s in d.image_shape:
+            checks.positive_int(d.name, "every entry of image_shape", s, "Pass the shape of one image, e.g. (28, 28).")
         width = int(np.prod(d.x.shape[1:], dtype=np.int64))
         if int(np.prod(d.image_shape, dtype=np.int64)) != width:
             raise FnlearnError(
@@ -224,6 +270,30 @@ def _check_metadata(d: Dataset) -> None:
         raise FnlearnError(
             f"{d.name}: {len(d.feature_names)} feature_names for {d.x.shape[1:]} features; give one name per column."
         )
+    if d.feature_names is not None:
+        check_unique(d.feature_names, d.name, "feature_names")
+
+
+def _image_shape(image_shape, name: str) -> tuple[int, ...]:
+    if not isinstance(image_shape, (tuple, list)) or not image_shape:
+        raise FnlearnError(
+            f"{name}: image_shape must be the shape of one image such as (28, 28), got "
+            f"{checks.show(image_shape)}."
+        )
+    hint = "For example (28, 28)."
+    return tuple(checks.positive_int(name, "every entry of image_shape", s, hint) for s in image_shape)
+
+
+def check_unique(names, owner: str, what: str) -> None:
+    """No name twice in ``names`` (feature or column names): a repeat would shadow a column."""
+    seen: dict = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise FnlearnError(
+                f"{owner}: {name!r} appears twice in {what} (entries {seen[name] + 1} and {i + 1}); each column "
+                f"needs its own name, or one of the two is silently lost. Rename one."
+            )
+        seen[name] = i
 
 
 def _check_exact_dtypes(d: Dataset) -> None:
@@ -235,35 +305,52 @@ def _check_exact_dtypes(d: Dataset) -> None:
         )
 
 
-def _as_numeric(a, which: str) -> np.ndarray:
-    a = np.asarray(a)
+def _as_numeric(a, which: str, name: str) -> np.ndarray:
+    """``a`` as a numpy array of real numbers (or bools): ragged nesting, text, objects and complex
+    values are errors naming ``which`` (casting would drop the imaginary part silently)."""
+    try:
+        a = np.asarray(a)
+    except (ValueError, TypeError) as error:
+        raise FnlearnError(
+            f"{name}: {which} is not a rectangular array ({str(error).splitlines()[0]}). "
+            f"Give every row the same length, e.g. np.stack(rows)."
+        ) from None
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise FnlearnError(
+            f"{name}: {which} holds complex numbers (dtype {a.dtype}); fnlearn trains on real values and would "
+            f"drop the imaginary parts. Split them into real {'features' if which == 'x' else 'columns'}, "
+            f"e.g. np.concatenate([{which}.real, {which}.imag], axis=1)."
+        )
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
         raise FnlearnError(
-            f"{which} has dtype {a.dtype}, expected numbers. Convert text columns first "
+            f"{name}: {which} has dtype {a.dtype}, expected numbers. Convert text columns first "
             f"(class names: np.unique(y, return_inverse=True))."
         )
     return a
 
 
-def _as_class_ids(y: np.ndarray) -> np.ndarray:
+def _as_class_ids(y: np.ndarray, name: str) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating):
         finite = np.isfinite(y)
         fractional = finite & (y != np.round(np.where(finite, y, 0)))
         if fractional.any():
             first = int(np.argmax(fractional))
             raise FnlearnError(
-                f"class labels must be whole numbers, y[{first}] = {y[first]}; "
+                f"{name}: class ids must be integers 0..K-1, got {y[first]} at index {first}; "
                 f"use task='regression' for real-valued targets."
             )
         if not finite.all():
             first = int(np.argmax(~finite))
             raise FnlearnError(
-                f"y contains {int((~finite).sum())} NaN/Inf label(s), the first at row {first}; drop those rows."
+                f"{name}: y contains {int((~finite).sum())} NaN/Inf label(s), the first at row {first}; drop "
+                "those rows."
             )
     if y.ndim != 1:
         raise FnlearnError(
-            f"class labels y have shape {y.shape}, expected [n]; convert one-hot rows with y.argmax(axis=1)."
+            f"{name}: class labels y have shape {y.shape}, expected [n]; convert one-hot rows with y.argmax(axis=1)."
         )
     if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
-        raise FnlearnError("class labels do not fit in int32; remap them with np.unique(y, return_inverse=True).")
+        raise FnlearnError(
+            f"{name}: class labels do not fit in int32; remap them with np.unique(y, return_inverse=True)."
+        )
     return y.astype(np.int32)

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from fnlearn import checks
 from fnlearn.data.dataset import Dataset, from_arrays
 from fnlearn.errors import FnlearnError
 
@@ -58,6 +60,7 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 def read_idx(path) -> np.ndarray:
     """The array stored in an IDX file (gzipped when the name ends in ``.gz``), native byte order."""
+    _check_path(path, "read_idx")
     data = _read_bytes(Path(path))
     return _parse_idx(data, Path(path).name)
 
@@ -83,8 +86,10 @@ def load_idx_set(name: str, *, path=None, subset: str = "train", checksums: dict
     With ``checksums`` given, gzipped files must match them and plain files must hold the published
     counts; with ``None``, only the structure is checked.
     """
-    if subset not in _SUBSETS:
+    if not isinstance(subset, str) or subset not in _SUBSETS:
         raise FnlearnError(f"{name}: subset={subset!r}, expected one of {', '.join(_SUBSETS)}.")
+    if path is not None:
+        _check_path(path, name)
     directories = _data_directory(name, path)
     parts = ["train", "t10k"] if subset == "all" else ["train" if subset == "train" else "t10k"]
     xs, ys, image_size = [], [], None
@@ -110,6 +115,11 @@ def _source(name: str) -> str:
     return _SOURCES.get(name, "the dataset's publisher")
 
 
+def _check_path(path, name: str) -> None:
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise FnlearnError(f"{name}: path must be a file or directory name, got {checks.show(path)}.")
+
+
 def _check_verify(verify, name: str) -> None:
     if not isinstance(verify, bool):
         raise FnlearnError(f"{name}: verify={verify!r}, expected true or false (false skips the MD5 check).")
@@ -131,7 +141,7 @@ def _data_directory(name: str, path) -> list[Path]:
 def _find(name: str, directories: list[Path], stem: str) -> Path:
     for directory in directories:
         for candidate in (directory / f"{stem}.gz", directory / stem):
-            if candidate.is_file():
+            if candidate.exists():  # a directory of that name is reported when it is read
                 return candidate
     looked = ", ".join(str(d) for d in directories)
     raise FnlearnError(
@@ -190,7 +200,7 @@ def _parse_idx(data: bytes, label: str) -> np.ndarray:
         raise FnlearnError(f"{label}: the header needs {header} bytes, the file has {len(data)}; it is truncated.")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: absurd sizes cannot overflow
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"
         raise FnlearnError(

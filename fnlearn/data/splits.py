@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fnlearn import checks
 from fnlearn.data.dataset import Dataset
 from fnlearn.errors import FnlearnError
 
@@ -49,6 +50,11 @@ def split(
     for classification and must stay off for regression. Indices within each split are sorted,
     so each split keeps the dataset's order.
     """
+    if not isinstance(dataset, Dataset):
+        raise FnlearnError(
+            f"split: dataset must be a fnlearn.data.Dataset, got {checks.show(dataset)}; "
+            f"build one with fnlearn.data.from_arrays(x, y, task=...)."
+        )
     given_test = test if isinstance(test, Dataset) else None
     if given_test is not None:
         _check_compatible(dataset, given_test)
@@ -57,8 +63,9 @@ def split(
     _check_fraction(test_fraction, "test")
     if val + test_fraction >= 1.0:
         raise FnlearnError(f"split: val={val} + test={test_fraction} leaves no training data; keep their sum below 1.")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise FnlearnError(f"split: seed={seed!r}, expected a non-negative integer.")
+    checks.nonneg_int("split", "seed", seed)
+    if stratify is not None:
+        checks.boolean("split", "stratify", stratify, "None picks True for classification.")
     if stratify is None:
         stratify = dataset.task == "classification"
     if stratify and dataset.task != "classification":
@@ -111,8 +118,7 @@ def _check_compatible(dataset: Dataset, test: Dataset) -> None:
 
 
 def _check_fraction(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value < 1.0:
-        raise FnlearnError(f"split: {name}={value!r}, expected a fraction in [0, 1), e.g. {name}=0.1.")
+    checks.fraction("split", name, value, f"For example {name}=0.1.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -127,13 +133,13 @@ class Standardizer:
     @classmethod
     def fit(cls, train: Dataset, *, targets: bool = False, min_std: float = 1e-6) -> Standardizer:
         """μ and s from ``train`` only: s = σ (population std) where σ ≥ min_std, else 1."""
+        checks.boolean("standardize", "targets", targets)
         if targets and train.task != "regression":
             raise FnlearnError(
                 f"standardize: targets=True rescales real-valued targets, but {train.name} holds class labels; "
                 f"leave targets=False."
             )
-        if not min_std > 0:
-            raise FnlearnError(f"standardize: min_std={min_std!r}, expected a small positive number such as 1e-6.")
+        checks.positive("standardize", "min_std", min_std, "A small number such as 1e-6.")
         x_mean, x_scale = _moments(train.x, min_std)
         y_mean, y_scale = _moments(train.y, min_std) if targets else (None, None)
         return cls(x_mean, x_scale, y_mean, y_scale)

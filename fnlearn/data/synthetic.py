@@ -13,14 +13,18 @@ experiment can plot the truth next to a fit.
 * ``two_moons``: two interleaving half circles (the same points as scikit-learn's make_moons
   before noise), class 0 the upper moon.
 * ``spirals``: K interleaved spiral arms, r ∈ [0, 1], θ = 2π·turns·r + 2πk/K, class k = arm.
+
+Size rule: a generator holds its x and y in float64 and the dataset's float32 copy, n·(features +
+targets)·12 bytes, and refuses an ``n`` whose estimate exceeds ``fnlearn.checks.memory_limit()``
+before drawing anything.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from fnlearn import checks
 from fnlearn.data.dataset import Dataset, from_arrays
-from fnlearn.errors import FnlearnError
 
 __all__ = [
     "regression_1d",
@@ -42,7 +46,7 @@ def regression_1d_mean(x):
 
 def regression_1d(*, n: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
     """y = sin(2πx) + ε, x ~ U[0, 1], ε ~ N(0, noise²); x and y of shape [n, 1]."""
-    _check_common(n, noise, seed)
+    _check_common("regression_1d", n, noise, seed, columns=2)
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, size=(n, 1))
     y = regression_1d_mean(x) + noise * rng.standard_normal((n, 1))
@@ -57,9 +61,9 @@ def gabor_model(x, phi0: float, phi1: float):
 
 def gabor(*, n: int = 100, noise: float = 0.1, seed: int = 0, phi0: float = 0.0, phi1: float = 16.0) -> Dataset:
     """Samples of the Gabor model at the true parameters (φ₀, φ₁), x ~ U[−15, 15], plus N(0, noise²)."""
-    _check_common(n, noise, seed)
-    _check_real(phi0, "phi0")
-    _check_real(phi1, "phi1")
+    _check_common("gabor", n, noise, seed, columns=2)
+    checks.finite("gabor", "phi0", phi0)
+    checks.finite("gabor", "phi1", phi1)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-15.0, 15.0, size=(n, 1))
     y = gabor_model(x, phi0, phi1) + noise * rng.standard_normal((n, 1))
@@ -78,7 +82,7 @@ def heteroscedastic_std(x, noise: float = 0.5):
 
 def heteroscedastic(*, n: int = 500, noise: float = 0.5, seed: int = 0) -> Dataset:
     """y = μ(x) + σ(x)·ε, x ~ U[0, 1], ε ~ N(0, 1), σ(x) = noise·(0.1 + x); shapes [n, 1]."""
-    _check_common(n, noise, seed)
+    _check_common("heteroscedastic", n, noise, seed, columns=2)
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, size=(n, 1))
     y = heteroscedastic_mean(x) + heteroscedastic_std(x, noise) * rng.standard_normal((n, 1))
@@ -91,7 +95,7 @@ def two_moons(*, n: int = 400, noise: float = 0.1, seed: int = 0) -> Dataset:
     ⌊n/2⌋ points on the upper moon, ⌈n/2⌉ on the lower (as make_moons splits them), t evenly
     spaced, then N(0, noise²) added to both coordinates and the rows shuffled with the seed.
     """
-    _check_common(n, noise, seed)
+    _check_common("two_moons", n, noise, seed, columns=3)
     rng = np.random.default_rng(seed)
     n_upper, n_lower = n // 2, n - n // 2
     t_upper = np.linspace(0.0, np.pi, n_upper)
@@ -110,10 +114,9 @@ def spirals(*, n: int = 400, noise: float = 0.05, seed: int = 0, classes: int = 
 
     Arm k holds the examples of class k (sizes differ by at most one); rows shuffled with the seed.
     """
-    _check_common(n, noise, seed)
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 2:
-        raise FnlearnError(f"spirals: classes={classes!r}, expected an integer >= 2.")
-    _check_real(turns, "turns")
+    _check_common("spirals", n, noise, seed, columns=3)
+    classes = checks.int_at_least("spirals", "classes", classes, 2)
+    checks.finite("spirals", "turns", turns)
     rng = np.random.default_rng(seed)
     y = np.arange(n) % classes
     r = np.empty(n)
@@ -127,17 +130,9 @@ def spirals(*, n: int = 400, noise: float = 0.05, seed: int = 0, classes: int = 
                        feature_names=["x1", "x2"])
 
 
-def _check_common(n, noise, seed) -> None:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise FnlearnError(f"n={n!r}: the number of examples must be a positive integer, e.g. n=500.")
-    _check_real(noise, "noise")
-    if noise < 0:
-        raise FnlearnError(f"noise={noise!r}: the noise level is a standard deviation, it must be >= 0.")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise FnlearnError(f"seed={seed!r}: the seed must be a non-negative integer, e.g. seed=0.")
-
-
-def _check_real(value, name: str) -> None:
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not is_number or not np.isfinite(value):
-        raise FnlearnError(f"{name}={value!r}: expected a finite number.")
+def _check_common(owner: str, n, noise, seed, *, columns: int) -> None:
+    """n a positive count that fits in memory (x and y: ``columns`` values a row), noise >= 0, seed >= 0."""
+    n = checks.positive_int(owner, "n", n, "It is the number of examples, e.g. n=500.")
+    checks.nonneg(owner, "noise", noise, "It is a standard deviation.")
+    checks.nonneg_int(owner, "seed", seed, "For example seed=0.")
+    checks.check_bytes(owner, f"n={n} examples", 12 * n * columns, "Use a smaller n.")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from fnlearn import checks
 from fnlearn import init as initializers
 from fnlearn.errors import unknown_name
 from fnlearn.nn.base import Layer
@@ -53,11 +54,13 @@ def relu() -> Layer:
 
 def leaky_relu(negative_slope: float = 0.01) -> Layer:
     """x for x > 0, a·x otherwise."""
+    checks.finite("leaky_relu", "negative_slope", negative_slope)
     return _elementwise("leaky_relu", lambda x: jax.nn.leaky_relu(x, negative_slope))
 
 
 def elu(alpha: float = 1.0) -> Layer:
     """x for x > 0, α(eˣ − 1) otherwise."""
+    checks.finite("elu", "alpha", alpha)
     return _elementwise("elu", lambda x: jax.nn.elu(x, alpha))
 
 
@@ -68,6 +71,7 @@ def selu() -> Layer:
 
 def gelu(approximate: bool = False) -> Layer:
     """x·Φ(x) (exact by default; the tanh approximation with ``approximate=True``)."""
+    checks.boolean("gelu", "approximate", approximate)
     return _elementwise("gelu", lambda x: jax.nn.gelu(x, approximate=approximate))
 
 
@@ -106,7 +110,7 @@ ACTIVATIONS: dict[str, Callable[[], Layer]] = {
 
 def activation(name: str) -> Layer:
     """The activation layer called ``name`` (one of ``ACTIVATIONS``)."""
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise unknown_name("activation", name, ACTIVATIONS)
     return ACTIVATIONS[name]()
 

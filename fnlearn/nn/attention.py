@@ -58,7 +58,7 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, dropout: float
     lives in ``state`` as the ``dropout`` layer's does, so replicas can vary it).
     """
     num_heads = positive_int(name, "num_heads", num_heads)
-    check_rate(name, dropout)
+    check_rate(name, dropout, "dropout")
     w_init = w_init or initializers.lecun_normal()
 
     def init(key, in_shape):

@@ -12,13 +12,17 @@ holds the small argument checks the layers share (positive ints, per-axis tuples
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from fnlearn import checks
+from fnlearn.checks import positive_int
 from fnlearn.errors import FnlearnError
 
 __all__ = ["Layer", "Model", "Shape", "build"]
@@ -45,10 +49,21 @@ class Model(NamedTuple):
     layer: Layer
 
 
-def build(layer: Layer, input_shape: int | Sequence[int]) -> Model:
-    """Bind ``layer`` to a per-example ``input_shape`` (an int means a feature vector)."""
-    input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-    output_shape = _out_shape(layer, input_shape)
+def build(layer: Layer, input_shape: int | Sequence[int], *, fix: str = "smaller layer widths") -> Model:
+    """Bind ``layer`` to a per-example ``input_shape`` (an int means a feature vector).
+
+    The parameters' size is found without allocating them (``jax.eval_shape``) and a model larger
+    than ``fnlearn.checks.memory_limit()`` is refused before ``init`` could try (``fix`` says how).
+    """
+    if not isinstance(layer, Layer):
+        raise FnlearnError(f"build: layer must be a fnlearn.nn.Layer such as dense(10), got {checks.show(layer)}.")
+    shape = [input_shape] if checks.is_integer(input_shape) else input_shape
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise FnlearnError(
+            f"build: input_shape must be a positive int or a tuple of them, got {checks.show(input_shape)}."
+        )
+    input_shape = tuple(positive_int("build", "every entry of input_shape", s) for s in shape)
+    output_shape = _out_shape(layer, input_shape, fix)
 
     def init(key):
         _, params, state = layer.init(key, input_shape)
@@ -67,8 +82,9 @@ def build(layer: Layer, input_shape: int | Sequence[int]) -> Model:
     return Model(init, apply, input_shape, output_shape, layer)
 
 
-def _out_shape(layer: Layer, input_shape: Shape) -> Shape:
-    """The output shape, found without allocating parameters (shapes are static Python ints)."""
+def _out_shape(layer: Layer, input_shape: Shape, fix: str) -> Shape:
+    """The output shape, found without allocating parameters (shapes are static Python ints);
+    refuses parameters and state that would not fit (``checks.check_bytes``)."""
     box = {}
 
     def shapes_only(key):
@@ -76,19 +92,32 @@ def _out_shape(layer: Layer, input_shape: Shape) -> Shape:
         box["out"] = out_shape
         return params, state
 
-    jax.eval_shape(shapes_only, jax.random.key(0))
+    leaves = jax.tree.leaves(jax.eval_shape(shapes_only, jax.random.key(0)))
+    count = sum(math.prod(leaf.shape) for leaf in leaves)
+    nbytes = sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
+    checks.check_bytes(layer.name, f"its {count} parameters and state values", nbytes, f"Use {fix}.")
     return tuple(box["out"])
+
+
+def check_layer(owner: str, what: str, layer, example: str) -> Layer:
+    """``layer`` if it is a ``Layer``, else the error naming ``owner`` and ``what``."""
+    if not isinstance(layer, Layer):
+        raise FnlearnError(f"{owner}: {what} must be a Layer such as {example}, got {checks.show(layer)}.")
+    return layer
+
+
+def check_inits(owner: str, **initialisers) -> None:
+    """Each given initialiser is callable as ``init(key, shape, dtype)`` (or None)."""
+    for name, value in initialisers.items():
+        if value is not None and not callable(value):
+            raise FnlearnError(
+                f"{owner}: {name} must be an initialiser init(key, shape, dtype) such as fnlearn.init.he_normal(), "
+                f"or None, got {checks.show(value)}."
+            )
 
 
 # --------------------------------------------------------------------------------------------
 # argument checks shared by the layers
-
-
-def positive_int(layer: str, what: str, value) -> int:
-    """``value`` as an int if it is a positive integer (numpy's too), else the error naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise FnlearnError(f"{layer}: {what} must be a positive int, got {value!r}.")
-    return int(value)
 
 
 def per_axis(layer: str, what: str, value, rank: int) -> tuple[int, ...]:

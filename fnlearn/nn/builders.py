@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fnlearn import checks
 from fnlearn import init as initializers
 from fnlearn.errors import FnlearnError, unknown_name
 from fnlearn.nn.activations import ACTIVATIONS, default_w_init
-from fnlearn.nn.base import Model, build, positive_int
+from fnlearn.nn.base import Model, build, check_inits, positive_int
 from fnlearn.nn.combinators import residual as residual_layer
 from fnlearn.nn.combinators import serial
 from fnlearn.nn.convolution import conv
@@ -33,9 +34,9 @@ __all__ = ["BUILDERS", "cnn", "gpt", "mlp"]
 
 
 def _check_names(activation: str, norm: str | None) -> None:
-    if activation not in ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise unknown_name("activation", activation, ACTIVATIONS)
-    if norm is not None and norm not in NORMS:
+    if norm is not None and (not isinstance(norm, str) or norm not in NORMS):
         raise unknown_name("norm", norm, NORMS)
 
 
@@ -66,11 +67,10 @@ def mlp(
     layer is a plain dense layer (no activation; its weights are LeCun-initialised, Var = 1/fan_in,
     since no activation follows). ``w_init`` defaults to ``default_w_init(activation)``.
     """
-    sizes = [int(s) for s in sizes]
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise FnlearnError(
-            f"mlp: sizes lists the input, hidden and output widths (at least two positive ints), got {sizes}."
-        )
+    sizes = _check_sizes(sizes)
+    check_rate("mlp", dropout, "dropout")
+    checks.boolean("mlp", "residual", residual)
+    check_inits("mlp", w_init=w_init, b_init=b_init)
     _check_names(activation, norm)
     hidden_init = w_init or default_w_init(activation)
     layers = []
@@ -80,7 +80,16 @@ def mlp(
         layers.append(residual_layer(block) if residual and sizes[i] == width else block)
     out_init = w_init or initializers.lecun_normal()
     layers.append(dense_layer(sizes[-1], w_init=out_init, b_init=b_init, name="output"))
-    return build(serial(*layers, name="mlp"), sizes[0])
+    return build(serial(*layers, name="mlp"), sizes[0], fix=f"smaller widths in sizes={sizes}")
+
+
+def _check_sizes(sizes) -> list[int]:
+    """mlp's ``sizes``: a list of at least two positive integers (input, hidden..., output)."""
+    expected = "a list of at least two positive integers [input, hidden..., output], e.g. [64, 128, 10]"
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise FnlearnError(f"mlp: sizes must be {expected}, got {checks.show(sizes)}.")
+    hint = "sizes lists the input, hidden and output widths."
+    return [positive_int("mlp", f"sizes[{i}]", s, hint) for i, s in enumerate(sizes)]
 
 
 def cnn(
@@ -106,7 +115,7 @@ def cnn(
     """
     _check_names(activation, norm)
     num_outputs = positive_int("cnn", "num_outputs", num_outputs)
-    check_rate("cnn", dropout)
+    check_rate("cnn", dropout, "dropout")
     hidden_init = default_w_init(activation)
     pooling = [] if pool in (None, 1) else [max_pool(pool)]
     layers = []
@@ -132,7 +141,7 @@ def gpt(vocab_size: int, max_len: int, *, width: int = 128, depth: int = 4, num_
     vocab_size = positive_int("gpt", "vocab_size", vocab_size)
     width = positive_int("gpt", "width", width)
     depth = positive_int("gpt", "depth", depth)
-    check_rate("gpt", dropout)
+    check_rate("gpt", dropout, "dropout")
     blocks = [transformer_block(num_heads, dropout=dropout, causal=True, name=f"block_{i}") for i in range(depth)]
     layers = [
         embedding(vocab_size, width, name="token_embedding"), positional_embedding(max_len),

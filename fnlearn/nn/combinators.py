@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 
 from fnlearn.errors import FnlearnError
-from fnlearn.nn.base import Layer
+from fnlearn.nn.base import Layer, check_layer
 
 __all__ = ["residual", "serial"]
 
@@ -15,6 +15,8 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
 
     In training each layer gets its own key, ``fold_in(key, i)``, so dropout masks differ by layer.
     """
+    for i, layer in enumerate(layers):
+        check_layer("serial", f"argument {i}", layer, "dense(10) or relu()")
 
     def init(key, in_shape):
         params, state, shape = [], [], tuple(in_shape)
@@ -37,6 +39,7 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
 
 def residual(layer: Layer) -> Layer:
     """y = x + f(x): the block must keep the shape of its input."""
+    check_layer("residual", "layer", layer, "serial(dense(8), relu())")
 
     def init(key, in_shape):
         out_shape, params, state = layer.init(key, in_shape)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import jax
 
+from fnlearn import checks
 from fnlearn import init as initializers
 from fnlearn.errors import FnlearnError
-from fnlearn.nn.base import Layer
+from fnlearn.nn.base import Layer, check_inits
 
 __all__ = ["dense"]
 
@@ -16,8 +17,9 @@ def dense(out_features: int, *, w_init=None, b_init=None, use_bias: bool = True,
 
     ``w_init`` defaults to LeCun normal (Var(w) = 1/fan_in); ``mlp`` picks it from the activation.
     """
-    if not (isinstance(out_features, int) and out_features > 0):
-        raise FnlearnError(f"dense: out_features must be a positive int, got {out_features!r}.")
+    out_features = checks.positive_int("dense", "out_features", out_features)
+    check_inits("dense", w_init=w_init, b_init=b_init)
+    checks.boolean("dense", "use_bias", use_bias)
     w_init = w_init or initializers.lecun_normal()
     b_init = b_init or initializers.zeros()
 

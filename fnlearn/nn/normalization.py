@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError
 from fnlearn.nn.base import Layer, positive_int
 
@@ -37,8 +38,8 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     is fnlearn's 0.9 (the default here). Like flax, the running variance is the biased batch
     variance; PyTorch stores the unbiased one (×n/(n−1)).
     """
-    if not 0.0 <= momentum < 1.0:
-        raise FnlearnError(f"batch_norm: momentum must be in [0, 1), got {momentum!r}.")
+    checks.unit_interval("batch_norm", "momentum", momentum, "It is the weight of the old running value, e.g. 0.9.")
+    checks.positive("batch_norm", "eps", eps)
 
     def init(key, in_shape):
         del key
@@ -66,6 +67,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
 def layer_norm(eps: float = 1e-5) -> Layer:
     """Layer normalisation: each position normalised over its features (the last axis),
     y = scale·x̂ + shift."""
+    checks.positive("layer_norm", "eps", eps)
 
     def init(key, in_shape):
         del key

@@ -5,17 +5,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError
 from fnlearn.nn.base import Layer
 
 __all__ = ["check_rate", "drop", "dropout"]
 
 
-def check_rate(layer: str, rate) -> float:
+def check_rate(layer: str, rate, name: str = "rate") -> float:
     """``rate`` if it is a drop probability in [0, 1), else the error naming ``layer``."""
-    if not 0.0 <= rate < 1.0:
-        raise FnlearnError(f"{layer}: rate is the drop probability and must be in [0, 1), got {rate!r}.")
-    return float(rate)
+    return float(checks.unit_interval(layer, name, rate, "It is the probability of dropping a unit, e.g. 0.1."))
 
 
 def drop(x: jax.Array, rate: jax.Array, key, layer: str) -> jax.Array:

@@ -31,7 +31,7 @@ def transformer_block(num_heads: int, *, mlp_ratio: int = 4, dropout: float = 0.
     """
     num_heads = positive_int(name, "num_heads", num_heads)
     mlp_ratio = positive_int(name, "mlp_ratio", mlp_ratio)
-    check_rate(name, dropout)
+    check_rate(name, dropout, "dropout")
     if norm not in SEQUENCE_NORMS:
         raise unknown_name("transformer norm", norm, SEQUENCE_NORMS)
     make_norm = SEQUENCE_NORMS[norm]

@@ -16,7 +16,6 @@ optax's internals; the tests prove both directions step by step.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -108,35 +107,3 @@ def safe_increment(count: jax.Array) -> jax.Array:
     count = jnp.asarray(count)
     top = jnp.iinfo(count.dtype).max
     return jnp.where(count < top, count + 1, top).astype(count.dtype)
-
-
-def check_rate(name: str, value, owner: str) -> None:
-    """A learning rate or a decay strength: a non-negative number, or a schedule ``count -> rate``."""
-    if callable(value) or not _is_number(value):
-        return
-    if not value >= 0:
-        raise FnlearnError(
-            f"{owner}: {name}={value!r} is negative. Expected a non-negative float or a "
-            f"schedule count -> value; e.g. {name}=1e-3. The sign is applied by the optimizer."
-        )
-
-
-def check_unit_interval(name: str, value, owner: str) -> None:
-    """A decay or momentum coefficient β must lie in [0, 1)."""
-    if value is None or not _is_number(value):
-        return
-    if not 0.0 <= value < 1.0:
-        raise FnlearnError(
-            f"{owner}: {name}={value!r} is outside [0, 1). It is the weight β of the old value in "
-            f"the moving average m ← β·m + …; e.g. {name}=0.9."
-        )
-
-
-def check_non_negative(name: str, value, owner: str) -> None:
-    """An epsilon, a clipping threshold or an initial accumulator: a number ≥ 0."""
-    if _is_number(value) and not value >= 0:
-        raise FnlearnError(f"{owner}: {name}={value!r} must be >= 0.")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -12,12 +12,15 @@ Non-numeric arguments (schedules, masks, booleans, ``None``) stay fixed, as in o
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
+from fnlearn import checks
+from fnlearn.errors import FnlearnError
 from fnlearn.optim.base import GradientTransformation
 
 __all__ = ["InjectHyperparamsState", "inject_hyperparams", "find_hyperparams"]
@@ -38,8 +41,14 @@ def inject_hyperparams(
     factory: Callable[..., GradientTransformation],
 ) -> Callable[..., GradientTransformation]:
     """Wrap an optimizer factory so its numeric keyword arguments live in the state."""
+    if not callable(factory):
+        raise FnlearnError(
+            "inject_hyperparams: factory must be an optimizer factory such as fl.optim.adam, got "
+            f"{checks.show(factory)}; write inject_hyperparams(fl.optim.adam)(learning_rate=1e-3)."
+        )
 
-    def build(**kwargs) -> GradientTransformation:
+    def build(*args, **kwargs) -> GradientTransformation:
+        kwargs = _by_name(factory, args, kwargs)
         numeric = {k: v for k, v in kwargs.items() if _numeric(v)}
         fixed = {k: v for k, v in kwargs.items() if k not in numeric}
         factory(**kwargs)  # validate the arguments now, with their real values
@@ -57,6 +66,21 @@ def inject_hyperparams(
 
     build.__name__ = f"inject_hyperparams({getattr(factory, '__name__', 'optimizer')})"
     return build
+
+
+def _by_name(factory, args, kwargs) -> dict:
+    """The arguments of a call ``factory(*args, **kwargs)`` as one dict name -> value."""
+    try:
+        signature = inspect.signature(factory)
+        signature.bind_partial(*args, **kwargs)  # an unknown name first, then a missing one
+        return dict(signature.bind(*args, **kwargs).arguments)
+    except TypeError as error:
+        name = getattr(factory, "__name__", "optimizer")
+        raise FnlearnError(f"inject_hyperparams({name}): {error}; pass the optimizer's own arguments.") from None
+    except ValueError:  # no signature (a builtin): pass the arguments on by keyword only
+        if args:
+            raise FnlearnError("inject_hyperparams: pass the arguments by keyword, e.g. learning_rate=1e-3.") from None
+        return dict(kwargs)
 
 
 def find_hyperparams(opt_state) -> dict | None:

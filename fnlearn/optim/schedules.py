@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 
+from fnlearn import checks, registry
 from fnlearn.errors import FnlearnError
-from fnlearn import registry
 
 __all__ = [
     "constant_schedule",
@@ -32,8 +32,21 @@ __all__ = [
 Schedule = Callable[[jnp.ndarray], jnp.ndarray]
 
 
+def _finite(owner: str, **values) -> None:
+    """Every value (a rate, a factor, an exponent) a finite number; None where allowed is skipped."""
+    for name, value in values.items():
+        checks.finite(owner, name, value)
+
+
+def _integers(owner: str, **values) -> None:
+    """Every value a whole number of steps (optax's meaning for <= 0 applies where documented)."""
+    for name, value in values.items():
+        checks.integer(owner, name, value)
+
+
 def constant_schedule(value: float) -> Schedule:
     """α_t = α."""
+    _finite("constant_schedule", value=value)
     return lambda count: value
 
 
@@ -44,6 +57,8 @@ def polynomial_schedule(
 
     ``transition_steps <= 0`` gives the constant α₀, as in optax.
     """
+    _finite("polynomial_schedule", init_value=init_value, end_value=end_value, power=power)
+    _integers("polynomial_schedule", transition_steps=transition_steps, transition_begin=transition_begin)
     if transition_steps <= 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
@@ -60,6 +75,8 @@ def linear_schedule(
     init_value, end_value, transition_steps: int, transition_begin: int = 0
 ) -> Schedule:
     """α_t = α₀ + (α_end − α₀)·τ/T; the notes' linear decay α₀·(1 − t/T) is ``end_value=0``."""
+    _finite("linear_schedule", init_value=init_value, end_value=end_value)
+    _integers("linear_schedule", transition_steps=transition_steps, transition_begin=transition_begin)
     return polynomial_schedule(init_value, end_value, 1, transition_steps, transition_begin)
 
 
@@ -71,13 +88,19 @@ def piecewise_constant_schedule(
     The notes' step decay (×0.1 after epochs 30, 60, 90 with E steps per epoch) is
     ``piecewise_constant_schedule(α₀, {30*E: 0.1, 60*E: 0.1, 90*E: 0.1})``.
     """
-    items = sorted((boundaries_and_scales or {}).items())
+    owner = "piecewise_constant_schedule"
+    _finite(owner, init_value=init_value)
+    if boundaries_and_scales is not None and not isinstance(boundaries_and_scales, dict):
+        raise FnlearnError(
+            f"{owner}: boundaries_and_scales must be a dict step -> factor such as {{30: 0.1}}, "
+            f"got {checks.show(boundaries_and_scales)}."
+        )
+    items = list((boundaries_and_scales or {}).items())
     for boundary, factor in items:
-        if factor < 0:
-            raise FnlearnError(
-                f"piecewise_constant_schedule: boundaries_and_scales[{boundary}]={factor} is "
-                "negative. Expected factors >= 0, e.g. {30: 0.1} for ×0.1 from step 30."
-            )
+        checks.integer(owner, "a boundary in boundaries_and_scales", boundary, "Boundaries are step counts.")
+        checks.nonneg(owner, f"boundaries_and_scales[{boundary}]", factor,
+                      "For example {30: 0.1} multiplies by 0.1 from step 30 on.")
+    items = sorted(items)
 
     def schedule(count):
         value = init_value
@@ -101,6 +124,13 @@ def exponential_decay(
 
     ``end_value`` bounds the value (a floor when r < 1, a ceiling when r > 1).
     """
+    owner = "exponential_decay"
+    _finite(owner, init_value=init_value)
+    _integers(owner, transition_steps=transition_steps, transition_begin=transition_begin)
+    checks.nonneg(owner, "decay_rate", decay_rate)
+    checks.boolean(owner, "staircase", staircase)
+    if end_value is not None:
+        _finite(owner, end_value=end_value)
     if transition_steps <= 0 or decay_rate == 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
@@ -124,11 +154,9 @@ def cosine_decay_schedule(
 
     With a = 0, e = 1 this is the notes' α_t = ½·α₀·(1 + cos(πt/T)).
     """
-    if not decay_steps > 0:
-        raise FnlearnError(
-            f"cosine_decay_schedule: decay_steps={decay_steps!r} must be a positive number of "
-            "steps T, e.g. decay_steps=10_000."
-        )
+    owner = "cosine_decay_schedule"
+    _finite(owner, init_value=init_value, alpha=alpha, exponent=exponent)
+    checks.positive_int(owner, "decay_steps", decay_steps, "It is the number of steps T, e.g. decay_steps=10_000.")
     steps = float(decay_steps)
 
     def schedule(count):
@@ -142,6 +170,15 @@ def cosine_decay_schedule(
 
 def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     """Schedule i runs from boundary i − 1 on, seeing the count relative to that boundary."""
+    schedules, boundaries = list(schedules), list(boundaries)
+    for i, schedule in enumerate(schedules):
+        if not callable(schedule):
+            raise FnlearnError(
+                f"join_schedules: schedules[{i}] must be a schedule count -> value, got "
+                f"{checks.show(schedule)}."
+            )
+    for boundary in boundaries:
+        checks.integer("join_schedules", "every boundary", boundary, "Boundaries are step counts.")
     if len(boundaries) != len(schedules) - 1:
         raise FnlearnError(
             f"join_schedules: {len(schedules)} schedules need {len(schedules) - 1} boundaries, "
@@ -169,6 +206,11 @@ def warmup_cosine_decay_schedule(
 
     ``decay_steps`` includes the warmup, as in optax.
     """
+    owner = "warmup_cosine_decay_schedule"
+    _finite(owner, init_value=init_value, peak_value=peak_value, end_value=end_value, exponent=exponent)
+    warmup_steps = checks.nonneg_int(owner, "warmup_steps", warmup_steps)
+    checks.int_at_least(owner, "decay_steps", decay_steps, warmup_steps + 1,
+                        "It counts the warmup steps too, as in optax.")
     alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     return join_schedules(
         [
@@ -184,8 +226,9 @@ def inverse_sqrt_schedule(init_value, warmup_steps: int = 0, timescale: float = 
 
     With τ = 1 this is the notes' α₀/√t counting t = 1, 2, … from the end of the warmup.
     """
-    if timescale <= 0:
-        raise FnlearnError(f"inverse_sqrt_schedule: timescale={timescale!r} must be > 0.")
+    _finite("inverse_sqrt_schedule", init_value=init_value)
+    checks.nonneg_int("inverse_sqrt_schedule", "warmup_steps", warmup_steps)
+    checks.positive("inverse_sqrt_schedule", "timescale", timescale)
     decay = lambda count: init_value * (1 + count / timescale) ** -0.5  # noqa: E731
     return linear_warmup(decay, warmup_steps) if warmup_steps > 0 else decay
 
@@ -193,8 +236,10 @@ def inverse_sqrt_schedule(init_value, warmup_steps: int = 0, timescale: float = 
 def linear_warmup(schedule: Schedule, warmup_steps: int, init_value: float = 0.0) -> Schedule:
     """Put a linear warmup in front of any schedule: α_init → schedule(0) over w steps, then
     α_t = schedule(t − w)."""
-    if warmup_steps < 0:
-        raise FnlearnError(f"linear_warmup: warmup_steps={warmup_steps!r} must be >= 0.")
+    if not callable(schedule):
+        raise FnlearnError(f"linear_warmup: schedule must be a schedule count -> value, got {checks.show(schedule)}.")
+    checks.nonneg_int("linear_warmup", "warmup_steps", warmup_steps)
+    _finite("linear_warmup", init_value=init_value)
     if warmup_steps == 0:
         return schedule
     peak = schedule(0)

@@ -14,18 +14,22 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError
 from fnlearn.optim.base import (
     GradientTransformation,
     apply_updates,
     chain,
-    check_non_negative,
-    check_rate,
     safe_increment,
 )
 from fnlearn.optim.transforms import scale_by_learning_rate
 
-__all__ = ["scale_by_newton", "newton", "lbfgs", "minimize", "MinimizeResult"]
+__all__ = ["MinimizeResult", "lbfgs", "minimize", "newton", "scale_by_newton"]
+
+
+def _check_loss_fn(owner, loss_fn):
+    if not callable(loss_fn):
+        raise FnlearnError(f"{owner}: loss_fn must be a function params -> scalar loss, got {checks.show(loss_fn)}.")
 
 
 def _need_params(params, owner):
@@ -41,7 +45,8 @@ class ScaleByNewtonState(NamedTuple):
 
 def scale_by_newton(loss_fn, damping: float = 0.0) -> GradientTransformation:
     """u = (H + λ·I)⁻¹·g with H = ∇²L(θ) the exact Hessian from ``jax.hessian`` (n × n)."""
-    check_non_negative("damping", damping, "scale_by_newton")
+    _check_loss_fn("scale_by_newton", loss_fn)
+    checks.nonneg("scale_by_newton", "damping", damping)
 
     def init_fn(params):
         del params
@@ -63,6 +68,8 @@ def scale_by_newton(loss_fn, damping: float = 0.0) -> GradientTransformation:
 def newton(loss_fn, learning_rate=1.0, damping: float = 0.0) -> GradientTransformation:
     """Damped Newton: θ ← θ − γ·(H + λ·I)⁻¹·∇L(θ). γ may be a schedule; λ > 0 guards an
     ill-conditioned or indefinite Hessian. Cost O(n³) per step: for small problems only."""
+    checks.rate("newton", "learning_rate", learning_rate)
+    checks.nonneg("newton", "damping", damping)
     return chain(scale_by_newton(loss_fn, damping), scale_by_learning_rate(learning_rate))
 
 
@@ -165,10 +172,13 @@ def lbfgs(
     estimate stays positive definite; a pair with sᵀy ≤ 0 (a failed search) is not stored, and if
     d is not a descent direction the step falls back to d = −∇L.
     """
-    check_rate("learning_rate", learning_rate, "lbfgs")
-    if int(memory_size) < 1:
-        raise FnlearnError(f"lbfgs: memory_size={memory_size!r} must be >= 1, e.g. 10.")
-    if not 0 < c1 < c2 < 1:
+    _check_loss_fn("lbfgs", loss_fn)
+    checks.positive("lbfgs", "learning_rate", learning_rate, "It is the first step tried by the line search.")
+    checks.positive_int("lbfgs", "memory_size", memory_size, "For example memory_size=10.")
+    checks.positive_int("lbfgs", "max_linesearch_steps", max_linesearch_steps)
+    checks.open_unit_interval("lbfgs", "c1", c1)
+    checks.open_unit_interval("lbfgs", "c2", c2)
+    if not c1 < c2:
         raise FnlearnError(
             f"lbfgs: need 0 < c1 < c2 < 1 for a Wolfe line search, got c1={c1!r}, c2={c2!r}."
         )
@@ -231,6 +241,14 @@ def minimize(
 
     ‖·‖ is the norm of all leaves as one vector, in the parameters' own precision.
     """
+    _check_loss_fn("minimize", loss_fn)
+    checks.nonneg("minimize", "tol", tol)
+    checks.positive_int("minimize", "max_steps", max_steps)
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise FnlearnError(
+            f"minimize: optimizer must be a gradient transformation (init and update), got {checks.show(optimizer)}; "
+            "e.g. fnlearn.optim.lbfgs(loss_fn)."
+        )
     value_and_grad = jax.value_and_grad(loss_fn)
 
     def norm(tree):

@@ -14,13 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnlearn import checks
 from fnlearn.errors import FnlearnError
 from fnlearn.optim.base import (
     EmptyState,
     GradientTransformation,
-    check_non_negative,
-    check_rate,
-    check_unit_interval,
     init_empty_state,
     safe_increment,
 )
@@ -86,6 +84,7 @@ def _count0():
 
 def scale(step_size: float) -> GradientTransformation:
     """u = s·g for a fixed scalar s."""
+    checks.finite("scale", "step_size", step_size)
 
     def update_fn(updates, state, params=None):
         del params
@@ -110,7 +109,8 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> Gradient
     Unlike optax, the state always holds the count and the rate just used, so the training loop
     can log the learning rate from inside ``jit`` whatever optimizer it is given.
     """
-    check_rate("learning_rate", learning_rate, "scale_by_learning_rate")
+    checks.rate("scale_by_learning_rate", "learning_rate", learning_rate)
+    checks.boolean("scale_by_learning_rate", "flip_sign", flip_sign)
     sign = -1 if flip_sign else 1
 
     def rate_at(count):
@@ -150,7 +150,8 @@ def trace(decay: float, nesterov: bool = False, accumulator_dtype=None) -> Gradi
     v = η·m. The Nesterov form is the notes' look-ahead update written in the look-ahead point
     φ = θ − β·v, so no gradient at a shifted point is needed.
     """
-    check_unit_interval("decay", decay, "trace")
+    checks.unit_interval("trace", "decay", decay)
+    checks.boolean("trace", "nesterov", nesterov)
 
     def init_fn(params):
         return TraceState(_zeros_like(params, accumulator_dtype))
@@ -174,7 +175,8 @@ class EmaState(NamedTuple):
 
 def ema(decay: float, debias: bool = True, accumulator_dtype=None) -> GradientTransformation:
     """Damped momentum: m ← β·m + (1 − β)·g; u = m / (1 − β^t) if ``debias`` else u = m."""
-    check_unit_interval("decay", decay, "ema")
+    checks.unit_interval("ema", "decay", decay)
+    checks.boolean("ema", "debias", debias)
 
     def init_fn(params):
         return EmaState(_count0(), _zeros_like(params, accumulator_dtype))
@@ -206,8 +208,8 @@ def scale_by_rss(
 
     The notes' Adagrad θ ← θ − η·g/√(G + ε) is ``initial_accumulator_value=0``.
     """
-    check_non_negative("initial_accumulator_value", initial_accumulator_value, "scale_by_rss")
-    check_non_negative("eps", eps, "scale_by_rss")
+    checks.nonneg("scale_by_rss", "initial_accumulator_value", initial_accumulator_value)
+    checks.nonneg("scale_by_rss", "eps", eps)
 
     def init_fn(params):
         return ScaleByRssState(_full_like(params, initial_accumulator_value))
@@ -237,6 +239,15 @@ def _rsqrt_denominator(nu, eps, eps_in_sqrt):
     return 1 / (jnp.sqrt(nu) + eps)
 
 
+def check_rms_arguments(owner, decay, eps, initial_scale, eps_in_sqrt, bias_correction):
+    """RMSprop's β in [0, 1), ε and the initial v finite and >= 0, and its two switches."""
+    checks.unit_interval(owner, "decay", decay)
+    checks.nonneg(owner, "eps", eps)
+    checks.nonneg(owner, "initial_scale", initial_scale)
+    checks.boolean(owner, "eps_in_sqrt", eps_in_sqrt)
+    checks.boolean(owner, "bias_correction", bias_correction)
+
+
 def scale_by_rms(
     decay: float = 0.9,
     eps: float = 1e-8,
@@ -248,8 +259,7 @@ def scale_by_rms(
 
     With ``bias_correction`` v is replaced by v/(1 − β^t) in the denominator.
     """
-    check_unit_interval("decay", decay, "scale_by_rms")
-    check_non_negative("eps", eps, "scale_by_rms")
+    check_rms_arguments("scale_by_rms", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
 
     def init_fn(params):
         return ScaleByRmsState(_count0(), _full_like(params, initial_scale))
@@ -286,8 +296,7 @@ def scale_by_stddev(
 
     ``eps_in_sqrt=False`` gives u = g/(√(v − m²) + ε); ``bias_correction`` divides m and v by 1 − β^t.
     """
-    check_unit_interval("decay", decay, "scale_by_stddev")
-    check_non_negative("eps", eps, "scale_by_stddev")
+    check_rms_arguments("scale_by_stddev", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
 
     def init_fn(params):
         return ScaleByStddevState(_count0(), _zeros_like(params), _full_like(params, initial_scale))
@@ -318,11 +327,12 @@ class ScaleByAdamState(NamedTuple):
     nu: Any
 
 
-def _check_adam_betas(b1, b2, eps, eps_root, owner):
-    check_unit_interval("b1", b1, owner)
-    check_unit_interval("b2", b2, owner)
-    check_non_negative("eps", eps, owner)
-    check_non_negative("eps_root", eps_root, owner)
+def check_adam_arguments(b1, b2, eps, eps_root, owner):
+    """β₁, β₂ in [0, 1); ε, ε_root finite and >= 0 (shared by the Adam family and its aliases)."""
+    checks.unit_interval(owner, "b1", b1)
+    checks.unit_interval(owner, "b2", b2)
+    checks.nonneg(owner, "eps", eps)
+    checks.nonneg(owner, "eps_root", eps_root)
 
 
 def scale_by_adam(
@@ -342,7 +352,8 @@ def scale_by_adam(
 
     ``nesterov=True`` is NAdam (Dozat 2016): m̂ = β₁·m/(1 − β₁^{t+1}) + (1 − β₁)·g/(1 − β₁^t).
     """
-    _check_adam_betas(b1, b2, eps, eps_root, "scale_by_adam")
+    check_adam_arguments(b1, b2, eps, eps_root, "scale_by_adam")
+    checks.boolean("scale_by_adam", "nesterov", nesterov)
 
     def init_fn(params):
         return ScaleByAdamState(_count0(), _zeros_like(params, mu_dtype), _zeros_like(params))
@@ -385,7 +396,7 @@ def scale_by_amsgrad(
     mu_dtype=None,
 ) -> GradientTransformation:
     """AMSGrad: Adam's m̂ and v̂, then v_max ← max(v_max, v̂); u = m̂ / (√(v_max + ε_root) + ε)."""
-    _check_adam_betas(b1, b2, eps, eps_root, "scale_by_amsgrad")
+    check_adam_arguments(b1, b2, eps, eps_root, "scale_by_amsgrad")
 
     def init_fn(params):
         zeros = _zeros_like(params)
@@ -413,8 +424,8 @@ class ScaleByLionState(NamedTuple):
 
 def scale_by_lion(b1: float = 0.9, b2: float = 0.99, mu_dtype=None) -> GradientTransformation:
     """Lion (Chen et al. 2023): u = sign((1 − β₁)·g + β₁·m); then m ← β₂·m + (1 − β₂)·g."""
-    check_unit_interval("b1", b1, "scale_by_lion")
-    check_unit_interval("b2", b2, "scale_by_lion")
+    checks.unit_interval("scale_by_lion", "b1", b1)
+    checks.unit_interval("scale_by_lion", "b2", b2)
 
     def init_fn(params):
         return ScaleByLionState(_count0(), _zeros_like(params, mu_dtype))
@@ -459,7 +470,7 @@ def _expand_mask(mask, params, owner):
 
 def _masked_weight_term(strength, term, mask, owner):
     """The shared body of the decay transforms: u = g + λ_t·term(θ) on the leaves the mask selects."""
-    check_rate("weight_decay", strength, owner)
+    checks.rate(owner, "weight_decay", strength, allow_zero=True)
 
     def init_fn(params):
         if mask is not None:
@@ -514,7 +525,7 @@ def add_l1_decay(weight_decay=0.0, mask=None) -> GradientTransformation:
 
 def clip(max_delta: float) -> GradientTransformation:
     """u = min(max(g, −δ), δ) element-wise."""
-    check_non_negative("max_delta", max_delta, "clip")
+    checks.nonneg("clip", "max_delta", max_delta)
 
     def update_fn(updates, state, params=None):
         del params
@@ -525,7 +536,7 @@ def clip(max_delta: float) -> GradientTransformation:
 
 def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     """u = g if ‖g‖ < c else g·c/‖g‖, with ‖g‖ = √(Σ_leaves Σ_i g_i²) over the whole tree."""
-    check_non_negative("max_norm", max_norm, "clip_by_global_norm")
+    checks.nonneg("clip_by_global_norm", "max_norm", max_norm)
 
     def update_fn(updates, state, params=None):
         del params
@@ -566,7 +577,7 @@ def apply_if_finite(
     After more than ``max_consecutive_errors`` non-finite updates in a row the update is let
     through (optax's rule), so a run that is truly broken shows it instead of silently stalling.
     """
-    check_non_negative("max_consecutive_errors", max_consecutive_errors, "apply_if_finite")
+    checks.nonneg_int("apply_if_finite", "max_consecutive_errors", max_consecutive_errors)
 
     def init_fn(params):
         zero = _count0()
