@@ -21,8 +21,9 @@ import jax.numpy as jnp
 
 from fnlearn import checks
 from fnlearn.errors import FnlearnError
+from fnlearn.rules import higher_is_better, improved
 
-__all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard", "NonFiniteError", "maximised", "monitored_value"]
+__all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard", "NonFiniteError", "monitored_value", "unknown_metric"]
 
 
 class NonFiniteError(FnlearnError):
@@ -90,12 +91,6 @@ def _copy(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def maximised(metric: str) -> bool:
-    """Whether a larger value of ``metric`` is better: accuracy-like metrics (their name says so);
-    losses and errors are minimised. Early stopping's default mode and fit's best checkpoint."""
-    return "accuracy" in metric
-
-
 def monitored_value(record: dict, metric: str, who: str) -> float | None:
     """``record[metric]`` as a float; None on an epoch without evaluation (a ``val_`` metric when
     ``eval_every`` skipped this epoch). A metric the records never have is an error that lists
@@ -104,7 +99,12 @@ def monitored_value(record: dict, metric: str, who: str) -> float | None:
         return float(record[metric])
     if metric.startswith("val_") and not any(k.startswith("val_") for k in record):
         return None
-    raise FnlearnError(
+    raise unknown_metric(who, metric, record)
+
+
+def unknown_metric(who: str, metric: str, record: dict) -> FnlearnError:
+    """The error for a monitored metric the records never have; it lists the ones they do have."""
+    return FnlearnError(
         f"{who} monitors {metric!r}, which the records do not have. "
         f"Available: {', '.join(sorted(k for k in record if k not in ('epoch', 'step', 'time')))}."
     )
@@ -129,7 +129,7 @@ class EarlyStopping(Callback):
         checks.nonneg_int("EarlyStopping", "patience", patience, "It counts evaluations without improvement.")
         checks.nonneg("EarlyStopping", "min_delta", min_delta)
         checks.boolean("EarlyStopping", "restore_best", restore_best)
-        mode = mode or ("max" if maximised(monitor) else "min")
+        mode = mode or ("max" if higher_is_better(monitor) else "min")
         if mode not in ("min", "max"):
             raise FnlearnError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}.")
         self.monitor, self.patience, self.min_delta, self.mode, self.restore_best = monitor, patience, min_delta, mode, restore_best
@@ -146,9 +146,7 @@ class EarlyStopping(Callback):
         self._reset()  # every fit counts afresh (a resumed one then loads its counters back)
 
     def _improved(self, value: float) -> bool:
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+        return improved(value, self.best, maximise=self.mode == "max", min_delta=self.min_delta)
 
     def on_epoch_end(self, ctx):
         value = monitored_value(ctx.record, self.monitor, "EarlyStopping")

@@ -21,32 +21,21 @@ end). The program runs on until every replica has stopped or the budget is spent
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnlearn import checks
-from fnlearn.callbacks import EarlyStopping
+from fnlearn import checks, rules
+from fnlearn.callbacks import EarlyStopping, unknown_metric
 from fnlearn.errors import FnlearnError
-from fnlearn.loop import (
-    LATEST_VALUE,
-    ORDER_SALT,
-    _eval_scan,
-    _plan,
-    _progress_bar,
-    check_arrays,
-    check_length,
-    check_pair,
-    check_state,
-    epoch_order,
-    padded_batches,
-)
+from fnlearn.evaluation import eval_scan, padded_batches
+from fnlearn.inputs import check_arrays, check_length, check_pair, check_state
 from fnlearn.optim.hyperparams import find_hyperparams
+from fnlearn.order import ORDER_SALT, epoch_order
+from fnlearn.session import open_metrics, plan_steps, progress_bar, write_record
 from fnlearn.train import TrainState, objective, train_step
 from fnlearn.tree import path_str
 
@@ -178,7 +167,7 @@ def _scan_replicas(states, active, x, y, indices, weights, obj, augment):
 
 _run_replica_chunk = jax.jit(_scan_replicas, static_argnames=("obj", "augment"), donate_argnums=(0,))
 _replica_order = jax.jit(jax.vmap(epoch_order, in_axes=(0, None, None, None, None)), static_argnums=(2, 3, 4))
-_evaluate_replicas = jax.jit(jax.vmap(_eval_scan, in_axes=(0, None, None, None, None)), static_argnums=(4,))
+_evaluate_replicas = jax.jit(jax.vmap(eval_scan, in_axes=(0, None, None, None, None)), static_argnums=(4,))
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,7 +210,7 @@ def fit(
     check_arrays(first, x, y, obj, name="training data", batch_size=batch_size)
     if eval is not None:
         check_arrays(first, *eval, obj, name="evaluation data")
-    plan = _plan(len(x), batch_size, drop_last, epochs, steps, None)
+    plan = plan_steps(len(x), batch_size, drop_last, epochs, steps, None)
     x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
     order_keys = jax.vmap(lambda k: jax.random.fold_in(k, ORDER_SALT))(states.key)
     evaluate = None
@@ -233,9 +222,8 @@ def fit(
     stopper = _PerReplicaStopping(early_stopping, S) if early_stopping is not None else None
     history, metrics_file = [], None
     if run_dir is not None:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        metrics_file = (Path(run_dir) / "metrics.jsonl").open("w")
-    bar = _progress_bar(progress, plan.total_steps, 0)
+        metrics_file = open_metrics(run_dir, False, [])
+    bar = progress_bar(progress, plan.total_steps, 0)
     start, step = time.perf_counter(), 0
     try:
         while step < plan.total_steps and bool(jnp.any(active)):
@@ -263,10 +251,7 @@ def fit(
             for i in range(S):
                 records[i] |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
                 history.append(records[i])
-                if metrics_file is not None:
-                    metrics_file.write(json.dumps(records[i]) + "\n")
-            if metrics_file is not None:
-                metrics_file.flush()
+                write_record(metrics_file, records[i])
     finally:
         if bar is not None:
             bar.close()
@@ -301,7 +286,7 @@ def _epoch_records(metrics, was_active, epoch, step, elapsed):
         record = {"epoch": epoch, "step": step, "time": elapsed}
         for name, values in metrics.items():
             v = values[:, i][on]
-            record[f"train_{name}"] = (float(v[-1]) if name in LATEST_VALUE else float(np.mean(v))) if len(v) else None
+            record[f"train_{name}"] = (float(v[-1]) if name in rules.LATEST_VALUE else float(np.mean(v))) if len(v) else None
         records.append(record)
     return records
 
@@ -327,14 +312,10 @@ class _PerReplicaStopping:
     def update(self, records, active, states, epoch):
         monitor = self.rule.monitor
         if monitor not in records[0]:
-            raise FnlearnError(f"early stopping monitors {monitor!r}, which the records do not have. "
-                               f"Available: {', '.join(sorted(k for k in records[0] if k not in ('epoch', 'step', 'time')))}.")
+            raise unknown_metric("early stopping", monitor, records[0])
         values = np.array([r[monitor] if r[monitor] is not None else np.nan for r in records], float)
         running = np.asarray(active)
-        if self.rule.mode == "min":
-            improved = values < self.best - self.rule.min_delta
-        else:
-            improved = values > self.best + self.rule.min_delta
+        improved = rules.improved(values, self.best, maximise=self.rule.mode == "max", min_delta=self.rule.min_delta)
         improved &= running & np.isfinite(values)
         self.best = np.where(improved, values, self.best)
         self.wait = np.where(improved, 0, self.wait + running)

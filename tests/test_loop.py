@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import fnlearn as fl
 from fnlearn.callbacks import EarlyStopping, LambdaCallback, NonFiniteError
 from fnlearn.errors import FnlearnError
-from fnlearn.loop import epoch_order, shuffle_rounds, shuffled_range
+from fnlearn.order import epoch_order, shuffle_rounds, shuffled_range
 
 KEY = jax.random.key(0)
 HEAD = fl.distributions.get("categorical")
