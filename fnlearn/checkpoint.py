@@ -143,9 +143,11 @@ def _save_with(manager, state, step: int, extra: dict, arrays: dict | None = Non
     try:
         manager.save(int(step), args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True)
         manager.wait_until_finished()
-    except Exception as error:
+    except BaseException as error:  # also Ctrl-C in the middle of a save
         for leftover in Path(manager.directory).glob(f"{int(step)}.orbax-checkpoint-tmp*"):
             shutil.rmtree(leftover, ignore_errors=True)  # a failed save leaves nothing half-written
+        if not isinstance(error, Exception):
+            raise
         raise _as_os_error(error, manager.directory / str(step)) from None
 
 

@@ -270,6 +270,47 @@ def test_two_real_processes_one_run_directory(tmp_path):
     assert [r["epoch"] for r in records(run)] == list(range(1, trained + 3))
 
 
+def test_ctrl_c_in_the_middle_of_a_checkpoint_write(tmp_path, monkeypatch, capsys):
+    """KeyboardInterrupt raised inside orbax while it writes the second checkpoint (its metadata
+    item, after the arrays): exit 130 with one line naming the resume command, no temporary folder
+    left, and the resume completes the run."""
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.toml").write_text(TINY)
+    writes = []
+    real = {name: getattr(handler.JsonCheckpointHandler, name) for name in ("save", "async_save")
+            if hasattr(handler.JsonCheckpointHandler, name)}
+
+    def interrupt_second(name):
+        def save(self, *args, **kwargs):
+            writes.append(name)
+            if len(writes) == 2:
+                raise KeyboardInterrupt
+            return real[name](self, *args, **kwargs)
+
+        async def async_save(self, *args, **kwargs):
+            writes.append(name)
+            if len(writes) == 2:
+                raise KeyboardInterrupt
+            return await real[name](self, *args, **kwargs)
+
+        return async_save if name == "async_save" else save
+
+    for name in real:
+        monkeypatch.setattr(handler.JsonCheckpointHandler, name, interrupt_second(name))
+    code, _, err = run_cli(["train", "tiny.toml", "--out", "run", "--quiet"], capsys)
+    assert code == 130 and len(writes) == 2
+    assert_one_error_line(err, "interrupted", "fnlearn train --resume --out run")
+    assert [p for p in Path("run").rglob("*") if "tmp" in p.name] == []
+    assert sorted(os.listdir("run/checkpoints/last")) == ["6"]
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["train", "--resume", "--out", "run", "--quiet"], capsys)
+    assert code == 0, err
+    assert [r["epoch"] for r in records("run")] == [1, 2, 3]
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. checkpoint integrity
 
