@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from fnlearn.optim.base import GradientTransformation
+from fnlearn.optim.base import GradientTransformation, with_extra_args_support
 
 __all__ = ["InjectHyperparamsState", "inject_hyperparams", "find_hyperparams"]
 
@@ -48,9 +48,9 @@ def inject_hyperparams(
             hyperparams = {k: jnp.asarray(v, jnp.float32) for k, v in numeric.items()}
             return InjectHyperparamsState(hyperparams, factory(**fixed, **numeric).init(params))
 
-        def update_fn(updates, state, params=None):
-            inner = factory(**fixed, **state.hyperparams)
-            updates, inner_state = inner.update(updates, state.inner_state, params)
+        def update_fn(updates, state, params=None, **extra_args):
+            inner = with_extra_args_support(factory(**fixed, **state.hyperparams))
+            updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
             return updates, InjectHyperparamsState(state.hyperparams, inner_state)
 
         return GradientTransformation(init_fn, update_fn)
@@ -69,3 +69,4 @@ def find_hyperparams(opt_state) -> dict | None:
             if found is not None:
                 return found
     return None
+

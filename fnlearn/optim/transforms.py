@@ -23,6 +23,7 @@ from fnlearn.optim.base import (
     check_unit_interval,
     init_empty_state,
     safe_increment,
+    with_extra_args_support,
 )
 from fnlearn.tree import leaf_paths
 
@@ -572,14 +573,14 @@ def apply_if_finite(
         zero = _count0()
         return ApplyIfFiniteState(zero, jnp.array(True), zero, zero, inner.init(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
         leaves = jax.tree_util.tree_leaves(updates)
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in leaves]))
         notfinite_count = jnp.where(finite, _count0(), safe_increment(state.notfinite_count))
         accept = jnp.logical_or(finite, notfinite_count > max_consecutive_errors)
         new_updates, inner_state = jax.lax.cond(
             accept,
-            lambda: inner.update(updates, state.inner_state, params),
+            lambda: with_extra_args_support(inner).update(updates, state.inner_state, params, **extra_args),
             lambda: (_zeros_like(updates), state.inner_state),
         )
         return new_updates, ApplyIfFiniteState(
