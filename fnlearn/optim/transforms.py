@@ -54,9 +54,19 @@ _tree_map = jax.tree_util.tree_map
 # Moment helpers (the three formulas every adaptive method shares)
 
 
+def _abs_sq(x):
+    """|x|² = x·x̄, real; x·x for real x (the same program as before complex support)."""
+    return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
+
+
+def _power(g, order):
+    """g^order; for complex g, |g|^order (a second moment of complex gradients is real, as in optax)."""
+    return _abs_sq(g) ** (order // 2) if jnp.iscomplexobj(g) and order % 2 == 0 else g**order
+
+
 def _ema(updates, moments, decay, order):
-    """m ← (1 − β)·g^order + β·m."""
-    return _tree_map(lambda g, m: (1 - decay) * (g**order) + decay * m, updates, moments)
+    """m ← (1 − β)·g^order + β·m (|g|^order for complex g and even order)."""
+    return _tree_map(lambda g, m: (1 - decay) * _power(g, order) + decay * m, updates, moments)
 
 
 def _bias_correction(moments, decay, count):
@@ -215,7 +225,7 @@ def scale_by_rss(
 
     def update_fn(updates, state, params=None):
         del params
-        sum_of_squares = _tree_map(lambda g, s: g * g + s, updates, state.sum_of_squares)
+        sum_of_squares = _tree_map(lambda g, s: _abs_sq(g) + s, updates, state.sum_of_squares)
         updates = _tree_map(
             lambda s, g: jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0.0) * g, sum_of_squares, updates
         )
@@ -301,7 +311,7 @@ def scale_by_stddev(
         mu_hat = _bias_correction(mu, decay, count) if bias_correction else mu
         nu_hat = _bias_correction(nu, decay, count) if bias_correction else nu
         updates = _tree_map(
-            lambda m, n, g: _rsqrt_denominator(n - m * m, eps, eps_in_sqrt) * g,
+            lambda m, n, g: _rsqrt_denominator(n - _abs_sq(m), eps, eps_in_sqrt) * g,
             mu_hat,
             nu_hat,
             updates,
@@ -531,7 +541,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     def update_fn(updates, state, params=None):
         del params
         leaves = jax.tree_util.tree_leaves(updates)
-        norm = jnp.sqrt(sum(jnp.sum(g * g) for g in leaves))
+        norm = jnp.sqrt(sum(jnp.sum(_abs_sq(g)) for g in leaves))
         keep = norm < max_norm
         updates = _tree_map(
             lambda g: jax.lax.select(keep, g, (g / norm.astype(g.dtype)) * max_norm), updates
