@@ -30,6 +30,7 @@ from fnlearn.optim.base import (
     with_extra_args_support,
 )
 from fnlearn.optim.hyperparams import InjectHyperparamsState, inject_hyperparams
+from fnlearn.optim.plateau import ReduceLROnPlateauState, reduce_on_plateau
 from fnlearn.optim.second_order import (
     MinimizeResult,
     lbfgs,
@@ -64,6 +65,7 @@ __all__ = [
     "GradientTransformationExtraArgs",
     "InjectHyperparamsState",
     "MinimizeResult",
+    "ReduceLROnPlateauState",
     "adagrad",
     "adam",
     "adamw",
@@ -87,6 +89,7 @@ __all__ = [
     "nadam",
     "names",
     "newton",
+    "reduce_on_plateau",
     "rmsprop",
     "scale",
     "scale_by_adam",
