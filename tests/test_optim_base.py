@@ -7,6 +7,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import optax.contrib
 import pytest
@@ -138,3 +139,12 @@ def test_chain_still_names_a_non_transform():
     with pytest.raises(FnlearnError, match="argument 1 is int"):
         fo.chain(fo.sgd(0.1), 3)
 
+
+def test_optax_top_level_schedule_names_resolve_from_fnlearn_optim():
+    """``optax.cosine_decay_schedule`` → ``fl.optim.cosine_decay_schedule`` is a one-word change."""
+    shared = [name for name in fo.schedules.__all__ if hasattr(optax, name)]
+    assert len(shared) == 8
+    for name in shared:
+        assert getattr(fo, name) is getattr(fo.schedules, name), name
+        assert name in fo.__all__
+    np.testing.assert_allclose(fo.cosine_decay_schedule(0.1, 100)(30), optax.cosine_decay_schedule(0.1, 100)(30))

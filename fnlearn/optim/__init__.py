@@ -2,7 +2,8 @@
 
 ``fnlearn.optim.adam(1e-3)`` is ``optax.adam(1e-3)`` written out by hand: same names, arguments,
 defaults and numbers (checked step by step against optax in the tests). Transforms compose with
-optax's both ways.
+optax's both ways. optax's top-level schedule names are here too (``fnlearn.optim.cosine_decay_schedule``
+is ``fnlearn.optim.schedules.cosine_decay_schedule``), as they are in optax.
 """
 
 from fnlearn.optim import schedules
@@ -31,6 +32,16 @@ from fnlearn.optim.base import (
 )
 from fnlearn.optim.hyperparams import InjectHyperparamsState, inject_hyperparams
 from fnlearn.optim.plateau import ReduceLROnPlateauState, reduce_on_plateau
+from fnlearn.optim.schedules import (
+    constant_schedule,
+    cosine_decay_schedule,
+    exponential_decay,
+    join_schedules,
+    linear_schedule,
+    piecewise_constant_schedule,
+    polynomial_schedule,
+    warmup_cosine_decay_schedule,
+)
 from fnlearn.optim.second_order import (
     MinimizeResult,
     lbfgs,
@@ -58,6 +69,8 @@ from fnlearn.optim.transforms import (
     trace,
 )
 
+# Sorted. The schedule names (constant_schedule, ..., warmup_cosine_decay_schedule) are optax's
+# top-level ones, re-exported from fnlearn.optim.schedules.
 __all__ = [
     "OPTIMIZERS",
     "EmptyState",
@@ -77,18 +90,25 @@ __all__ = [
     "chain",
     "clip",
     "clip_by_global_norm",
+    "constant_schedule",
+    "cosine_decay_schedule",
     "ema",
     "ema_momentum",
+    "exponential_decay",
     "get",
     "identity",
     "inject_hyperparams",
+    "join_schedules",
     "lbfgs",
     "learning_rate",
+    "linear_schedule",
     "lion",
     "minimize",
     "nadam",
     "names",
     "newton",
+    "piecewise_constant_schedule",
+    "polynomial_schedule",
     "reduce_on_plateau",
     "rmsprop",
     "scale",
@@ -104,5 +124,6 @@ __all__ = [
     "sgd",
     "skipped_steps",
     "trace",
+    "warmup_cosine_decay_schedule",
     "with_extra_args_support",
 ]
