@@ -38,6 +38,7 @@ EVERY_TRANSFORM = {
     "apply_if_finite": fo.apply_if_finite(fo.adam(0.1), 2),
     "identity": fo.identity(),
     "inject_hyperparams": fo.inject_hyperparams(fo.adamw)(learning_rate=0.1, weight_decay=1e-2),
+    "multi_steps": fo.multi_steps(fo.sgd(0.1, momentum=0.9), 2),
     "newton": fo.newton(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 4), damping=1.0),
     "lbfgs": fo.lbfgs(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 4)),
 }

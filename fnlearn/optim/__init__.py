@@ -68,6 +68,7 @@ from fnlearn.optim.transforms import (
     skipped_steps,
     trace,
 )
+from fnlearn.optim.wrappers import MultiStepsState, multi_steps
 
 # Sorted. The schedule names (constant_schedule, ..., warmup_cosine_decay_schedule) are optax's
 # top-level ones, re-exported from fnlearn.optim.schedules.
@@ -78,6 +79,7 @@ __all__ = [
     "GradientTransformationExtraArgs",
     "InjectHyperparamsState",
     "MinimizeResult",
+    "MultiStepsState",
     "ReduceLROnPlateauState",
     "adagrad",
     "adam",
@@ -104,6 +106,7 @@ __all__ = [
     "linear_schedule",
     "lion",
     "minimize",
+    "multi_steps",
     "nadam",
     "names",
     "newton",
