@@ -25,6 +25,7 @@ from fnlearn.optim.base import (
     safe_increment,
     with_extra_args_support,
 )
+from fnlearn.optim.hyperparams import find_hyperparams
 from fnlearn.tree import leaf_paths
 
 __all__ = [
@@ -622,11 +623,14 @@ def learning_rate(opt_state) -> jax.Array | None:
     """The learning rate η of the latest update (of the next one right after ``init``), or None.
 
     Finds the ``ScaleByLearningRateState`` that ``scale_by_learning_rate`` keeps, however deeply
-    it is nested (chains, ``apply_if_finite``, optax's ``chain`` or ``MultiSteps``). Works inside
-    ``jit``. Returns None for a state without one (e.g. a pure optax optimizer).
+    it is nested (chains, ``apply_if_finite``, optax's ``chain`` or ``MultiSteps``). Without one,
+    the ``learning_rate`` that ``inject_hyperparams`` holds (an optax optimizer wrapped in it).
+    Works inside ``jit``. Returns None for a state with neither (e.g. a pure optax optimizer).
     """
     found = _find_states(opt_state, ScaleByLearningRateState)
-    return found[0].learning_rate if found else None
+    if found:
+        return found[0].learning_rate
+    return (find_hyperparams(opt_state) or {}).get("learning_rate")
 
 
 def skipped_steps(opt_state) -> jax.Array | None:
