@@ -18,12 +18,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnlearn import checks
 from fnlearn.errors import FnlearnError
+from fnlearn.optim.hyperparams import find_hyperparams, set_hyperparam
 from fnlearn.rules import higher_is_better, improved
 
-__all__ = ["FitContext", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard", "NonFiniteError", "monitored_value", "unknown_metric"]
+__all__ = ["FitContext", "Callback", "EarlyStopping", "ReduceLROnPlateau", "LambdaCallback", "TensorBoard", "NonFiniteError",
+           "monitored_value", "unknown_metric"]
 
 
 class NonFiniteError(FnlearnError):
@@ -179,6 +182,109 @@ class EarlyStopping(Callback):
         if saved["best_weights"] is not None:
             structure = jax.tree.structure((ctx.state.params, ctx.state.model_state))
             self.best_weights = jax.tree.unflatten(structure, saved["best_weights"])
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` stops improving (the Keras and
+    PyTorch callback of the name), between epochs, for an optimizer built with
+    ``fl.optim.inject_hyperparams`` (the rate is ``hyperparams["learning_rate"]`` in the state).
+
+    After every epoch that has the metric (epochs without evaluation are not counted)::
+
+        counted = no cooldown left (else one cooldown epoch is used up)
+        improved (value < best − min_delta; > best + min_delta in mode "max", as EarlyStopping):
+            best ← value, wait ← 0
+        otherwise, if counted: wait ← wait + 1, and at wait = patience:
+            η ← max(η·factor, min_lr), wait ← 0, the next ``cooldown`` epochs are not counted
+
+    The new rate is used from the next epoch on: an epoch's ``train_learning_rate`` is the rate its
+    steps used. ``reductions`` lists ``{"epoch", "learning_rate"}`` of every change. The counters
+    and ``reductions`` come back on resume; the rate itself is in the checkpointed optimizer state.
+    """
+
+    def __init__(self, monitor: str = "val_loss", *, factor: float = 0.1, patience: int = 10,
+                 min_delta: float = 0.0, cooldown: int = 0, min_lr: float = 0.0, mode: str | None = None):
+        mode = mode or ("max" if higher_is_better(monitor) else "min")
+        _check_plateau_arguments(factor, patience, min_delta, cooldown, min_lr, mode)
+        self.monitor, self.factor, self.patience, self.min_delta = monitor, factor, patience, min_delta
+        self.cooldown, self.min_lr, self.mode = cooldown, min_lr, mode
+        self._reset()
+
+    def _reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+        self.reductions: list[dict] = []
+
+    def on_fit_start(self, ctx):
+        self._reset()
+        _injected_learning_rate(ctx.state.opt_state)  # fail now, not after the first epoch
+
+    def on_epoch_end(self, ctx):
+        value = monitored_value(ctx.record, self.monitor, "ReduceLROnPlateau")
+        if value is None:
+            return
+        counted = self.cooldown_left == 0
+        self.cooldown_left = max(self.cooldown_left - 1, 0)
+        if improved(value, self.best, maximise=self.mode == "max", min_delta=self.min_delta):
+            self.best, self.wait = value, 0
+        elif counted:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.wait = 0
+                self._reduce(ctx)
+
+    def _reduce(self, ctx):
+        rate = _injected_learning_rate(ctx.state.opt_state)
+        new = float(np.float32(max(rate * self.factor, self.min_lr)))  # as the float32 state holds it
+        if new < rate:
+            opt_state = set_hyperparam(ctx.state.opt_state, "learning_rate", new)
+            ctx.state = ctx.state.replace(opt_state=opt_state)
+            self.cooldown_left = self.cooldown
+            self.reductions.append({"epoch": ctx.epoch, "learning_rate": new})
+
+    def state_dict(self) -> dict:
+        return {"best": self.best if math.isfinite(self.best) else None, "wait": self.wait,
+                "cooldown_left": self.cooldown_left, "reductions": self.reductions}
+
+    def load_state_dict(self, saved, ctx):
+        self._reset()
+        if saved["best"] is not None:
+            self.best = float(saved["best"])
+        self.wait, self.cooldown_left = saved["wait"], saved["cooldown_left"]
+        self.reductions = [dict(r) for r in saved["reductions"]]
+
+
+def _check_plateau_arguments(factor, patience, min_delta, cooldown, min_lr, mode) -> None:
+    problems = []
+    if not 0 < factor < 1:
+        problems.append(f"factor={factor!r} must lie in (0, 1) (the rate is multiplied by it), e.g. 0.1")
+    if not (isinstance(patience, int) and patience >= 1):
+        problems.append(f"patience={patience!r} must be a whole number >= 1 of epochs without improvement")
+    if not (isinstance(cooldown, int) and cooldown >= 0):
+        problems.append(f"cooldown={cooldown!r} must be a whole number >= 0 of epochs")
+    if not (min_delta >= 0 and min_lr >= 0):
+        problems.append(f"min_delta={min_delta!r} and min_lr={min_lr!r} must be >= 0")
+    if mode not in ("min", "max"):
+        problems.append(f"mode must be 'min' or 'max', got {mode!r}")
+    if problems:
+        raise FnlearnError(f"ReduceLROnPlateau: {'; '.join(problems)}.")
+
+
+def _injected_learning_rate(opt_state) -> float:
+    """The learning rate held in the state by ``inject_hyperparams``; an error naming the fix if none."""
+    hyperparams = find_hyperparams(opt_state)
+    if hyperparams is None or "learning_rate" not in hyperparams:
+        raise FnlearnError(
+            "ReduceLROnPlateau changes the learning rate held in the optimizer state, and this optimizer "
+            "holds none. Build it with fl.optim.inject_hyperparams(fl.optim.adam)(learning_rate=1e-3) "
+            "(a number, not a schedule)."
+        )
+    rate = np.asarray(hyperparams["learning_rate"])
+    if rate.size != 1:
+        raise FnlearnError(f"ReduceLROnPlateau: the learning rate has shape {rate.shape} (one per replica); "
+                           "it changes the rate of a single run.")
+    return float(rate.reshape(()))
 
 
 class TensorBoard(Callback):

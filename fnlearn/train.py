@@ -10,7 +10,7 @@ A train step is ``(state, batch) -> (state, metrics)`` with ``batch = (x, y)`` o
 
     k_t = fold_in(key, t)                       (t = state.step; dropout, augmentation)
     ℓ(θ) = Σᵢ wᵢ·loss(f_θ(xᵢ), yᵢ) / Σᵢ wᵢ + penalty(θ)
-    g = ∇ℓ(θ),  (u, opt_state) = tx.update(g, opt_state, θ),  θ ← θ + u
+    g = ∇ℓ(θ),  (u, opt_state) = tx.update(g, opt_state, θ, value=ℓ(θ)),  θ ← θ + u
 
 Zero weights make padded examples count for nothing (their gradient is exactly 0), so a last
 partial batch can be padded to the fixed batch shape without recompiling and without bias.
@@ -180,7 +180,9 @@ def train_step(state: TrainState, batch, obj: Objective, augment: Callable | Non
         return data_loss + penalty, (data_loss, penalty, outputs, model_state)
 
     grads, (data_loss, penalty, outputs, model_state) = jax.grad(total_loss, has_aux=True)(state.params)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    # The loss goes to the optimizer as optax's extra argument ``value`` (reduce_on_plateau reads it).
+    tx = optim.with_extra_args_support(state.tx)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, value=data_loss + penalty)
     params = optim.apply_updates(state.params, updates)
     metrics = {"loss": data_loss}
     if norms:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import pytest
 
 import fnlearn.optim as fo
 from fnlearn.errors import FnlearnError
+from fnlearn.optim.hyperparams import find_hyperparams, set_hyperparam
 
 
 def params_of(dtype=jnp.float32):
@@ -180,3 +183,24 @@ def test_scale_by_learning_rate_is_optax_with_a_readable_state():
             v, r = theirs.update(grads, r, params)
             chex.assert_trees_all_close(u, v)
         assert int(s.count) == 4
+
+
+@pytest.mark.parametrize("factory", [fo.adam, optax.adam], ids=["fnlearn_adam", "optax_adam"])
+def test_set_hyperparam_changes_the_rate_used_without_recompiling(factory, caplog):
+    """What ReduceLROnPlateau does between epochs: the next update uses the new rate, the compiled
+    update is reused (the new array is placed like the old one), and learning_rate() reports it,
+    also for an optax optimizer inside inject_hyperparams."""
+    params, grads = params_of(), grads_of(params_of())
+    tx = fo.inject_hyperparams(factory)(learning_rate=0.1)
+    state, update = jax.jit(tx.init)(params), jax.jit(tx.update)  # placed as TrainState.create places it
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        _, state = update(grads, state, params)
+        lowered = set_hyperparam(state, "learning_rate", 0.05)
+        u, lowered = update(grads, lowered, params)
+    assert sum("Compiling jit(update_fn)" in r.getMessage() for r in caplog.records) == 1
+    assert float(fo.learning_rate(lowered)) == pytest.approx(0.05)
+    assert float(find_hyperparams(state)["learning_rate"]) == pytest.approx(0.1)  # the old state is untouched
+    expected, _ = factory(0.05).update(grads, state.inner_state, params)
+    chex.assert_trees_all_close(u, expected, rtol=1e-6)
+    with pytest.raises(FnlearnError, match="inject_hyperparams"):
+        set_hyperparam(fo.adam(0.1).init(params), "learning_rate", 0.05)

@@ -1,5 +1,7 @@
 """fnlearn.train against a hand-written jax + optax step."""
 
+import dataclasses
+
 import chex
 import jax
 import numpy as np
@@ -142,3 +144,28 @@ def test_bad_loss_and_batch_are_reported():
         fl.train.make_train_step(fl.distributions.get("categorical"))(state, (np.ones((2, 6)),))
     with pytest.raises(FnlearnError, match="PRNG key"):
         fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.sgd(0.1), "seed")
+
+
+def _value_recorder():
+    """A transform that keeps the ``value`` it was given (and leaves the updates alone)."""
+
+    def update_fn(updates, state, params=None, *, value, **extra_args):
+        return updates, value
+
+    return fl.optim.GradientTransformation(lambda params: np.float32(0.0), update_fn)
+
+
+def test_the_step_gives_the_optimizer_its_loss_as_value():
+    """optax's extra argument ``value`` is the loss the step minimises (data + penalty), so
+    reduce_on_plateau works inside fit. A bare optax transform (no extra-args support) still works
+    as the step's optimizer."""
+    x, y = _problem()
+    head = fl.distributions.get("categorical")
+    state = fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.chain(fl.optim.sgd(0.1), _value_recorder()), KEY)
+    state, metrics = fl.train.make_train_step(head, penalty=fl.losses.l2(1e-2))(state, (x[:8], y[:8]))
+    assert float(metrics["penalty"]) > 0
+    np.testing.assert_allclose(state.opt_state[1], metrics["loss"] + metrics["penalty"], rtol=1e-6)
+    bare = optax.scale_by_adam()
+    bare_state = dataclasses.replace(state, opt_state=bare.init(state.params), tx=bare)
+    traced = jax.eval_shape(lambda s, b: fl.train.train_step(s, b, fl.train.objective(head)), bare_state, (x[:8], y[:8]))
+    assert traced[1]["loss"].shape == ()

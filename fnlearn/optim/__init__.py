@@ -2,7 +2,8 @@
 
 ``fnlearn.optim.adam(1e-3)`` is ``optax.adam(1e-3)`` written out by hand: same names, arguments,
 defaults and numbers (checked step by step against optax in the tests). Transforms compose with
-optax's both ways.
+optax's both ways. optax's top-level schedule names are here too (``fnlearn.optim.cosine_decay_schedule``
+is ``fnlearn.optim.schedules.cosine_decay_schedule``), as they are in optax.
 """
 
 from fnlearn.optim import schedules
@@ -20,9 +21,34 @@ from fnlearn.optim.aliases import (
     rmsprop,
     sgd,
 )
+from fnlearn.optim.base import (
+    EmptyState,
+    GradientTransformation,
+    GradientTransformationExtraArgs,
+    apply_updates,
+    chain,
+    identity,
+    with_extra_args_support,
+)
 from fnlearn.optim.hyperparams import InjectHyperparamsState, inject_hyperparams
-from fnlearn.optim.base import EmptyState, GradientTransformation, apply_updates, chain, identity
-from fnlearn.optim.second_order import MinimizeResult, lbfgs, minimize, newton, scale_by_newton
+from fnlearn.optim.plateau import ReduceLROnPlateauState, reduce_on_plateau
+from fnlearn.optim.schedules import (
+    constant_schedule,
+    cosine_decay_schedule,
+    exponential_decay,
+    join_schedules,
+    linear_schedule,
+    piecewise_constant_schedule,
+    polynomial_schedule,
+    warmup_cosine_decay_schedule,
+)
+from fnlearn.optim.second_order import (
+    MinimizeResult,
+    lbfgs,
+    minimize,
+    newton,
+    scale_by_newton,
+)
 from fnlearn.optim.transforms import (
     add_decayed_weights,
     add_l1_decay,
@@ -42,48 +68,65 @@ from fnlearn.optim.transforms import (
     skipped_steps,
     trace,
 )
+from fnlearn.optim.wrappers import MultiStepsState, multi_steps
 
+# Sorted. The schedule names (constant_schedule, ..., warmup_cosine_decay_schedule) are optax's
+# top-level ones, re-exported from fnlearn.optim.schedules.
 __all__ = [
-    "inject_hyperparams",
-    "InjectHyperparamsState",
-    "GradientTransformation",
+    "OPTIMIZERS",
     "EmptyState",
-    "identity",
-    "chain",
-    "apply_updates",
-    "scale",
-    "scale_by_learning_rate",
-    "trace",
-    "ema",
-    "scale_by_rss",
-    "scale_by_rms",
-    "scale_by_stddev",
-    "scale_by_adam",
-    "scale_by_amsgrad",
-    "scale_by_lion",
+    "GradientTransformation",
+    "GradientTransformationExtraArgs",
+    "InjectHyperparamsState",
+    "MinimizeResult",
+    "MultiStepsState",
+    "ReduceLROnPlateauState",
+    "adagrad",
+    "adam",
+    "adamw",
     "add_decayed_weights",
     "add_l1_decay",
+    "amsgrad",
+    "apply_if_finite",
+    "apply_updates",
+    "chain",
     "clip",
     "clip_by_global_norm",
-    "apply_if_finite",
-    "learning_rate",
-    "skipped_steps",
-    "sgd",
+    "constant_schedule",
+    "cosine_decay_schedule",
+    "ema",
     "ema_momentum",
-    "adagrad",
-    "rmsprop",
-    "adam",
-    "nadam",
-    "adamw",
-    "amsgrad",
-    "lion",
-    "scale_by_newton",
-    "newton",
-    "lbfgs",
-    "minimize",
-    "MinimizeResult",
-    "OPTIMIZERS",
+    "exponential_decay",
     "get",
+    "identity",
+    "inject_hyperparams",
+    "join_schedules",
+    "lbfgs",
+    "learning_rate",
+    "linear_schedule",
+    "lion",
+    "minimize",
+    "multi_steps",
+    "nadam",
     "names",
+    "newton",
+    "piecewise_constant_schedule",
+    "polynomial_schedule",
+    "reduce_on_plateau",
+    "rmsprop",
+    "scale",
+    "scale_by_adam",
+    "scale_by_amsgrad",
+    "scale_by_learning_rate",
+    "scale_by_lion",
+    "scale_by_newton",
+    "scale_by_rms",
+    "scale_by_rss",
+    "scale_by_stddev",
     "schedules",
+    "sgd",
+    "skipped_steps",
+    "trace",
+    "warmup_cosine_decay_schedule",
+    "with_extra_args_support",
 ]

@@ -21,9 +21,9 @@ import numpy as np
 
 from fnlearn import checks
 from fnlearn.errors import FnlearnError
-from fnlearn.optim.base import GradientTransformation
+from fnlearn.optim.base import GradientTransformation, with_extra_args_support
 
-__all__ = ["InjectHyperparamsState", "inject_hyperparams", "find_hyperparams"]
+__all__ = ["InjectHyperparamsState", "find_hyperparams", "inject_hyperparams", "set_hyperparam"]
 
 
 class InjectHyperparamsState(NamedTuple):
@@ -57,9 +57,9 @@ def inject_hyperparams(
             hyperparams = {k: jnp.asarray(v, jnp.float32) for k, v in numeric.items()}
             return InjectHyperparamsState(hyperparams, factory(**fixed, **numeric).init(params))
 
-        def update_fn(updates, state, params=None):
-            inner = factory(**fixed, **state.hyperparams)
-            updates, inner_state = inner.update(updates, state.inner_state, params)
+        def update_fn(updates, state, params=None, **extra_args):
+            inner = with_extra_args_support(factory(**fixed, **state.hyperparams))
+            updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
             return updates, InjectHyperparamsState(state.hyperparams, inner_state)
 
         return GradientTransformation(init_fn, update_fn)
@@ -93,3 +93,21 @@ def find_hyperparams(opt_state) -> dict | None:
             if found is not None:
                 return found
     return None
+
+
+def set_hyperparam(opt_state, name: str, value):
+    """``opt_state`` with ``hyperparams[name] = value`` in the ``InjectHyperparamsState`` that
+    ``find_hyperparams`` finds (a new state; the old one is untouched). The new array has the old
+    one's shape, dtype and placement (devices, and whether it is committed to them), so the
+    compiled train step takes it without recompiling."""
+    if isinstance(opt_state, InjectHyperparamsState):
+        new = jnp.full_like(opt_state.hyperparams[name], value)  # same shape, dtype, sharding, commitment
+        return opt_state._replace(hyperparams={**opt_state.hyperparams, name: new})
+    for i, sub in enumerate(opt_state if isinstance(opt_state, (tuple, list)) else ()):
+        if find_hyperparams(sub) is not None:
+            parts = [*opt_state[:i], set_hyperparam(sub, name, value), *opt_state[i + 1:]]
+            return type(opt_state)(*parts) if hasattr(opt_state, "_fields") else type(opt_state)(parts)
+    raise FnlearnError(
+        f"set_hyperparam: the optimizer state holds no hyperparameters to set {name!r} in. Build the "
+        f"optimizer with fl.optim.inject_hyperparams(fl.optim.adam)({name}=...)."
+    )

@@ -21,7 +21,9 @@ from fnlearn.optim.base import (
     GradientTransformation,
     init_empty_state,
     safe_increment,
+    with_extra_args_support,
 )
+from fnlearn.optim.hyperparams import find_hyperparams
 from fnlearn.tree import leaf_paths
 
 __all__ = [
@@ -51,9 +53,19 @@ _tree_map = jax.tree_util.tree_map
 # Moment helpers (the three formulas every adaptive method shares)
 
 
+def _abs_sq(x):
+    """|x|² = x·x̄, real; x·x for real x (the same program as before complex support)."""
+    return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
+
+
+def _power(g, order):
+    """g^order; for complex g, |g|^order (a second moment of complex gradients is real, as in optax)."""
+    return _abs_sq(g) ** (order // 2) if jnp.iscomplexobj(g) and order % 2 == 0 else g**order
+
+
 def _ema(updates, moments, decay, order):
-    """m ← (1 − β)·g^order + β·m."""
-    return _tree_map(lambda g, m: (1 - decay) * (g**order) + decay * m, updates, moments)
+    """m ← (1 − β)·g^order + β·m (|g|^order for complex g and even order)."""
+    return _tree_map(lambda g, m: (1 - decay) * _power(g, order) + decay * m, updates, moments)
 
 
 def _bias_correction(moments, decay, count):
@@ -216,7 +228,7 @@ def scale_by_rss(
 
     def update_fn(updates, state, params=None):
         del params
-        sum_of_squares = _tree_map(lambda g, s: g * g + s, updates, state.sum_of_squares)
+        sum_of_squares = _tree_map(lambda g, s: _abs_sq(g) + s, updates, state.sum_of_squares)
         updates = _tree_map(
             lambda s, g: jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0.0) * g, sum_of_squares, updates
         )
@@ -309,7 +321,7 @@ def scale_by_stddev(
         mu_hat = _bias_correction(mu, decay, count) if bias_correction else mu
         nu_hat = _bias_correction(nu, decay, count) if bias_correction else nu
         updates = _tree_map(
-            lambda m, n, g: _rsqrt_denominator(n - m * m, eps, eps_in_sqrt) * g,
+            lambda m, n, g: _rsqrt_denominator(n - _abs_sq(m), eps, eps_in_sqrt) * g,
             mu_hat,
             nu_hat,
             updates,
@@ -541,7 +553,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     def update_fn(updates, state, params=None):
         del params
         leaves = jax.tree_util.tree_leaves(updates)
-        norm = jnp.sqrt(sum(jnp.sum(g * g) for g in leaves))
+        norm = jnp.sqrt(sum(jnp.sum(_abs_sq(g)) for g in leaves))
         keep = norm < max_norm
         updates = _tree_map(
             lambda g: jax.lax.select(keep, g, (g / norm.astype(g.dtype)) * max_norm), updates
@@ -583,14 +595,14 @@ def apply_if_finite(
         zero = _count0()
         return ApplyIfFiniteState(zero, jnp.array(True), zero, zero, inner.init(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
         leaves = jax.tree_util.tree_leaves(updates)
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in leaves]))
         notfinite_count = jnp.where(finite, _count0(), safe_increment(state.notfinite_count))
         accept = jnp.logical_or(finite, notfinite_count > max_consecutive_errors)
         new_updates, inner_state = jax.lax.cond(
             accept,
-            lambda: inner.update(updates, state.inner_state, params),
+            lambda: with_extra_args_support(inner).update(updates, state.inner_state, params, **extra_args),
             lambda: (_zeros_like(updates), state.inner_state),
         )
         return new_updates, ApplyIfFiniteState(
@@ -622,11 +634,14 @@ def learning_rate(opt_state) -> jax.Array | None:
     """The learning rate η of the latest update (of the next one right after ``init``), or None.
 
     Finds the ``ScaleByLearningRateState`` that ``scale_by_learning_rate`` keeps, however deeply
-    it is nested (chains, ``apply_if_finite``, optax's ``chain`` or ``MultiSteps``). Works inside
-    ``jit``. Returns None for a state without one (e.g. a pure optax optimizer).
+    it is nested (chains, ``apply_if_finite``, optax's ``chain`` or ``MultiSteps``). Without one,
+    the ``learning_rate`` that ``inject_hyperparams`` holds (an optax optimizer wrapped in it).
+    Works inside ``jit``. Returns None for a state with neither (e.g. a pure optax optimizer).
     """
     found = _find_states(opt_state, ScaleByLearningRateState)
-    return found[0].learning_rate if found else None
+    if found:
+        return found[0].learning_rate
+    return (find_hyperparams(opt_state) or {}).get("learning_rate")
 
 
 def skipped_steps(opt_state) -> jax.Array | None:
