@@ -106,10 +106,17 @@ def run(quick: bool) -> dict:
     # SGD's largest safe rate: below 2/λ_max of the Hessian 2·xᵀx/n (per dataset; take the smallest).
     lam_max = float(np.min(np.linalg.eigvalsh(2 * np.einsum("sni,snj->sij", x, x) / x.shape[1])[:, -1]))
     sgd_rate = 0.9 / lam_max
-    w_hat = np.stack([np.linalg.lstsq(np.asarray(a, np.float64), np.asarray(b, np.float64), rcond=None)[0] for a, b in zip(x, y, strict=True)])
+    w_hat = np.stack(
+        [
+            np.linalg.lstsq(np.asarray(a, np.float64), np.asarray(b, np.float64), rcond=None)[0]
+            for a, b in zip(x, y, strict=True)
+        ]
+    )
     results = {}
     for name, optimizer in {"sgd": fo.sgd(sgd_rate), "adam": fo.adam(adam_rate)}.items():
-        grads, updates, ws = jax.jit(jax.vmap(lambda a, b, c, o=optimizer: trajectory(o, a, b, c, steps)))(x, y, w0)
+        grads, updates, ws = jax.jit(jax.vmap(lambda a, b, c, o=optimizer: trajectory(o, a, b, c, steps)))(
+            x, y, w0
+        )
         g = np.abs(np.asarray(grads[:, :window])).mean(1)  # [seeds, params]
         u = np.abs(np.asarray(updates[:, :window])).mean(1)
         w_end = np.asarray(ws[:, -1])
@@ -123,12 +130,22 @@ def run(quick: bool) -> dict:
             "mean_abs_step": {"mean": u.mean(0).tolist(), "std": u.std(0).tolist()},
             "slope_log_step_vs_log_gradient": {"mean": float(s.mean()), "std": float(s.std())},
             "largest_over_smallest_step": {"mean": float(ratio.mean()), "std": float(ratio.std())},
-            "progress_towards_least_squares_after_steps": {"mean": progress.mean(0).tolist(), "std": progress.std(0).tolist()},
+            "progress_towards_least_squares_after_steps": {
+                "mean": progress.mean(0).tolist(),
+                "std": progress.std(0).tolist(),
+            },
             "final_loss": {"mean": float(np.mean(final_loss)), "std": float(np.std(final_loss))},
         }
     return {
-        "config": {"quick": quick, "feature_scales": SCALES.tolist(), "seeds": seeds, "steps": steps,
-                   "window_for_step_statistics": window, "n_examples": 256, "hessian_lambda_max": lam_max},
+        "config": {
+            "quick": quick,
+            "feature_scales": SCALES.tolist(),
+            "seeds": seeds,
+            "steps": steps,
+            "window_for_step_statistics": window,
+            "n_examples": 256,
+            "hessian_lambda_max": lam_max,
+        },
         "worked_example": worked_example(),
         "regression": results,
         "seconds": time.perf_counter() - t0,
@@ -149,15 +166,30 @@ def plot(result: dict, path: Path) -> None:
     for name, color in (("sgd", "tab:blue"), ("adam", "tab:orange")):
         g = np.asarray(reg[name]["mean_abs_gradient"]["mean"])
         u = np.asarray(reg[name]["mean_abs_step"]["mean"])
-        ax.loglog(g, u, "o-", color=color, label=f"{name}: slope {reg[name]['slope_log_step_vs_log_gradient']['mean']:.2f}")
-    ax.set(xlabel="mean |gradient| of the weight (first 10 steps)", ylabel="mean |step| of the weight",
-           title="step against gradient, one point per weight")
+        ax.loglog(
+            g,
+            u,
+            "o-",
+            color=color,
+            label=f"{name}: slope {reg[name]['slope_log_step_vs_log_gradient']['mean']:.2f}",
+        )
+    ax.set(
+        xlabel="mean |gradient| of the weight (first 10 steps)",
+        ylabel="mean |step| of the weight",
+        title="step against gradient, one point per weight",
+    )
     ax.legend(fontsize=8)
     ax = axes[1]
     for k, (name, color) in enumerate((("sgd", "tab:blue"), ("adam", "tab:orange"))):
         u = reg[name]["mean_abs_step"]
-        ax.bar(idx + (k - 0.5) * 0.38, u["mean"], yerr=u["std"], width=0.38, color=color,
-               label=f"{name} (largest/smallest {reg[name]['largest_over_smallest_step']['mean']:.3g})")
+        ax.bar(
+            idx + (k - 0.5) * 0.38,
+            u["mean"],
+            yerr=u["std"],
+            width=0.38,
+            color=color,
+            label=f"{name} (largest/smallest {reg[name]['largest_over_smallest_step']['mean']:.3g})",
+        )
     ax.set_yscale("log")
     ax.set_xticks(idx, labels, fontsize=8)
     ax.set(ylabel="mean |Δw| per step (mean ± std over seeds)", title="per-parameter step sizes")
@@ -167,11 +199,16 @@ def plot(result: dict, path: Path) -> None:
         p = reg[name]["progress_towards_least_squares_after_steps"]
         ax.bar(idx + (k - 0.5) * 0.38, p["mean"], yerr=p["std"], width=0.38, color=color, label=name)
     ax.set_xticks(idx, labels, fontsize=8)
-    ax.set(ylabel="1 − |w − ŵ| / |w₀ − ŵ|  (ŵ: least squares)", ylim=(-0.1, 1.1),
-           title=f"progress of each weight after {result['config']['steps']} steps")
+    ax.set(
+        ylabel="1 − |w − ŵ| / |w₀ − ŵ|  (ŵ: least squares)",
+        ylim=(-0.1, 1.1),
+        title=f"progress of each weight after {result['config']['steps']} steps",
+    )
     ax.legend(fontsize=8)
     ex = result["worked_example"]
-    fig.suptitle(f"notes' example through fl.optim.scale_by_adam: m = {ex['m']}, v = {ex['v']} → {np.round(ex['update_b1_b2_0'], 6).tolist()}")
+    fig.suptitle(
+        f"notes' example through fl.optim.scale_by_adam: m = {ex['m']}, v = {ex['v']} → {np.round(ex['update_b1_b2_0'], 6).tolist()}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -188,13 +225,19 @@ def main(argv=None) -> dict:
     plot(result, out / "adam_normalisation.png")
     (out / "adam_normalisation.json").write_text(json.dumps(result, indent=2))
     ex = result["worked_example"]
-    print(f"worked example: m = {ex['m']}, v = {ex['v']} -> {ex['update_b1_b2_0']} (optax {ex['optax_update_b1_b2_0']})")
-    print(f"default β's, constant g: every update {np.round(ex['default_betas_constant_gradient_updates'][-1], 6).tolist()}; "
-          f"without bias correction the first step is {ex['first_step_factor_without_bias_correction']:.2f}× too big")
+    print(
+        f"worked example: m = {ex['m']}, v = {ex['v']} -> {ex['update_b1_b2_0']} (optax {ex['optax_update_b1_b2_0']})"
+    )
+    print(
+        f"default β's, constant g: every update {np.round(ex['default_betas_constant_gradient_updates'][-1], 6).tolist()}; "
+        f"without bias correction the first step is {ex['first_step_factor_without_bias_correction']:.2f}× too big"
+    )
     for name, r in result["regression"].items():
-        print(f"{name:4s} (lr {r['learning_rate']:.3g}): slope log|step| vs log|grad| {r['slope_log_step_vs_log_gradient']['mean']:.3f} ± "
-              f"{r['slope_log_step_vs_log_gradient']['std']:.3f}, largest/smallest step {r['largest_over_smallest_step']['mean']:.3g}, "
-              f"progress per weight {np.round(r['progress_towards_least_squares_after_steps']['mean'], 3).tolist()}")
+        print(
+            f"{name:4s} (lr {r['learning_rate']:.3g}): slope log|step| vs log|grad| {r['slope_log_step_vs_log_gradient']['mean']:.3f} ± "
+            f"{r['slope_log_step_vs_log_gradient']['std']:.3f}, largest/smallest step {r['largest_over_smallest_step']['mean']:.3g}, "
+            f"progress per weight {np.round(r['progress_towards_least_squares_after_steps']['mean'], 3).tolist()}"
+        )
     print(f"ran in {result['seconds']:.1f} s; wrote {out}/adam_normalisation.{{png,json}}")
     return result
 

@@ -53,7 +53,9 @@ def toy_forward(phi: dict, x):
 def toy_loss(phi: dict, x, y):
     """L = Σᵢ ℓᵢ = Σᵢ (f[xᵢ, φ] − yᵢ)², the composition written in one line (what jax.grad sees)."""
     beta, omega = phi["beta"], phi["omega"]
-    f = beta[3] + omega[3] * jnp.cos(beta[2] + omega[2] * jnp.exp(beta[1] + omega[1] * jnp.sin(beta[0] + omega[0] * x)))
+    f = beta[3] + omega[3] * jnp.cos(
+        beta[2] + omega[2] * jnp.exp(beta[1] + omega[1] * jnp.sin(beta[0] + omega[0] * x))
+    )
     return jnp.sum((f - y) ** 2)
 
 
@@ -74,14 +76,19 @@ def toy_backward(phi: dict, x, y, cache: dict) -> dict:
     d_f0 = jnp.cos(cache["f0"]) * d_h1
     d_f = (d_f0, d_f1, d_f2, d_f3)
     h = (x, cache["h1"], cache["h2"], cache["h3"])
-    return {"beta": jnp.stack([jnp.sum(d) for d in d_f]), "omega": jnp.stack([jnp.sum(hk * d) for hk, d in zip(h, d_f, strict=True)])}
+    return {
+        "beta": jnp.stack([jnp.sum(d) for d in d_f]),
+        "omega": jnp.stack([jnp.sum(hk * d) for hk, d in zip(h, d_f, strict=True)]),
+    }
 
 
 def notes_d_omega0(phi: dict, x, y):
     """The notes' closed form: ∂ℓᵢ/∂ω₀ = −2(f − yᵢ)·ω₁ω₂ω₃·xᵢ·cos[f₀]·exp[f₁]·sin[f₂], summed over i."""
     c = toy_forward(phi, x)
     w = phi["omega"]
-    return jnp.sum(-2.0 * (c["f3"] - y) * w[1] * w[2] * w[3] * x * jnp.cos(c["f0"]) * jnp.exp(c["f1"]) * jnp.sin(c["f2"]))
+    return jnp.sum(
+        -2.0 * (c["f3"] - y) * w[1] * w[2] * w[3] * x * jnp.cos(c["f0"]) * jnp.exp(c["f1"]) * jnp.sin(c["f2"])
+    )
 
 
 def random_toy_problem(key, n: int = 16):
@@ -117,6 +124,7 @@ def toy_comparison(key, draws: int, dtype=jnp.float32) -> dict:
 
 def toy_example(key) -> dict:
     """One problem's eight gradients, hand and jax.grad, for the figure and the printout."""
+
     def both(k):
         phi, x, y = random_toy_problem(k)
         return toy_backward(phi, x, y, toy_forward(phi, x)), jax.grad(toy_loss)(phi, x, y)
@@ -193,8 +201,10 @@ def with_random_biases(key, params, std: float = 0.1):
     non-zero biases too."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     keys = jax.random.split(key, len(leaves))
-    new = [std * jax.random.normal(k, p.shape, p.dtype) if fl.tree.path_str(path).endswith("b") else p
-           for k, (path, p) in zip(keys, leaves, strict=True)]
+    new = [
+        std * jax.random.normal(k, p.shape, p.dtype) if fl.tree.path_str(path).endswith("b") else p
+        for k, (path, p) in zip(keys, leaves, strict=True)
+    ]
     return jax.tree_util.tree_unflatten(treedef, new)
 
 
@@ -208,14 +218,22 @@ def mlp_comparison(sizes, activation: str, inits: int, dtype) -> dict:
     y = jax.random.normal(jax.random.key(2), (32, sizes[-1]), dtype)
 
     def one(key):
-        params = with_random_biases(jax.random.fold_in(key, 1), jax.tree.map(lambda p: p.astype(dtype), model.init(key)[0]))
+        params = with_random_biases(
+            jax.random.fold_in(key, 1), jax.tree.map(lambda p: p.astype(dtype), model.init(key)[0])
+        )
         return mlp_backward(params, x, y, activation), jax.grad(loss)(params, x, y)
 
     hand, auto = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(3), inits))
     names = leaf_names(jax.eval_shape(model.init, jax.random.key(0))[0])
     errs = per_layer_errors(hand, auto)
-    return {"sizes": list(sizes), "activation": activation, "dtype": jnp.dtype(dtype).name, "inits": inits,
-            "per_leaf": dict(zip(names, errs, strict=True)), "max_rel_err": max(errs)}
+    return {
+        "sizes": list(sizes),
+        "activation": activation,
+        "dtype": jnp.dtype(dtype).name,
+        "inits": inits,
+        "per_leaf": dict(zip(names, errs, strict=True)),
+        "max_rel_err": max(errs),
+    }
 
 
 def finite_differences(sizes, activation: str, epsilons, directions: int) -> dict:
@@ -251,8 +269,15 @@ def finite_differences(sizes, activation: str, epsilons, directions: int) -> dic
         fd = np.asarray(central(jnp.full((10,), 1e-6), jnp.asarray(np.eye(flat_p.size)[coords])))
         coord_err = (np.abs(fd - g[coords]) / np.maximum(np.abs(g[coords]), 1e-12)).tolist()
     best = int(np.argmin(errors))
-    return {"sizes": list(sizes), "activation": activation, "epsilons": list(epsilons), "max_rel_err": errors,
-            "best_epsilon": epsilons[best], "best_rel_err": errors[best], "coordinate_rel_err_eps_1e-6": max(coord_err)}
+    return {
+        "sizes": list(sizes),
+        "activation": activation,
+        "epsilons": list(epsilons),
+        "max_rel_err": errors,
+        "best_epsilon": epsilons[best],
+        "best_rel_err": errors[best],
+        "coordinate_rel_err_eps_1e-6": max(coord_err),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -275,15 +300,19 @@ def plot(results, path: Path):
     ax.set_ylabel("gradient (symlog scale)")
     toy = results["toy"]["comparison"]
     worst = max(toy["max_rel_err_beta"], toy["max_rel_err_omega"])
-    ax.set_title(f"toy f = β₃ + ω₃cos(β₂ + ω₂exp(β₁ + ω₁sin(β₀ + ω₀x)))\n"
-                 f"max rel. error over {toy['draws']} random problems: {worst:.1e} (float32)")
+    ax.set_title(
+        f"toy f = β₃ + ω₃cos(β₂ + ω₂exp(β₁ + ω₁sin(β₀ + ω₀x)))\n"
+        f"max rel. error over {toy['draws']} random problems: {worst:.1e} (float32)"
+    )
     ax.legend(fontsize=8)
     ax = axes[1]
     floor = 1e-19
     for i, run in enumerate(results["mlp"]):
         names = list(run["per_leaf"])
         vals = np.maximum(list(run["per_leaf"].values()), floor)
-        ax.semilogy(np.arange(len(names)) + 0.08 * (i - 1.5), vals, "o", label=f"{run['activation']}, {run['dtype']}")
+        ax.semilogy(
+            np.arange(len(names)) + 0.08 * (i - 1.5), vals, "o", label=f"{run['activation']}, {run['dtype']}"
+        )
     ax.text(0.02, 0.1, "points on the floor: bit-identical to jax.grad", transform=ax.transAxes, fontsize=8)
     ax.set_ylim(floor / 3, 1e-5)
     ax.set_xticks(np.arange(len(names)), names, rotation=45, ha="right", fontsize=7)
@@ -300,7 +329,9 @@ def plot(results, path: Path):
     ax.loglog(eps, fd["max_rel_err"][0] * (eps / eps[0]) ** 2, "k:", label="∝ ε² (truncation)")
     ax.set_xlabel("ε")
     ax.set_ylabel("max relative error of ⟨∂L/∂θ, v⟩")
-    ax.set_title(f"central differences, float64 {fd['activation']} MLP\nbest {fd['best_rel_err']:.1e} at ε = {fd['best_epsilon']:.0e}")
+    ax.set_title(
+        f"central differences, float64 {fd['activation']} MLP\nbest {fd['best_rel_err']:.1e} at ε = {fd['best_epsilon']:.0e}"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -316,9 +347,17 @@ def main(argv=None):
     draws, inits = (64, 4) if args.quick else (1024, 16)
     sizes = [5, 16, 16, 16, 3]
     results = {
-        "toy": {"comparison": toy_comparison(jax.random.key(0), draws), "example": toy_example(jax.random.key(1))},
-        "mlp": [mlp_comparison(sizes, act, inits, jnp.float32) for act in (("relu",) if args.quick else ("relu", "tanh"))],
-        "finite_differences": finite_differences(sizes, "tanh", [10.0**-k for k in range(1, 10)], 4 if args.quick else 16),
+        "toy": {
+            "comparison": toy_comparison(jax.random.key(0), draws),
+            "example": toy_example(jax.random.key(1)),
+        },
+        "mlp": [
+            mlp_comparison(sizes, act, inits, jnp.float32)
+            for act in (("relu",) if args.quick else ("relu", "tanh"))
+        ],
+        "finite_differences": finite_differences(
+            sizes, "tanh", [10.0**-k for k in range(1, 10)], 4 if args.quick else 16
+        ),
     }
     with jax.enable_x64(True):
         results["toy"]["comparison_float64"] = toy_comparison(jax.random.key(0), draws, jnp.float64)
@@ -330,14 +369,20 @@ def main(argv=None):
     results["seconds"] = time.perf_counter() - start
     (args.out / "backprop_by_hand.json").write_text(json.dumps(results, indent=1, allow_nan=False))
     for toy in (results["toy"]["comparison"], results["toy"]["comparison_float64"]):
-        print(f"toy function, {toy['draws']} random problems ({toy['dtype']}): max rel. error hand vs jax.grad "
-              f"β {toy['max_rel_err_beta']:.1e}, ω {toy['max_rel_err_omega']:.1e}; notes' closed-form ∂ℓ/∂ω₀ vs jax.grad "
-              f"{toy['max_rel_err_notes_omega0']:.1e}")
+        print(
+            f"toy function, {toy['draws']} random problems ({toy['dtype']}): max rel. error hand vs jax.grad "
+            f"β {toy['max_rel_err_beta']:.1e}, ω {toy['max_rel_err_omega']:.1e}; notes' closed-form ∂ℓ/∂ω₀ vs jax.grad "
+            f"{toy['max_rel_err_notes_omega0']:.1e}"
+        )
     for run in results["mlp"]:
-        print(f"MLP {run['sizes']} {run['activation']:>4} {run['dtype']}: max rel. error hand vs jax.grad {run['max_rel_err']:.1e}")
+        print(
+            f"MLP {run['sizes']} {run['activation']:>4} {run['dtype']}: max rel. error hand vs jax.grad {run['max_rel_err']:.1e}"
+        )
     fd = results["finite_differences"]
-    print(f"finite differences (float64): best rel. error {fd['best_rel_err']:.1e} at ε = {fd['best_epsilon']:.0e}; "
-          f"10 single weights at ε = 1e-6: {fd['coordinate_rel_err_eps_1e-6']:.1e}")
+    print(
+        f"finite differences (float64): best rel. error {fd['best_rel_err']:.1e} at ε = {fd['best_epsilon']:.0e}; "
+        f"10 single weights at ε = 1e-6: {fd['coordinate_rel_err_eps_1e-6']:.1e}"
+    )
     print(f"wrote {args.out}/backprop_by_hand.png and .json in {results['seconds']:.1f} s")
     return results
 

@@ -112,16 +112,36 @@ def run(quick: bool) -> dict:
         terms = decompose(h, y_bar, y_test)
         terms["sum_of_terms"] = terms["bias2"] + terms["variance"] + terms["noise"]
         per_model = np.mean((h - y_test) ** 2, axis=1)  # test error of each replica
-        rows.append({"hidden_units": width, "parameters": 3 * width + 1, **terms,
-                     "test_error_std_over_models": float(per_model.std()),
-                     "train_error_mean": float(train_mse.mean()), "train_error_std": float(train_mse.std())})
+        rows.append(
+            {
+                "hidden_units": width,
+                "parameters": 3 * width + 1,
+                **terms,
+                "test_error_std_over_models": float(per_model.std()),
+                "train_error_mean": float(train_mse.mean()),
+                "train_error_std": float(train_mse.std()),
+            }
+        )
         order = np.argsort(x_test)[::20]
-        fits[str(width)] = {"x": x_test[order].tolist(), "models": h[:8, order].tolist(), "mean": h.mean(0)[order].tolist()}
+        fits[str(width)] = {
+            "x": x_test[order].tolist(),
+            "models": h[:8, order].tolist(),
+            "mean": h.mean(0)[order].tolist(),
+        }
     best = min(rows, key=lambda r: r["test_error"])
     return {
-        "config": {"quick": quick, "widths": widths, "replicas": replicas, "n_train": N_TRAIN, "noise_std": NOISE,
-                   "steps": steps, "n_test": int(len(x_test)), "distribution": "regression_1d: y = sin(2πx) + N(0, 0.3²), x ~ U[0, 1]",
-                   "model": "mlp [1, D, 1] relu, biases U(−1, 1)", "optimizer": "full-batch adam 3e-2, cosine decay to 3e-4, MSE"},
+        "config": {
+            "quick": quick,
+            "widths": widths,
+            "replicas": replicas,
+            "n_train": N_TRAIN,
+            "noise_std": NOISE,
+            "steps": steps,
+            "n_test": int(len(x_test)),
+            "distribution": "regression_1d: y = sin(2πx) + N(0, 0.3²), x ~ U[0, 1]",
+            "model": "mlp [1, D, 1] relu, biases U(−1, 1)",
+            "optimizer": "full-batch adam 3e-2, cosine decay to 3e-4, MSE",
+        },
         "rows": rows,
         "best_width": best["hidden_units"],
         "max_decomposition_gap": max(abs(r["test_error"] - r["sum_of_terms"]) for r in rows),
@@ -145,11 +165,28 @@ def plot(result: dict, path: Path) -> None:
     ax.plot(d, col("sum_of_terms"), "k:", lw=1.5, label="bias² + variance + noise")
     ax.plot(d, col("bias2"), "s-", color="tab:blue", label="bias²")
     ax.plot(d, col("variance"), "^-", color="tab:red", label="variance")
-    ax.axhline(result["config"]["noise_std"] ** 2, color="0.5", ls="--", label=f"noise σ² = {result['config']['noise_std'] ** 2:.2f}")
-    ax.plot(d, col("train_error_mean"), "o--", color="tab:green", alpha=0.7, label="training error (mean over models)")
+    ax.axhline(
+        result["config"]["noise_std"] ** 2,
+        color="0.5",
+        ls="--",
+        label=f"noise σ² = {result['config']['noise_std'] ** 2:.2f}",
+    )
+    ax.plot(
+        d,
+        col("train_error_mean"),
+        "o--",
+        color="tab:green",
+        alpha=0.7,
+        label="training error (mean over models)",
+    )
     ax.axvline(result["best_width"], color="0.7", lw=8, alpha=0.3)
-    ax.set(xscale="log", yscale="log", xlabel="hidden units D (capacity)", ylabel="squared error",
-           title=f"Bias–variance over {result['config']['replicas']} resampled datasets (N = {result['config']['n_train']})")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="hidden units D (capacity)",
+        ylabel="squared error",
+        title=f"Bias–variance over {result['config']['replicas']} resampled datasets (N = {result['config']['n_train']})",
+    )
     ax.set_xticks(d, [str(v) for v in d])
     ax.legend(fontsize=8)
     small, large = str(d[0]), str(d[-1])
@@ -157,10 +194,22 @@ def plot(result: dict, path: Path) -> None:
         f = result["fits"][w]
         x = np.asarray(f["x"])
         for i, m in enumerate(f["models"]):
-            ax.plot(x, m, color="tab:red", alpha=0.35, lw=1, label="models h(x, D_r) on 8 datasets" if i == 0 else None)
+            ax.plot(
+                x,
+                m,
+                color="tab:red",
+                alpha=0.35,
+                lw=1,
+                label="models h(x, D_r) on 8 datasets" if i == 0 else None,
+            )
         ax.plot(x, f["mean"], "tab:blue", lw=2.5, label="average model h̄(x)")
         ax.plot(x, regression_1d_mean(x), "k--", lw=1.5, label="ȳ(x) = sin 2πx")
-        ax.set(xlabel="x", ylabel="y", ylim=(-2, 2), title=f"D = {w}: " + ("high bias" if w == small else "high variance"))
+        ax.set(
+            xlabel="x",
+            ylabel="y",
+            ylim=(-2, 2),
+            title=f"D = {w}: " + ("high bias" if w == small else "high variance"),
+        )
         ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -170,7 +219,9 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/bias_variance", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="fewer widths, replicas and steps (CI smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer widths, replicas and steps (CI smoke run)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -179,10 +230,14 @@ def main(argv=None) -> dict:
     (out / "bias_variance.json").write_text(json.dumps(result, indent=2))
     print(f"{'D':>4}  {'bias²':>7} {'var':>7} {'noise':>7} {'sum':>7}  {'test':>7}  {'train':>7}")
     for r in result["rows"]:
-        print(f"{r['hidden_units']:>4}  {r['bias2']:7.4f} {r['variance']:7.4f} {r['noise']:7.4f} {r['sum_of_terms']:7.4f}  "
-              f"{r['test_error']:7.4f}  {r['train_error_mean']:7.4f}")
-    print(f"lowest test error at D = {result['best_width']}; |test − (bias² + var + noise)| ≤ {result['max_decomposition_gap']:.4f}; "
-          f"{result['seconds']:.1f} s; wrote {out}/bias_variance.{{png,json}}")
+        print(
+            f"{r['hidden_units']:>4}  {r['bias2']:7.4f} {r['variance']:7.4f} {r['noise']:7.4f} {r['sum_of_terms']:7.4f}  "
+            f"{r['test_error']:7.4f}  {r['train_error_mean']:7.4f}"
+        )
+    print(
+        f"lowest test error at D = {result['best_width']}; |test − (bias² + var + noise)| ≤ {result['max_decomposition_gap']:.4f}; "
+        f"{result['seconds']:.1f} s; wrote {out}/bias_variance.{{png,json}}"
+    )
     return result
 
 

@@ -131,18 +131,31 @@ def run(quick: bool) -> dict:
         finite = np.isfinite(curve).all(1) & np.isfinite(final_nll)
         ok = final_nll[finite]  # mean ± std over the seeds that did not diverge (counted below)
         results[name] = {
-            "final_train_nll": {"mean": float(ok.mean()) if ok.size else None, "std": float(ok.std()) if ok.size else None,
-                                "per_seed": [float(v) if f else None for v, f in zip(final_nll, finite, strict=True)]},
+            "final_train_nll": {
+                "mean": float(ok.mean()) if ok.size else None,
+                "std": float(ok.std()) if ok.size else None,
+                "per_seed": [float(v) if f else None for v, f in zip(final_nll, finite, strict=True)],
+            },
             "train_accuracy": {"mean": float(acc.mean()), "std": float(acc.std()), "per_seed": acc.tolist()},
-            "steps_to_half_chance": [steps_to(c, level) for c in curve],  # seed by seed, diverged ones included
+            "steps_to_half_chance": [
+                steps_to(c, level) for c in curve
+            ],  # seed by seed, diverged ones included
             "curve_mean": finite_or_none(curve[finite].mean(0)) if finite.any() else None,
             "curve_std": finite_or_none(curve[finite].std(0)) if finite.any() else None,
             "diverged_seeds": int((~finite).sum()),
         }
     return {
-        "config": {"quick": quick, "depth": depth, "width": width, "seeds": seeds, "steps": steps,
-                   "learning_rate": learning_rate, "optimizer": "full-batch sgd, momentum 0.9", "data": "spirals n=400 turns=1.5 noise=0.05",
-                   "half_chance_nll": level},
+        "config": {
+            "quick": quick,
+            "depth": depth,
+            "width": width,
+            "seeds": seeds,
+            "steps": steps,
+            "learning_rate": learning_rate,
+            "optimizer": "full-batch sgd, momentum 0.9",
+            "data": "spirals n=400 turns=1.5 noise=0.05",
+            "half_chance_nll": level,
+        },
         "variants": results,
         "seconds": time.perf_counter() - start,
     }
@@ -156,7 +169,9 @@ def plot(result: dict, path: Path) -> None:
 
     cfg = result["config"]
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for (name, r), colour in zip(result["variants"].items(), ["k", "tab:blue", "tab:orange", "tab:green"], strict=True):
+    for (name, r), colour in zip(
+        result["variants"].items(), ["k", "tab:blue", "tab:orange", "tab:green"], strict=True
+    ):
         if r["curve_mean"] is None:
             continue
         mean = np.array([np.nan if v is None else v for v in r["curve_mean"]])
@@ -164,11 +179,21 @@ def plot(result: dict, path: Path) -> None:
         steps = np.arange(1, len(mean) + 1)
         acc = r["train_accuracy"]
         note = f", {r['diverged_seeds']} diverged seed(s) left out" if r["diverged_seeds"] else ""
-        ax.plot(steps, mean, color=colour, lw=2, label=f"{name}: final acc {acc['mean']:.2f} ± {acc['std']:.2f}{note}")
+        ax.plot(
+            steps,
+            mean,
+            color=colour,
+            lw=2,
+            label=f"{name}: final acc {acc['mean']:.2f} ± {acc['std']:.2f}{note}",
+        )
         ax.fill_between(steps, np.maximum(mean - std, 1e-4), mean + std, color=colour, alpha=0.2)
     ax.axhline(math.log(2.0), color="0.5", ls=":", label="chance, log 2")
-    ax.set(yscale="log", xlabel="full-batch SGD step (momentum 0.9, η = 0.01)", ylabel="training NLL (mean ± std over seeds)",
-           title=f"{cfg['depth']} hidden layers × {cfg['width']} units on two spirals ({cfg['seeds']} seeds as vmapped replicas)")
+    ax.set(
+        yscale="log",
+        xlabel="full-batch SGD step (momentum 0.9, η = 0.01)",
+        ylabel="training NLL (mean ± std over seeds)",
+        title=f"{cfg['depth']} hidden layers × {cfg['width']} units on two spirals ({cfg['seeds']} seeds as vmapped replicas)",
+    )
     ax.legend(fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -178,7 +203,9 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/deep_mlp_normalisation", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="shallower, narrower, fewer steps (CI smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="shallower, narrower, fewer steps (CI smoke run)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,8 +218,10 @@ def main(argv=None) -> dict:
     for name, r in result["variants"].items():
         f, a = r["final_train_nll"], r["train_accuracy"]
         nll = "diverged" if f["mean"] is None else f"{f['mean']:8.4f} ± {f['std']:.4f}"
-        print(f"{name:<22} {nll:>17} {a['mean']:6.3f} ± {a['std']:.3f}  {r['steps_to_half_chance']}"
-              + (f"  ({r['diverged_seeds']} seeds diverged)" if r["diverged_seeds"] else ""))
+        print(
+            f"{name:<22} {nll:>17} {a['mean']:6.3f} ± {a['std']:.3f}  {r['steps_to_half_chance']}"
+            + (f"  ({r['diverged_seeds']} seeds diverged)" if r["diverged_seeds"] else "")
+        )
     print(f"{result['seconds']:.1f} s; wrote {out}/deep_mlp_normalisation.{{png,json}}")
     return result
 

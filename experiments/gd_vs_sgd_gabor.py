@@ -105,11 +105,23 @@ def run(quick: bool) -> dict:
     final_loss = jax.vmap(lambda p: loss(p, x, y))
     sgd_fraction = sgd_ok.mean(axis=1)
     grid_a, grid_b = np.meshgrid(np.linspace(*PHI0_RANGE, 101), np.linspace(*PHI1_RANGE, 101))
-    surface = jax.vmap(lambda p: loss(p, x, y))(jnp.asarray(np.stack([grid_a.ravel(), grid_b.ravel()], 1), jnp.float32))
+    surface = jax.vmap(lambda p: loss(p, x, y))(
+        jnp.asarray(np.stack([grid_a.ravel(), grid_b.ravel()], 1), jnp.float32)
+    )
     return {
-        "config": {"quick": quick, "n_points": int(x.shape[0]), "starts": int(starts.shape[0]), "sgd_seeds": seeds,
-                   "steps": steps, "learning_rate": rate, "schedule": "cosine decay", "batch_size": batch,
-                   "success_radius": SUCCESS_RADIUS, "phi0_range": PHI0_RANGE, "phi1_range": PHI1_RANGE},
+        "config": {
+            "quick": quick,
+            "n_points": int(x.shape[0]),
+            "starts": int(starts.shape[0]),
+            "sgd_seeds": seeds,
+            "steps": steps,
+            "learning_rate": rate,
+            "schedule": "cosine decay",
+            "batch_size": batch,
+            "success_radius": SUCCESS_RADIUS,
+            "phi0_range": PHI0_RANGE,
+            "phi1_range": PHI1_RANGE,
+        },
         "global_minimum": {"phi": np.asarray(phi_star).tolist(), "loss": loss_star},
         "fraction_global": {
             "gd": float(gd_ok.mean()),
@@ -119,11 +131,19 @@ def run(quick: bool) -> dict:
         },
         "starts_where_sgd_wins": int(np.sum(~gd_ok & (sgd_ok.mean(0) > 0.5))),
         "starts_where_gd_wins": int(np.sum(gd_ok & (sgd_ok.mean(0) < 0.5))),
-        "median_final_loss": {"gd": float(np.median(final_loss(gd))),
-                              "sgd": float(np.median(jax.vmap(final_loss)(sgd)))},
+        "median_final_loss": {
+            "gd": float(np.median(final_loss(gd))),
+            "sgd": float(np.median(jax.vmap(final_loss)(sgd))),
+        },
         "seconds": seconds,
-        "_plot": {"starts": np.asarray(starts), "gd_ok": gd_ok, "sgd_rate": sgd_ok.mean(0), "gd_end": np.asarray(gd),
-                  "sgd_end": np.asarray(sgd[0]), "grid": (grid_a, grid_b, np.asarray(surface).reshape(grid_a.shape))},
+        "_plot": {
+            "starts": np.asarray(starts),
+            "gd_ok": gd_ok,
+            "sgd_rate": sgd_ok.mean(0),
+            "gd_end": np.asarray(gd),
+            "sgd_end": np.asarray(sgd[0]),
+            "grid": (grid_a, grid_b, np.asarray(surface).reshape(grid_a.shape)),
+        },
     }
 
 
@@ -141,10 +161,23 @@ def plot(result: dict, path: Path) -> None:
     levels = np.geomspace(surface.min(), surface.max(), 25)
     for ax, title, colour in (
         (axes[0], f"full-batch GD: {frac['gd']:.0%} of starts reach φ*", p["gd_ok"].astype(float)),
-        (axes[1], f"SGD (batch {result['config']['batch_size']}): {frac['sgd_mean']:.0%} ± {frac['sgd_std']:.0%} reach φ*", p["sgd_rate"]),
+        (
+            axes[1],
+            f"SGD (batch {result['config']['batch_size']}): {frac['sgd_mean']:.0%} ± {frac['sgd_std']:.0%} reach φ*",
+            p["sgd_rate"],
+        ),
     ):
         ax.contour(a, b, surface, levels=levels, cmap="Greys_r", linewidths=0.6)
-        sc = ax.scatter(p["starts"][:, 0], p["starts"][:, 1], c=colour, cmap="RdYlGn", vmin=0, vmax=1, s=14, edgecolors="none")
+        sc = ax.scatter(
+            p["starts"][:, 0],
+            p["starts"][:, 1],
+            c=colour,
+            cmap="RdYlGn",
+            vmin=0,
+            vmax=1,
+            s=14,
+            edgecolors="none",
+        )
         ax.plot(*star, "b*", ms=16, label="global minimum φ*")
         ax.set(xlabel="φ₀ (offset)", ylabel="φ₁ (frequency)", title=title)
         ax.legend(loc="lower left", fontsize=8)
@@ -153,7 +186,9 @@ def plot(result: dict, path: Path) -> None:
     ax.bar(["GD"], [frac["gd"]], color="tab:blue")
     ax.bar(["SGD"], [frac["sgd_mean"]], yerr=[frac["sgd_std"]], capsize=6, color="tab:orange")
     ax.set(ylabel="fraction of starts reaching the global minimum", title="same steps, same cosine-decayed α")
-    fig.suptitle("Gabor model L[φ] = Σ(f[x_i, φ] − y_i)²: colour = start point's outcome (green: global minimum)")
+    fig.suptitle(
+        "Gabor model L[φ] = Σ(f[x_i, φ] − y_i)²: colour = start point's outcome (green: global minimum)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -171,10 +206,16 @@ def main(argv=None) -> dict:
     result.pop("_plot")
     (out / "gd_vs_sgd_gabor.json").write_text(json.dumps(result, indent=2))
     frac = result["fraction_global"]
-    print(f"global minimum φ* = {np.round(result['global_minimum']['phi'], 3).tolist()}, L = {result['global_minimum']['loss']:.4f}")
-    print(f"fraction of {result['config']['starts']} starts reaching φ*: GD {frac['gd']:.3f}, "
-          f"SGD {frac['sgd_mean']:.3f} ± {frac['sgd_std']:.3f} over {result['config']['sgd_seeds']} seeds")
-    print(f"starts where SGD (majority of seeds) wins: {result['starts_where_sgd_wins']}, where GD wins: {result['starts_where_gd_wins']}")
+    print(
+        f"global minimum φ* = {np.round(result['global_minimum']['phi'], 3).tolist()}, L = {result['global_minimum']['loss']:.4f}"
+    )
+    print(
+        f"fraction of {result['config']['starts']} starts reaching φ*: GD {frac['gd']:.3f}, "
+        f"SGD {frac['sgd_mean']:.3f} ± {frac['sgd_std']:.3f} over {result['config']['sgd_seeds']} seeds"
+    )
+    print(
+        f"starts where SGD (majority of seeds) wins: {result['starts_where_sgd_wins']}, where GD wins: {result['starts_where_gd_wins']}"
+    )
     print(f"ran in {result['seconds']:.1f} s; wrote {out}/gd_vs_sgd_gabor.{{png,json}}")
     return result
 

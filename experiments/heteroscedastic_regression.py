@@ -62,7 +62,9 @@ def fit(head, x, y, steps: int, seed: int = 0, learning_rate: float = 5e-3):
         updates, s = opt.update(grads, s, p)
         return (optax.apply_updates(p, updates), s), loss
 
-    (params, _), curve = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))((params, opt.init(params)))
+    (params, _), curve = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))(
+        (params, opt.init(params))
+    )
     return (lambda x_new: model.apply(params, state, x_new)[0]), np.asarray(curve)
 
 
@@ -95,11 +97,21 @@ def run(quick: bool) -> dict:
     inner = (grid[:, 0] >= 0.1) & (grid[:, 0] <= 1.9)  # away from the edges of the data
     rel_err = np.abs(sigma_fit - true_sigma(grid[:, 0])) / true_sigma(grid[:, 0])
     return {
-        "config": {"quick": quick, "steps": steps, "n_train": int(len(y_train)), "n_test": int(len(y_test)),
-                   "model": "mlp 1-64-64-out tanh", "optimizer": "adam 5e-3 cosine", "variance_floor": 1e-6},
+        "config": {
+            "quick": quick,
+            "steps": steps,
+            "n_train": int(len(y_train)),
+            "n_test": int(len(y_test)),
+            "model": "mlp 1-64-64-out tanh",
+            "optimizer": "adam 5e-3 cosine",
+            "variance_floor": 1e-6,
+        },
         "test_nll": test_nll,
         "sigma_hat_constant": sigma_hat,
-        "sigma_relative_error": {"median": float(np.median(rel_err[inner])), "max_inner": float(np.max(rel_err[inner]))},
+        "sigma_relative_error": {
+            "median": float(np.median(rel_err[inner])),
+            "max_inner": float(np.max(rel_err[inner])),
+        },
         "final_train_loss": {"fixed": float(curve_fixed[-1]), "learned": float(curve_learned[-1])},
         "train_seconds": seconds,
         "curves": {
@@ -124,11 +136,27 @@ def plot(result: dict, path: Path) -> None:
     s_hat, nll = result["sigma_hat_constant"], result["test_nll"]
     fig, (ax, ax_s) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.6, 1]})
     ax.scatter(x_train, y_train, s=4, color="0.6", alpha=0.6, label="training data")
-    ax.plot(c["x"], c["mean_fixed"], color="tab:orange", label=f"fixed σ: μ ± 2σ̂ (σ̂ = {s_hat:.2f}), test NLL {nll['fixed_best_constant_sigma']:.3f}")
+    ax.plot(
+        c["x"],
+        c["mean_fixed"],
+        color="tab:orange",
+        label=f"fixed σ: μ ± 2σ̂ (σ̂ = {s_hat:.2f}), test NLL {nll['fixed_best_constant_sigma']:.3f}",
+    )
     for sign in (-2, 2):
         ax.plot(c["x"], c["mean_fixed"] + sign * s_hat, color="tab:orange", ls=":", lw=1.5)
-    ax.plot(c["x"], c["mean_learned"], color="tab:blue", label=f"learned σ(x): μ ± 2σ(x), test NLL {nll['learned']:.3f}")
-    ax.fill_between(c["x"], c["mean_learned"] - 2 * c["sigma_learned"], c["mean_learned"] + 2 * c["sigma_learned"], color="tab:blue", alpha=0.25)
+    ax.plot(
+        c["x"],
+        c["mean_learned"],
+        color="tab:blue",
+        label=f"learned σ(x): μ ± 2σ(x), test NLL {nll['learned']:.3f}",
+    )
+    ax.fill_between(
+        c["x"],
+        c["mean_learned"] - 2 * c["sigma_learned"],
+        c["mean_learned"] + 2 * c["sigma_learned"],
+        color="tab:blue",
+        alpha=0.25,
+    )
     ax.plot(c["x"], true_mean(c["x"]), "k--", lw=1, label="true mean sin(3x)")
     ax.set(xlabel="x", ylabel="y", title="Noise that grows with x: mean ± 2σ bands")
     ax.legend(loc="lower left", fontsize=8)
@@ -161,7 +189,9 @@ def main(argv=None) -> dict:
         print(f"  {name:<26} {value:8.4f}")
     err = result["sigma_relative_error"]
     print(f"σ(x) relative error on x in [0.1, 1.9]: median {err['median']:.1%}, max {err['max_inner']:.1%}")
-    print(f"trained both models in {result['train_seconds']:.1f} s; wrote {out}/heteroscedastic_regression.{{png,json}}")
+    print(
+        f"trained both models in {result['train_seconds']:.1f} s; wrote {out}/heteroscedastic_regression.{{png,json}}"
+    )
     if not nll["learned"] < nll["fixed_best_constant_sigma"]:
         raise SystemExit("the learned-variance model did not beat the fixed-variance one on test NLL")
     return result

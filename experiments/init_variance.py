@@ -77,7 +77,10 @@ def shallow_experiment(quick: bool):
         for name, w_init in INITS.items():
             # eager: fifteen small networks run faster op by op than compiled one by one
             fwd, bwd, acts = layer_statistics(widths, activation, w_init, x, jax.random.key(1))
-            result[activation][name] = {"forward_variance": np.asarray(fwd).tolist(), "backward_variance": np.asarray(bwd).tolist()}
+            result[activation][name] = {
+                "forward_variance": np.asarray(fwd).tolist(),
+                "backward_variance": np.asarray(bwd).tolist(),
+            }
             if activation == "tanh" and name in ("N(0,1)", "Xavier", "LeCun"):
                 histograms[name] = [np.asarray(a).ravel() for a in acts]
     return result, histograms
@@ -93,7 +96,11 @@ def deep_relu_experiment(quick: bool):
     depth, width, seeds = (20, 128, 8) if quick else (50, 256, 16)
     x = jax.random.normal(jax.random.key(2), (64, width))
     out = {}
-    for name, w_init in {"He": init.he_normal(), "N(0,0.01²)": init.normal(0.01), "N(0,1)": init.normal(1.0)}.items():
+    for name, w_init in {
+        "He": init.he_normal(),
+        "N(0,0.01²)": init.normal(0.01),
+        "N(0,1)": init.normal(1.0),
+    }.items():
 
         def moments(key, w_init=w_init):
             weights = jax.vmap(lambda k: w_init(k, (width, width)))(jax.random.split(key, depth))
@@ -104,7 +111,9 @@ def deep_relu_experiment(quick: bool):
 
             return jax.lax.scan(layer, x, weights)[1]
 
-        per_seed = np.asarray(jax.jit(jax.vmap(moments))(jax.random.split(jax.random.key(3), seeds)), np.float64)
+        per_seed = np.asarray(
+            jax.jit(jax.vmap(moments))(jax.random.split(jax.random.key(3), seeds)), np.float64
+        )
         finite = np.isfinite(per_seed).all(0)
         # float32 overflow is stored as null: strict JSON has no Infinity
         out[name] = {
@@ -120,11 +129,18 @@ def xavier_compromise():
     """Part 3: a linear network of changing widths; which variance does each rule keep?"""
     widths = [100, 50, 200, 50, 200, 50, 100]
     x = jax.random.normal(jax.random.key(4), (500, widths[0]))
-    rules = {"LeCun (fan_in)": init.lecun_normal(), "Xavier (fan_avg)": init.xavier_normal(), "He fan_out, gain 1": init.he_normal(1.0, mode="fan_out")}
+    rules = {
+        "LeCun (fan_in)": init.lecun_normal(),
+        "Xavier (fan_avg)": init.xavier_normal(),
+        "He fan_out, gain 1": init.he_normal(1.0, mode="fan_out"),
+    }
     out = {}
     for name, w_init in rules.items():
         fwd, bwd, _ = layer_statistics(widths + [widths[-1]], "identity", w_init, x, jax.random.key(5))
-        out[name] = {"forward_variance": np.asarray(fwd).tolist(), "backward_variance": np.asarray(bwd).tolist()}
+        out[name] = {
+            "forward_variance": np.asarray(fwd).tolist(),
+            "backward_variance": np.asarray(bwd).tolist(),
+        }
     return {"widths": widths, "variances": out}
 
 
@@ -137,7 +153,10 @@ def plot(results, histograms, path: Path):
     fig, axes = plt.subplots(4, 3, figsize=(15, 16))
     layers = np.arange(1, 6)
     for col, activation in enumerate(ACTIVATIONS):
-        for row, key, label in ((0, "forward_variance", "Var(activations)"), (1, "backward_variance", "Var(∂L/∂pre-activation)")):
+        for row, key, label in (
+            (0, "forward_variance", "Var(activations)"),
+            (1, "backward_variance", "Var(∂L/∂pre-activation)"),
+        ):
             ax = axes[row, col]
             for name, stats in results["shallow"][activation].items():
                 values = np.asarray(stats[key], np.float64)
@@ -161,7 +180,9 @@ def plot(results, histograms, path: Path):
         ax.semilogy(steps, np.where(mean > 0, mean, np.nan), label=name)
         ax.fill_between(steps, low, high, alpha=0.2)
     ax.set_ylim(1e-30, 1e30)
-    ax.set_title(f"{deep['depth']}-layer ReLU, width {deep['width']}: E[z²] per layer\n(mean, min–max over {deep['seeds']} inits)")
+    ax.set_title(
+        f"{deep['depth']}-layer ReLU, width {deep['width']}: E[z²] per layer\n(mean, min–max over {deep['seeds']} inits)"
+    )
     ax.set_xlabel("layer")
     ax.legend(fontsize=8)
     comp = results["xavier_compromise"]
@@ -173,7 +194,12 @@ def plot(results, histograms, path: Path):
         ax.set_xlabel("hidden layer")
         ax.legend(fontsize=8)
     axes[3, 2].axis("off")
-    axes[3, 2].text(0.0, 0.5, "LeCun keeps the forward variance,\nHe(fan_out) the backward one;\nXavier's 2/(fan_in+fan_out)\nis the compromise between them.\n\n(Rows 1-2: all widths are 100, so LeCun\nand Xavier coincide there.)", fontsize=12)
+    axes[3, 2].text(
+        0.0,
+        0.5,
+        "LeCun keeps the forward variance,\nHe(fan_out) the backward one;\nXavier's 2/(fan_in+fan_out)\nis the compromise between them.\n\n(Rows 1-2: all widths are 100, so LeCun\nand Xavier coincide there.)",
+        fontsize=12,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -186,7 +212,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.perf_counter()
     shallow, histograms = shallow_experiment(args.quick)
-    results = {"shallow": shallow, "deep_relu": deep_relu_experiment(args.quick), "xavier_compromise": xavier_compromise()}
+    results = {
+        "shallow": shallow,
+        "deep_relu": deep_relu_experiment(args.quick),
+        "xavier_compromise": xavier_compromise(),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     plot(results, histograms, args.out / "init_variance.png")
     results["seconds"] = time.perf_counter() - start
@@ -194,12 +224,17 @@ def main(argv=None):
     print("5 hidden layers of 100 units: Var(activations) in the last hidden layer")
     print(f"{'init':>12} " + " ".join(f"{a:>10}" for a in ACTIVATIONS))
     for name in INITS:
-        print(f"{name:>12} " + " ".join(f"{shallow[a][name]['forward_variance'][-1]:10.3g}" for a in ACTIVATIONS))
+        print(
+            f"{name:>12} "
+            + " ".join(f"{shallow[a][name]['forward_variance'][-1]:10.3g}" for a in ACTIVATIONS)
+        )
     deep = results["deep_relu"]["second_moment"]
     he = np.asarray(deep["He"]["mean"])
-    print(f"{results['deep_relu']['depth']}-layer ReLU: E[z²] last/first layer: He {he[-1] / he[0]:.2f}, "
-          f"N(0,0.01²) {deep['N(0,0.01²)']['mean'][-1] / deep['N(0,0.01²)']['mean'][0]:.3g}; "
-          f"N(0,1) overflows float32 at layer {deep['N(0,1)']['first_overflow_layer']}")
+    print(
+        f"{results['deep_relu']['depth']}-layer ReLU: E[z²] last/first layer: He {he[-1] / he[0]:.2f}, "
+        f"N(0,0.01²) {deep['N(0,0.01²)']['mean'][-1] / deep['N(0,0.01²)']['mean'][0]:.3g}; "
+        f"N(0,1) overflows float32 at layer {deep['N(0,1)']['first_overflow_layer']}"
+    )
     print(f"wrote {args.out}/init_variance.png and .json in {results['seconds']:.1f} s")
     return results
 

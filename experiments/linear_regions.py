@@ -78,7 +78,11 @@ def probe_points(knots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     Segment i = [pᵢ, pᵢ₊₁] lies inside one linear piece; the line through it is valid on
     (loᵢ, hiᵢ): the segment itself, extended to −∞ for the first and to +∞ for the last.
     """
-    p = np.array([0.0, 1.0]) if knots.size == 0 else np.concatenate([[knots[0] - 1.0], knots, [knots[-1] + 1.0]])
+    p = (
+        np.array([0.0, 1.0])
+        if knots.size == 0
+        else np.concatenate([[knots[0] - 1.0], knots, [knots[-1] + 1.0]])
+    )
     lo, hi = p[:-1].copy(), p[1:].copy()
     lo[0], hi[-1] = -np.inf, np.inf
     return p, lo, hi
@@ -126,7 +130,9 @@ def count_regions(params, lo: float = -np.inf, hi: float = np.inf, slope_tol: fl
     p = np.concatenate([[left], t, [right]])
     f = forward(params, p)[1]
     slopes = np.diff(f) / np.diff(p)
-    jump = np.abs(np.diff(slopes)) > slope_tol * np.maximum(1.0, np.maximum(np.abs(slopes[1:]), np.abs(slopes[:-1])))
+    jump = np.abs(np.diff(slopes)) > slope_tol * np.maximum(
+        1.0, np.maximum(np.abs(slopes[1:]), np.abs(slopes[:-1]))
+    )
     return {"activation_regions": int(t.size + 1), "linear_regions": int(jump.sum() + 1), "kinks": t.tolist()}
 
 
@@ -134,7 +140,9 @@ def grid_activation_regions(model, params, xs):
     """Grid estimate (vmappable): 1 + the number of neighbouring grid points whose ReLU on/off
     patterns differ. Never above the exact count; equal when no region is narrower than the grid."""
     state = model.init(jax.random.key(0))[1]
-    zs = [h for name, h in fl.nn.intermediates(model, params, state, xs[:, None]) if name.startswith("dense_")]
+    zs = [
+        h for name, h in fl.nn.intermediates(model, params, state, xs[:, None]) if name.startswith("dense_")
+    ]
     pattern = jnp.concatenate([z > 0 for z in zs], axis=1)
     return 1 + jnp.sum(jnp.any(pattern[1:] != pattern[:-1], axis=1))
 
@@ -168,7 +176,12 @@ def count_stack(stacked_params, lo=-np.inf, hi=np.inf) -> np.ndarray:
 
 def mean_std(values) -> dict:
     values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()), "max": float(values.max())}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
 
 
 def train_replicas(K: int, D: int, seeds: int, epochs: int, data):
@@ -178,15 +191,26 @@ def train_replicas(K: int, D: int, seeds: int, epochs: int, data):
     """
     tx = fl.optim.adam(1e-2)
     states, info = fl.replicas.create(build(K, D), tx, seeds=range(seeds))
-    states, history = fl.replicas.fit(states, (data.x, data.y), loss=fl.distributions.get("gaussian"),
-                                      epochs=epochs, batch_size=20, info=info, progress=False)
+    states, history = fl.replicas.fit(
+        states,
+        (data.x, data.y),
+        loss=fl.distributions.get("gaussian"),
+        epochs=epochs,
+        batch_size=20,
+        info=info,
+        progress=False,
+    )
     last = max(r["epoch"] for r in history)
     return states.params, [r["train_mse"] for r in history if r["epoch"] == last]
 
 
 def summarise(counts: dict) -> dict:
     """mean ± std (and min, max) of the activation and linear region counts of each group of nets."""
-    return {f"{name}_{kind}": mean_std(c[:, j]) for name, c in counts.items() for j, kind in enumerate(("activation", "linear"))}
+    return {
+        f"{name}_{kind}": mean_std(c[:, j])
+        for name, c in counts.items()
+        for j, kind in enumerate(("activation", "linear"))
+    }
 
 
 def measure(K: int, D: int, seeds: int, epochs: int | None, data, grid=None) -> tuple[dict, object]:
@@ -205,8 +229,14 @@ def measure(K: int, D: int, seeds: int, epochs: int | None, data, grid=None) -> 
         "init_random_bias_R": count_stack(p_biased),
         "init_random_bias_01": count_stack(p_biased, 0.0, 1.0),
     }
-    row = {"K": K, "D": D, "bound": (D + 1) ** K, "sawtooth_01": sawtooth_regions(K, D),
-           "params_formula": param_count_formula(K, D), "params_mlp": fl.tree.num_params(default.init(keys[0])[0])}
+    row = {
+        "K": K,
+        "D": D,
+        "bound": (D + 1) ** K,
+        "sawtooth_01": sawtooth_regions(K, D),
+        "params_formula": param_count_formula(K, D),
+        "params_mlp": fl.tree.num_params(default.init(keys[0])[0]),
+    }
     p_trained = None
     if epochs:
         p_trained, mse = train_replicas(K, D, seeds, epochs, data)
@@ -215,9 +245,15 @@ def measure(K: int, D: int, seeds: int, epochs: int | None, data, grid=None) -> 
     row |= summarise(counts)
     row["max_over_all_nets"] = int(max(c.max() for c in counts.values()))
     if grid is not None:  # one compilation per shape: done for the largest shape only
-        grid_counts = np.asarray(jax.jit(jax.vmap(lambda p: grid_activation_regions(biased, p, grid)))(p_biased))
+        grid_counts = np.asarray(
+            jax.jit(jax.vmap(lambda p: grid_activation_regions(biased, p, grid)))(p_biased)
+        )
         exact = counts["init_random_bias_01"][:, 0]
-        row["grid_vs_exact_01"] = {"grid_points": int(grid.size), "exact": exact.tolist(), "grid": grid_counts.tolist()}
+        row["grid_vs_exact_01"] = {
+            "grid_points": int(grid.size),
+            "exact": exact.tolist(),
+            "grid": grid_counts.tolist(),
+        }
     return row, p_trained
 
 
@@ -235,12 +271,20 @@ def plot(results, example, path: Path):
     Ks = [r["K"] for r in sel]
     ax.semilogy(Ks, [r["bound"] for r in sel], "k--", label="bound (D+1)^K")
     ax.semilogy(Ks, [r["sawtooth_01"] for r in sel], "k:", marker="s", label="sawtooth D^K (constructed)")
-    for key, label, style in (("trained_01_linear", "trained, on [0, 1]", "o-"),
-                              ("init_random_bias_R_linear", f"He init, b~N(0,{BIAS_STD:g}²), on ℝ", "^-"),
-                              ("init_zero_bias_R_linear", "He init, zero biases (default), on ℝ", "v-")):
+    for key, label, style in (
+        ("trained_01_linear", "trained, on [0, 1]", "o-"),
+        ("init_random_bias_R_linear", f"He init, b~N(0,{BIAS_STD:g}²), on ℝ", "^-"),
+        ("init_zero_bias_R_linear", "He init, zero biases (default), on ℝ", "v-"),
+    ):
         have = [r for r in sel if key in r]
-        ax.errorbar([r["K"] for r in have], [r[key]["mean"] for r in have], yerr=[r[key]["std"] for r in have],
-                    fmt=style, capsize=3, label=label)
+        ax.errorbar(
+            [r["K"] for r in have],
+            [r[key]["mean"] for r in have],
+            yerr=[r[key]["std"] for r in have],
+            fmt=style,
+            capsize=3,
+            label=label,
+        )
     ax.set_xlabel("hidden layers K")
     ax.set_ylabel("linear regions (mean ± std over seeds)")
     ax.set_title(f"D = {D_show} units per layer")
@@ -251,12 +295,23 @@ def plot(results, example, path: Path):
         sel = sorted((r for r in rows if r["D"] == D), key=lambda r: r["K"])
         line = ax.loglog([r["params_formula"] for r in sel], [r["bound"] for r in sel], "--", alpha=0.6)[0]
         sel = [r for r in sel if "trained_01_linear" in r]
-        ax.errorbar([r["params_formula"] for r in sel], [r["trained_01_linear"]["mean"] for r in sel],
-                    yerr=[r["trained_01_linear"]["std"] for r in sel], fmt="o-", color=line.get_color(), capsize=3,
-                    label=f"D = {D}: trained (dashed: bound)")
+        ax.errorbar(
+            [r["params_formula"] for r in sel],
+            [r["trained_01_linear"]["mean"] for r in sel],
+            yerr=[r["trained_01_linear"]["std"] for r in sel],
+            fmt="o-",
+            color=line.get_color(),
+            capsize=3,
+            label=f"D = {D}: trained (dashed: bound)",
+        )
         for r in sel:
-            ax.annotate(f"K={r['K']}", (r["params_formula"], r["trained_01_linear"]["mean"]), fontsize=7,
-                        textcoords="offset points", xytext=(4, -8))
+            ax.annotate(
+                f"K={r['K']}",
+                (r["params_formula"], r["trained_01_linear"]["mean"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(4, -8),
+            )
     ax.set_xlabel("parameters 3D + 1 + (K−1)·D·(D+1)")
     ax.set_ylabel("linear regions")
     ax.set_title("regions against parameter count")
@@ -264,7 +319,13 @@ def plot(results, example, path: Path):
     ax = axes[2]
     ax.plot(example["data_x"], example["data_y"], ".", color="0.7", label="regression_1d data")
     ax.plot(example["x"], example["f"], "C0-", label=f"trained K={example['K']}, D={example['D']}")
-    ax.plot(example["kinks"], example["f_kinks"], "C3|", markersize=14, label=f"{len(example['kinks'])} kinks in [0, 1]")
+    ax.plot(
+        example["kinks"],
+        example["f_kinks"],
+        "C3|",
+        markersize=14,
+        label=f"{len(example['kinks'])} kinks in [0, 1]",
+    )
     ax.set_xlabel("x")
     ax.set_ylabel("f(x)")
     ax.set_title("a trained network and its kinks (exact)")
@@ -279,9 +340,16 @@ def example_function(K: int, D: int, stacked_params, data) -> dict:
     params = jax.tree.map(lambda a: np.asarray(a[0]), stacked_params)
     t = np.asarray(count_regions(params, 0.0, 1.0)["kinks"])
     xs = np.linspace(0, 1, 400)
-    return {"K": K, "D": D, "x": xs.tolist(), "f": forward(params, xs)[1].tolist(), "kinks": t.tolist(),
-            "f_kinks": forward(params, t)[1].tolist() if t.size else [],
-            "data_x": np.asarray(data.x)[:, 0].tolist(), "data_y": np.asarray(data.y)[:, 0].tolist()}
+    return {
+        "K": K,
+        "D": D,
+        "x": xs.tolist(),
+        "f": forward(params, xs)[1].tolist(),
+        "kinks": t.tolist(),
+        "f_kinks": forward(params, t)[1].tolist() if t.size else [],
+        "data_x": np.asarray(data.x)[:, 0].tolist(),
+        "data_y": np.asarray(data.y)[:, 0].tolist(),
+    }
 
 
 def main(argv=None):
@@ -307,22 +375,33 @@ def main(argv=None):
             configs.append(row)
             if (K, D) == example_shape:
                 example = example_function(K, D, p_trained, data)
-    results = {"seeds": seeds, "epochs": epochs, "bias_std": BIAS_STD, "configs": configs,
-               "all_within_bound": all(c["max_over_all_nets"] <= c["bound"] for c in configs),
-               "param_formula_matches_mlp": all(c["params_formula"] == c["params_mlp"] for c in configs),
-               "example": {k: example[k] for k in ("K", "D", "kinks")}}
+    results = {
+        "seeds": seeds,
+        "epochs": epochs,
+        "bias_std": BIAS_STD,
+        "configs": configs,
+        "all_within_bound": all(c["max_over_all_nets"] <= c["bound"] for c in configs),
+        "param_formula_matches_mlp": all(c["params_formula"] == c["params_mlp"] for c in configs),
+        "example": {k: example[k] for k in ("K", "D", "kinks")},
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     plot(results, example, args.out / "linear_regions.png")
     results["seconds"] = time.perf_counter() - start
     (args.out / "linear_regions.json").write_text(json.dumps(results, indent=1, allow_nan=False))
     print(f"linear regions (mean ± std over {seeds} seeds); init on ℝ, trained on [0, 1]; bound (D+1)^K")
-    print(f"{'K':>2} {'D':>3} {'params':>6} {'bound':>9} {'sawtooth':>8} {'init b=0':>9} {'init b~N':>12} {'trained':>12}")
+    print(
+        f"{'K':>2} {'D':>3} {'params':>6} {'bound':>9} {'sawtooth':>8} {'init b=0':>9} {'init b~N':>12} {'trained':>12}"
+    )
     for c in configs:
         fmt = lambda s: f"{s['mean']:.1f}±{s['std']:.1f}" if s else "—"  # noqa: E731
-        print(f"{c['K']:>2} {c['D']:>3} {c['params_formula']:>6} {c['bound']:>9} {c['sawtooth_01']:>8} "
-              f"{fmt(c['init_zero_bias_R_linear']):>9} {fmt(c['init_random_bias_R_linear']):>12} {fmt(c.get('trained_01_linear')):>12}")
-    print(f"every count within the bound: {results['all_within_bound']}; parameter formula = mlp's count: "
-          f"{results['param_formula_matches_mlp']}")
+        print(
+            f"{c['K']:>2} {c['D']:>3} {c['params_formula']:>6} {c['bound']:>9} {c['sawtooth_01']:>8} "
+            f"{fmt(c['init_zero_bias_R_linear']):>9} {fmt(c['init_random_bias_R_linear']):>12} {fmt(c.get('trained_01_linear')):>12}"
+        )
+    print(
+        f"every count within the bound: {results['all_within_bound']}; parameter formula = mlp's count: "
+        f"{results['param_formula_matches_mlp']}"
+    )
     print(f"wrote {args.out}/linear_regions.png and .json in {results['seconds']:.1f} s")
     return results
 

@@ -124,8 +124,14 @@ def shape_numbers(surface, alphas) -> dict:
     min_eig = 0.5 * (fxx + fyy) - np.sqrt(0.25 * (fxx - fyy) ** 2 + fxy**2)
     inner = r[1:-1, 1:-1] <= 1.0
     interior = surface[1:-1, 1:-1]
-    neighbours = np.stack([surface[1 + dy:surface.shape[0] - 1 + dy, 1 + dx:surface.shape[1] - 1 + dx]
-                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)])
+    neighbours = np.stack(
+        [
+            surface[1 + dy : surface.shape[0] - 1 + dy, 1 + dx : surface.shape[1] - 1 + dx]
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+            if (dy, dx) != (0, 0)
+        ]
+    )
     return {
         "loss_at_minimum": float(centre),
         "rise_at_radius_0.25": ring(0.25),
@@ -154,12 +160,24 @@ def run(quick: bool) -> dict:
         surface = landscape(apply, params, state, x, y, alphas, jax.random.key(7))
         logits = apply(params, state, x)
         nll = fl.losses.nll(fl.distributions.get("categorical"))
-        out[name] = {"loss_at_theta_star": float(nll(logits, y)), "train_accuracy": float(fl.losses.accuracy(logits, y)),
-                     **shape_numbers(surface, alphas), "surface": surface.tolist()}
+        out[name] = {
+            "loss_at_theta_star": float(nll(logits, y)),
+            "train_accuracy": float(fl.losses.accuracy(logits, y)),
+            **shape_numbers(surface, alphas),
+            "surface": surface.tolist(),
+        }
     return {
-        "config": {"quick": quick, "depth": depth, "width": width, "steps": steps, "grid": n_grid,
-                   "range": [-1.0, 1.0], "optimizer": "full-batch adam 1e-3", "data": "spirals n=400 turns=1.5",
-                   "directions": "Gaussian, filter-normalised per neuron (column) of each dense weight; biases 0"},
+        "config": {
+            "quick": quick,
+            "depth": depth,
+            "width": width,
+            "steps": steps,
+            "grid": n_grid,
+            "range": [-1.0, 1.0],
+            "optimizer": "full-batch adam 1e-3",
+            "data": "spirals n=400 turns=1.5",
+            "directions": "Gaussian, filter-normalised per neuron (column) of each dense weight; biases 0",
+        },
         "alphas": alphas.tolist(),
         "networks": out,
         "seconds": time.perf_counter() - start,
@@ -180,16 +198,27 @@ def plot(result: dict, path: Path) -> None:
     for col, (name, r) in enumerate(nets.items()):
         surface = np.log10(np.asarray(r["surface"]))
         ax = fig.add_subplot(2, 2, col + 1)
-        cs = ax.contourf(alphas, alphas, np.clip(surface, levels[0], levels[-1]), levels=levels, cmap="viridis")
+        cs = ax.contourf(
+            alphas, alphas, np.clip(surface, levels[0], levels[-1]), levels=levels, cmap="viridis"
+        )
         ax.contour(alphas, alphas, surface, levels=levels[::2], colors="w", linewidths=0.4)
         ax.plot(0, 0, "r*", ms=12)
-        ax.set(xlabel="α (direction u)", ylabel="β (direction v)", aspect="equal",
-               title=f"{name}: log₁₀ L(θ* + αu + βv); non-convex {r['nonconvex_fraction_r_le_1']:.0%}, {r['local_minima']} strict local minima on the grid")
+        ax.set(
+            xlabel="α (direction u)",
+            ylabel="β (direction v)",
+            aspect="equal",
+            title=f"{name}: log₁₀ L(θ* + αu + βv); non-convex {r['nonconvex_fraction_r_le_1']:.0%}, {r['local_minima']} strict local minima on the grid",
+        )
         fig.colorbar(cs, ax=ax, label="log₁₀ training NLL")
         ax3 = fig.add_subplot(2, 2, col + 3, projection="3d")
         a, b = np.meshgrid(alphas, alphas)
         ax3.plot_surface(a, b, np.clip(surface, levels[0], levels[-1]), cmap="viridis", linewidth=0)
-        ax3.set(xlabel="α", ylabel="β", zlabel="log₁₀ NLL", title=f"{name} ({result['config']['depth']} hidden layers)")
+        ax3.set(
+            xlabel="α",
+            ylabel="β",
+            zlabel="log₁₀ NLL",
+            title=f"{name} ({result['config']['depth']} hidden layers)",
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -208,8 +237,10 @@ def main(argv=None) -> dict:
     cfg = result["config"]
     print(f"{cfg['depth']} hidden layers × {cfg['width']}, {cfg['grid']}² grid over α, β ∈ [−1, 1]")
     for name, r in result["networks"].items():
-        print(f"{name:<9} L(θ*) {r['loss_at_minimum']:.4f} (acc {r['train_accuracy']:.3f}); rise at r=0.25 {r['rise_at_radius_0.25']:.3f}, "
-              f"r=0.5 {r['rise_at_radius_0.5']:.3f}; non-convex {r['nonconvex_fraction_r_le_1']:.1%}; local minima {r['local_minima']}")
+        print(
+            f"{name:<9} L(θ*) {r['loss_at_minimum']:.4f} (acc {r['train_accuracy']:.3f}); rise at r=0.25 {r['rise_at_radius_0.25']:.3f}, "
+            f"r=0.5 {r['rise_at_radius_0.5']:.3f}; non-convex {r['nonconvex_fraction_r_le_1']:.1%}; local minima {r['local_minima']}"
+        )
     print(f"{result['seconds']:.1f} s; wrote {out}/loss_landscape.{{png,json}}")
     return result
 

@@ -88,18 +88,31 @@ def textbook(kind, outputs, y):
     return jnp.mean(-jax.scipy.stats.norm.logpdf(y, outputs[:, 0], 1.0))
 
 
-BOTH_WAYS = {"gaussian": gaussian_both_ways, "bernoulli": bernoulli_both_ways, "categorical": categorical_both_ways}
-CLASSIC_NAME = {"gaussian": "½·MSE + ½ log 2π", "bernoulli": "binary cross-entropy (optax)",
-                "categorical": "cross-entropy (optax)"}
+BOTH_WAYS = {
+    "gaussian": gaussian_both_ways,
+    "bernoulli": bernoulli_both_ways,
+    "categorical": categorical_both_ways,
+}
+CLASSIC_NAME = {
+    "gaussian": "½·MSE + ½ log 2π",
+    "bernoulli": "binary cross-entropy (optax)",
+    "categorical": "cross-entropy (optax)",
+}
 
 
 def row(kind, outputs, y):
     """One table row (both ways and the textbook formula, compiled together) and the per-example values."""
     compute = jax.jit(lambda o, t: (*BOTH_WAYS[kind](o, t), textbook(kind, o, t)))
     nll, classic, per_nll, per_classic, book = compute(jnp.asarray(outputs), jnp.asarray(y))
-    return {"head": kind, "nll": float(nll), "classic_loss": float(classic), "classic_name": CLASSIC_NAME[kind],
-            "textbook_formula": float(book), "abs_difference": abs(float(nll) - float(classic)),
-            "max_abs_difference_per_example": float(jnp.max(jnp.abs(per_nll - per_classic)))}, (per_nll, per_classic)
+    return {
+        "head": kind,
+        "nll": float(nll),
+        "classic_loss": float(classic),
+        "classic_name": CLASSIC_NAME[kind],
+        "textbook_formula": float(book),
+        "abs_difference": abs(float(nll) - float(classic)),
+        "max_abs_difference_per_example": float(jnp.max(jnp.abs(per_nll - per_classic))),
+    }, (per_nll, per_classic)
 
 
 # ------------------------------------------------------------------------------ part 1: random predictions
@@ -135,7 +148,9 @@ def train(kind, epochs: int, loss=None, seed: int = 0):
     width = head.num_outputs(1 if kind != "categorical" else 3)
     model = fl.nn.mlp([parts.train.x.shape[1], 32, 32, width], activation=activation)
     state = fl.TrainState.create(model, fl.optim.adam(1e-2), jax.random.key(seed))
-    state, _ = fl.fit(state, (parts.train.x, parts.train.y), loss=loss or head, epochs=epochs, batch_size=32, progress=False)
+    state, _ = fl.fit(
+        state, (parts.train.x, parts.train.y), loss=loss or head, epochs=epochs, batch_size=32, progress=False
+    )
     return state, parts.test, head
 
 
@@ -177,13 +192,22 @@ def run(quick: bool) -> dict:
     hetero = sibling("heteroscedastic_regression").run(quick)
     hetero.pop("_data")
     return {
-        "config": {"quick": quick, "epochs": epochs, "model": "mlp in-32-32-out", "optimizer": "adam 1e-2, batch 32",
-                   "tasks": {k: {"dataset": v[0], **v[1], "activation": v[2]} for k, v in TASKS.items()}},
+        "config": {
+            "quick": quick,
+            "epochs": epochs,
+            "model": "mlp in-32-32-out",
+            "optimizer": "adam 1e-2, batch 32",
+            "tasks": {k: {"dataset": v[0], **v[1], "activation": v[2]} for k, v in TASKS.items()},
+        },
         "same_predictions": same_predictions,
         "trained_models": trained,
         "mse_vs_gaussian_nll_training": same_argmin,
-        "heteroscedastic": {"test_nll": hetero["test_nll"], "sigma_hat_constant": hetero["sigma_hat_constant"],
-                            "sigma_relative_error": hetero["sigma_relative_error"], "config": hetero["config"]},
+        "heteroscedastic": {
+            "test_nll": hetero["test_nll"],
+            "sigma_hat_constant": hetero["sigma_hat_constant"],
+            "sigma_relative_error": hetero["sigma_relative_error"],
+            "config": hetero["config"],
+        },
         "seconds": time.perf_counter() - t0,
         "_scatter": scatter,
     }
@@ -202,13 +226,20 @@ def plot(result: dict, path: Path) -> None:
         ax.scatter(classic, nll, s=6, color=colors[r["head"]], alpha=0.6)
         lim = [0, max(nll.max(), classic.max()) * 1.05]
         ax.plot(lim, lim, "k--", lw=0.8, label="y = x")
-        ax.set(xlabel=f"{r['classic_name']} per test example", ylabel=f"−log p under the {r['head']} head",
-               title=f"{r['task']} ({r['test_examples']} test points)\nmean: NLL {r['nll']:.5f} vs {r['classic_loss']:.5f}")
+        ax.set(
+            xlabel=f"{r['classic_name']} per test example",
+            ylabel=f"−log p under the {r['head']} head",
+            title=f"{r['task']} ({r['test_examples']} test points)\nmean: NLL {r['nll']:.5f} vs {r['classic_loss']:.5f}",
+        )
         ax.legend(fontsize=8, loc="upper left")
     ax = axes[3]
     h = result["heteroscedastic"]["test_nll"]
-    names = {"fixed_sigma_1": "fixed σ = 1\n(= ½MSE + c)", "fixed_best_constant_sigma": "fixed best\nconstant σ̂",
-             "learned": "learned σ(x)", "true_distribution": "true σ(x)\n(Bayes limit)"}
+    names = {
+        "fixed_sigma_1": "fixed σ = 1\n(= ½MSE + c)",
+        "fixed_best_constant_sigma": "fixed best\nconstant σ̂",
+        "learned": "learned σ(x)",
+        "true_distribution": "true σ(x)\n(Bayes limit)",
+    }
     ax.bar(range(len(names)), [h[k] for k in names], color=["tab:gray", "tab:orange", "tab:blue", "k"])
     for i, k in enumerate(names):
         ax.text(i, h[k] + 0.01, f"{h[k]:.3f}", ha="center", fontsize=9)
@@ -231,16 +262,28 @@ def main(argv=None) -> dict:
     plot(result, out / "mle_losses.png")
     result.pop("_scatter")
     (out / "mle_losses.json").write_text(json.dumps(result, indent=2))
-    for title, rows in (("same random predictions", result["same_predictions"]), ("trained models, test set", result["trained_models"])):
+    for title, rows in (
+        ("same random predictions", result["same_predictions"]),
+        ("trained models, test set", result["trained_models"]),
+    ):
         print(f"{title}:")
-        print(f"  {'head':12s} {'NLL':>10s} {'classic loss':>13s} {'textbook':>10s}  max |Δ| per example  (classic = ...)")
+        print(
+            f"  {'head':12s} {'NLL':>10s} {'classic loss':>13s} {'textbook':>10s}  max |Δ| per example  (classic = ...)"
+        )
         for r in rows:
-            print(f"  {r['head']:12s} {r['nll']:10.5f} {r['classic_loss']:13.5f} {r['textbook_formula']:10.5f}  "
-                  f"{r['max_abs_difference_per_example']:.2e}  ({r['classic_name']})")
+            print(
+                f"  {r['head']:12s} {r['nll']:10.5f} {r['classic_loss']:13.5f} {r['textbook_formula']:10.5f}  "
+                f"{r['max_abs_difference_per_example']:.2e}  ({r['classic_name']})"
+            )
     s = result["mse_vs_gaussian_nll_training"]
-    print(f"trained on MSE vs on Gaussian NLL: max |Δ prediction| {s['max_abs_prediction_difference']:.2e} "
-          f"(predictions' std {s['prediction_scale']:.2f}); test MSE {s['test_mse_mse_model']:.4f} vs {s['test_mse_nll_model']:.4f}")
-    print("heteroscedastic test NLL: " + ", ".join(f"{k} {v:.3f}" for k, v in result["heteroscedastic"]["test_nll"].items()))
+    print(
+        f"trained on MSE vs on Gaussian NLL: max |Δ prediction| {s['max_abs_prediction_difference']:.2e} "
+        f"(predictions' std {s['prediction_scale']:.2f}); test MSE {s['test_mse_mse_model']:.4f} vs {s['test_mse_nll_model']:.4f}"
+    )
+    print(
+        "heteroscedastic test NLL: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in result["heteroscedastic"]["test_nll"].items())
+    )
     print(f"ran in {result['seconds']:.1f} s; wrote {out}/mle_losses.{{png,json}}")
     return result
 

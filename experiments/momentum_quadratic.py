@@ -74,15 +74,23 @@ def smoothness(thetas, losses, steep):
     total_variation = np.abs(np.diff(losses, axis=1)).sum(1) / (losses[:, 0] - losses[:, -1])
     reached = losses <= 1e-6 * losses[:, :1]
     to_tol = np.where(reached.any(1), reached.argmax(1), np.nan)  # NaN: not within the steps
-    return {"zigzags": zigzags, "tortuosity": tortuosity, "loss_total_variation": total_variation, "steps_to_1e-6": to_tol}
+    return {
+        "zigzags": zigzags,
+        "tortuosity": tortuosity,
+        "loss_total_variation": total_variation,
+        "steps_to_1e-6": to_tol,
+    }
 
 
 def summary(values):
     """Mean ± std over the paths that have a value (NaN = not reached), and how many have one."""
     values = np.asarray(values, float)
     ok = values[np.isfinite(values)]
-    return {"mean": float(ok.mean()) if ok.size else None, "std": float(ok.std()) if ok.size else None,
-            "count": int(ok.size)}
+    return {
+        "mean": float(ok.mean()) if ok.size else None,
+        "std": float(ok.std()) if ok.size else None,
+        "count": int(ok.size),
+    }
 
 
 def run(quick: bool) -> dict:
@@ -100,7 +108,10 @@ def run(quick: bool) -> dict:
     for beta in betas_path:
         thetas, losses = heavy_ball_paths(A, starts, beta, EFFECTIVE_RATE, STEPS)
         smooth[f"{beta:g}"] = {k: summary(v) for k, v in smoothness(thetas, losses, steep).items()}
-        examples[f"{beta:g}"] = {"theta": thetas[n_starts // 8].tolist(), "loss": losses[n_starts // 8].tolist()}
+        examples[f"{beta:g}"] = {
+            "theta": thetas[n_starts // 8].tolist(),
+            "loss": losses[n_starts // 8].tolist(),
+        }
 
     betas = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
     if quick:
@@ -109,15 +120,29 @@ def run(quick: bool) -> dict:
     stable = []
     for beta in betas:
         _, ok = paths.stable_rates(beta if beta > 0 else None, rates)
-        stable.append({"beta": beta, "measured_max_rate": float(rates[ok].max()), "theory_max_rate": 2 * (1 + beta) / lam_max})
+        stable.append(
+            {
+                "beta": beta,
+                "measured_max_rate": float(rates[ok].max()),
+                "theory_max_rate": 2 * (1 + beta) / lam_max,
+            }
+        )
     seconds = time.perf_counter() - t0
     return {
-        "config": {"quick": quick, "eigenvalues": paths.EIGENVALUES.tolist(), "effective_rate": EFFECTIVE_RATE,
-                   "steps": STEPS, "starts": n_starts, "start_radius": 5.0, "stable_rate_steps": 200,
-                   "rate_grid": [float(rates[0]), float(rates[-1]), int(len(rates))]},
+        "config": {
+            "quick": quick,
+            "eigenvalues": paths.EIGENVALUES.tolist(),
+            "effective_rate": EFFECTIVE_RATE,
+            "steps": STEPS,
+            "starts": n_starts,
+            "start_radius": 5.0,
+            "stable_rate_steps": 200,
+            "rate_grid": [float(rates[0]), float(rates[-1]), int(len(rates))],
+        },
         "smoothness": smooth,
         "stable_rates": stable,
-        "widening_at_0.9": next(s["measured_max_rate"] for s in stable if s["beta"] == 0.9) / stable[0]["measured_max_rate"],
+        "widening_at_0.9": next(s["measured_max_rate"] for s in stable if s["beta"] == 0.9)
+        / stable[0]["measured_max_rate"],
         "seconds": seconds,
         "_plot": {"examples": examples, "A": np.asarray(A)},
     }
@@ -133,14 +158,22 @@ def plot(result: dict, path: Path) -> None:
     A = result["_plot"]["A"]
     a, b = np.meshgrid(np.linspace(-6, 6, 150), np.linspace(-6, 6, 150))
     grid = 0.5 * (A[0, 0] * a**2 + 2 * A[0, 1] * a * b + A[1, 1] * b**2)
-    colors = dict(zip(result["smoothness"], plt.cm.viridis(np.linspace(0, 0.9, len(result["smoothness"]))), strict=True))
+    colors = dict(
+        zip(result["smoothness"], plt.cm.viridis(np.linspace(0, 0.9, len(result["smoothness"]))), strict=True)
+    )
     ax = axes[0]
     ax.contour(a, b, grid, levels=np.geomspace(0.05, grid.max(), 15), cmap="Greys_r", linewidths=0.6)
     for beta in ("0", "0.5", "0.9"):
         p = np.asarray(result["_plot"]["examples"][beta]["theta"])
         ax.plot(p[:40, 0], p[:40, 1], "-o", ms=2, lw=1, color=colors[beta], label=f"β = {beta}")
-    ax.set(xlabel="θ₀", ylabel="θ₁", title=f"paths (first 40 steps), η/(1−β) = {EFFECTIVE_RATE}", aspect="equal",
-           xlim=(-1.5, 5), ylim=(-1.5, 4.2))
+    ax.set(
+        xlabel="θ₀",
+        ylabel="θ₁",
+        title=f"paths (first 40 steps), η/(1−β) = {EFFECTIVE_RATE}",
+        aspect="equal",
+        xlim=(-1.5, 5),
+        ylim=(-1.5, 4.2),
+    )
     ax.legend(fontsize=8)
 
     ax = axes[1]
@@ -151,15 +184,20 @@ def plot(result: dict, path: Path) -> None:
 
     ax = axes[2]
     betas = [float(k) for k in result["smoothness"]]
-    for key, label, color in (("zigzags", "zigzags (sign changes along the steep axis)", "tab:red"),
-                              ("tortuosity", "tortuosity ×10 (path length / displacement)", "tab:blue"),
-                              ("loss_total_variation", "loss total variation ×10 (1 = monotone)", "tab:green")):
+    for key, label, color in (
+        ("zigzags", "zigzags (sign changes along the steep axis)", "tab:red"),
+        ("tortuosity", "tortuosity ×10 (path length / displacement)", "tab:blue"),
+        ("loss_total_variation", "loss total variation ×10 (1 = monotone)", "tab:green"),
+    ):
         scale = 1 if key == "zigzags" else 10
         m = np.array([v[key]["mean"] for v in result["smoothness"].values()]) * scale
         s = np.array([v[key]["std"] for v in result["smoothness"].values()]) * scale
         ax.errorbar(betas, m, yerr=s, marker="o", capsize=3, color=color, label=label)
-    ax.set(xlabel="momentum β (η = 0.07·(1 − β))", ylabel="count / scaled ratio",
-           title=f"smoothness over {result['config']['starts']} starts (mean ± std)")
+    ax.set(
+        xlabel="momentum β (η = 0.07·(1 − β))",
+        ylabel="count / scaled ratio",
+        title=f"smoothness over {result['config']['starts']} starts (mean ± std)",
+    )
     ax.legend(fontsize=7)
 
     ax = axes[3]
@@ -177,7 +215,9 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/momentum_quadratic", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="fewer starts, β values and rates (CI smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer starts, β values and rates (CI smoke run)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,12 +225,22 @@ def main(argv=None) -> dict:
     plot(result, out / "momentum_quadratic.png")
     result.pop("_plot")
     (out / "momentum_quadratic.json").write_text(json.dumps(result, indent=2))
-    print(f"same effective rate η/(1−β) = {EFFECTIVE_RATE}, {result['config']['starts']} starts (mean ± std):")
+    print(
+        f"same effective rate η/(1−β) = {EFFECTIVE_RATE}, {result['config']['starts']} starts (mean ± std):"
+    )
     print("   β   zigzags      tortuosity   loss TV ratio  steps to 1e-6")
     for beta, v in result["smoothness"].items():
-        print(f"  {beta:>4}  {v['zigzags']['mean']:5.1f} ± {v['zigzags']['std']:4.1f}  {v['tortuosity']['mean']:5.2f} ± {v['tortuosity']['std']:4.2f}"
-              f"  {v['loss_total_variation']['mean']:6.2f} ± {v['loss_total_variation']['std']:4.2f}  {v['steps_to_1e-6']['mean'] or float('nan'):6.1f} ({v['steps_to_1e-6']['count']}/{result['config']['starts']} reached)")
-    print("largest stable η:  " + ", ".join(f"β={s['beta']:g}: {s['measured_max_rate']:.4f} (theory {s['theory_max_rate']:.4f})" for s in result["stable_rates"]))
+        print(
+            f"  {beta:>4}  {v['zigzags']['mean']:5.1f} ± {v['zigzags']['std']:4.1f}  {v['tortuosity']['mean']:5.2f} ± {v['tortuosity']['std']:4.2f}"
+            f"  {v['loss_total_variation']['mean']:6.2f} ± {v['loss_total_variation']['std']:4.2f}  {v['steps_to_1e-6']['mean'] or float('nan'):6.1f} ({v['steps_to_1e-6']['count']}/{result['config']['starts']} reached)"
+        )
+    print(
+        "largest stable η:  "
+        + ", ".join(
+            f"β={s['beta']:g}: {s['measured_max_rate']:.4f} (theory {s['theory_max_rate']:.4f})"
+            for s in result["stable_rates"]
+        )
+    )
     print(f"ran in {result['seconds']:.1f} s; wrote {out}/momentum_quadratic.{{png,json}}")
     return result
 

@@ -111,9 +111,7 @@ def run_path(optimizer, loss_fn, theta0, steps, batch_size=None, data=None, key=
             g = jax.grad(full_loss)(theta)
         else:
             idx = jax.random.choice(k, data[0].shape[0], (batch_size,), replace=False)
-            g = jax.grad(loss_fn)(theta, data[0][idx], data[1][idx]) * (
-                data[0].shape[0] / batch_size
-            )
+            g = jax.grad(loss_fn)(theta, data[0][idx], data[1][idx]) * (data[0].shape[0] / batch_size)
         updates, state = optimizer.update(g, state, theta)
         theta = fo.apply_updates(theta, updates)
         return (theta, state), (theta, full_loss(theta))
@@ -122,9 +120,7 @@ def run_path(optimizer, loss_fn, theta0, steps, batch_size=None, data=None, key=
     def run():
         keys = jax.random.split(key if key is not None else jax.random.PRNGKey(0), steps)
         _, (thetas, losses) = jax.lax.scan(step, (theta0, optimizer.init(theta0)), keys)
-        return jnp.vstack([theta0[None], thetas]), jnp.concatenate(
-            [full_loss(theta0)[None], losses]
-        )
+        return jnp.vstack([theta0[None], thetas]), jnp.concatenate([full_loss(theta0)[None], losses])
 
     thetas, losses = run()
     return np.asarray(thetas), np.asarray(losses)
@@ -167,9 +163,7 @@ def logistic_problem():
 
     def loss(p):
         logits = jnp.asarray(X) @ p["w"] + p["b"]
-        return jnp.mean(jnp.logaddexp(0.0, logits) - jnp.asarray(y) * logits) + 0.01 * jnp.sum(
-            p["w"] ** 2
-        )
+        return jnp.mean(jnp.logaddexp(0.0, logits) - jnp.asarray(y) * logits) + 0.01 * jnp.sum(p["w"] ** 2)
 
     return loss, {"w": jnp.zeros(4, jnp.float64), "b": jnp.zeros((), jnp.float64)}
 
@@ -214,9 +208,7 @@ def second_order_table(tol, max_steps):
                 found, _ = ravel_pytree(result.params)
                 row[f"{method}_steps"] = int(result.steps)
                 row[f"{method}_converged"] = bool(result.grad_norm <= tol)
-                row[f"{method}_distance_to_scipy"] = float(
-                    np.max(np.abs(np.asarray(found) - ref.x))
-                )
+                row[f"{method}_distance_to_scipy"] = float(np.max(np.abs(np.asarray(found) - ref.x)))
             rows.append(row)
     return rows
 

@@ -58,7 +58,13 @@ def variants(patience: int) -> dict:
 
 def near_zero_fraction(params, threshold: float = NEAR_ZERO):
     """Per replica: the fraction of penalised weights (``weights_only``) with |w| < threshold."""
-    leaves = [w for w, keep in zip(jax.tree.leaves(params), jax.tree.leaves(fl.losses.weights_only(params)), strict=True) if keep]
+    leaves = [
+        w
+        for w, keep in zip(
+            jax.tree.leaves(params), jax.tree.leaves(fl.losses.weights_only(params)), strict=True
+        )
+        if keep
+    ]
     small = sum(np.sum(np.abs(np.asarray(w)) < threshold, axis=tuple(range(1, w.ndim))) for w in leaves)
     total = sum(np.prod(w.shape[1:]) for w in leaves)
     return small / total
@@ -79,7 +85,11 @@ def run(quick: bool) -> dict:
     batch_size = 30
     steps = epochs * -(-len(parts.train) // batch_size)
     head = fl.distributions.get("categorical")
-    train, val, test = (parts.train.x, parts.train.y), (parts.val.x, parts.val.y), (parts.test.x, parts.test.y)
+    train, val, test = (
+        (parts.train.x, parts.train.y),
+        (parts.val.x, parts.val.y),
+        (parts.test.x, parts.test.y),
+    )
     start = time.perf_counter()
     results = {}
     for name, (rate, penalty, stopping) in variants(patience).items():
@@ -87,30 +97,65 @@ def run(quick: bool) -> dict:
         tx = fl.optim.adam(fl.optim.schedules.cosine_decay_schedule(3e-3, decay_steps=steps))
         states, info = fl.replicas.create(model, tx, seeds=range(seeds))
         # the curve shown is test NLL per epoch; early stopping must watch the validation split instead
-        states, history = fl.replicas.fit(states, train, loss=head, epochs=epochs, batch_size=batch_size,
-                                          eval=val if stopping else test, penalty=penalty, early_stopping=stopping,
-                                          info=info, progress=False)
+        states, history = fl.replicas.fit(
+            states,
+            train,
+            loss=head,
+            epochs=epochs,
+            batch_size=batch_size,
+            eval=val if stopping else test,
+            penalty=penalty,
+            early_stopping=stopping,
+            info=info,
+            progress=False,
+        )
         train_nll, train_acc = scores(model, states, *train)
         test_nll, test_acc = scores(model, states, *test)
         zero = near_zero_fraction(states.params)
-        per_epoch = lambda key: [[r[key] for r in history if r["replica"] == i] for i in range(seeds)]  # noqa: E731
+        per_epoch = lambda key, history=history: [
+            [r[key] for r in history if r["replica"] == i] for i in range(seeds)
+        ]
         entry = {
-            "train_nll": train_nll, "test_nll": test_nll, "train_accuracy": train_acc, "test_accuracy": test_acc,
-            "gap_nll": test_nll - train_nll, "near_zero_fraction": zero,
+            "train_nll": train_nll,
+            "test_nll": test_nll,
+            "train_accuracy": train_acc,
+            "test_accuracy": test_acc,
+            "gap_nll": test_nll - train_nll,
+            "near_zero_fraction": zero,
         }
-        results[name] = {k: {"mean": float(v.mean()), "std": float(v.std()), "per_seed": v.tolist()} for k, v in entry.items()}
-        results[name]["curves"] = {"train_loss": per_epoch("train_loss"), "eval_loss": per_epoch("val_loss"),
-                                   "eval_set": "validation" if stopping else "test"}
+        results[name] = {
+            k: {"mean": float(v.mean()), "std": float(v.std()), "per_seed": v.tolist()}
+            for k, v in entry.items()
+        }
+        results[name]["curves"] = {
+            "train_loss": per_epoch("train_loss"),
+            "eval_loss": per_epoch("val_loss"),
+            "eval_set": "validation" if stopping else "test",
+        }
         if stopping:
             best = [int(np.argmin(c)) + 1 for c in results[name]["curves"]["eval_loss"]]
             results[name]["best_epoch"] = best
             # a replica is frozen (its record says active: False) from the epoch its patience ran out
-            results[name]["stopped_epoch"] = [next((e for e, a in enumerate(act, 1) if not a), len(act)) for act in per_epoch("active")]
+            results[name]["stopped_epoch"] = [
+                next((e for e, a in enumerate(act, 1) if not a), len(act)) for act in per_epoch("active")
+            ]
     return {
-        "config": {"quick": quick, "hidden": hidden, "seeds": seeds, "epochs": epochs, "batch_size": batch_size,
-                   "n_train": len(parts.train), "n_val": len(parts.val), "n_test": len(parts.test),
-                   "l2_strength": L2_STRENGTH, "l1_strength": L1_STRENGTH, "dropout": DROPOUT, "patience": patience,
-                   "near_zero_threshold": NEAR_ZERO, "optimizer": "adam 3e-3, cosine decay to 0"},
+        "config": {
+            "quick": quick,
+            "hidden": hidden,
+            "seeds": seeds,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "n_train": len(parts.train),
+            "n_val": len(parts.val),
+            "n_test": len(parts.test),
+            "l2_strength": L2_STRENGTH,
+            "l1_strength": L1_STRENGTH,
+            "dropout": DROPOUT,
+            "patience": patience,
+            "near_zero_threshold": NEAR_ZERO,
+            "optimizer": "adam 3e-3, cosine decay to 0",
+        },
         "variants": results,
         "seconds": time.perf_counter() - start,
     }
@@ -136,24 +181,63 @@ def plot(result: dict, path: Path) -> None:
         ax.plot(epochs, ev, color=colours[name], lw=2, label=label)
         ax.plot(epochs, tr, color=colours[name], lw=1, ls=":")
         if name == "early stopping":
-            ax.axvline(v[name]["best_epoch"][0], color=colours[name], ls="--", lw=1, label="early stopping: best epoch (restored)")
-    ax.set(yscale="log", xlabel="epoch", ylabel="NLL (cross-entropy)",
-           title="Seed 0: evaluation NLL (solid) and training loss incl. penalty (dotted)")
+            ax.axvline(
+                v[name]["best_epoch"][0],
+                color=colours[name],
+                ls="--",
+                lw=1,
+                label="early stopping: best epoch (restored)",
+            )
+    ax.set(
+        yscale="log",
+        xlabel="epoch",
+        ylabel="NLL (cross-entropy)",
+        title="Seed 0: evaluation NLL (solid) and training loss incl. penalty (dotted)",
+    )
     ax.legend(fontsize=8)
     x = np.arange(len(names))
     width = 0.38
-    for offset, key, label, alpha in ((-width / 2, "train_nll", "train NLL", 0.45), (width / 2, "test_nll", "test NLL", 1.0)):
-        axes[1].bar(x + offset, [v[n][key]["mean"] for n in names], width, yerr=[v[n][key]["std"] for n in names],
-                    color=[colours[n] for n in names], alpha=alpha, capsize=3, label=label)
+    for offset, key, label, alpha in (
+        (-width / 2, "train_nll", "train NLL", 0.45),
+        (width / 2, "test_nll", "test NLL", 1.0),
+    ):
+        axes[1].bar(
+            x + offset,
+            [v[n][key]["mean"] for n in names],
+            width,
+            yerr=[v[n][key]["std"] for n in names],
+            color=[colours[n] for n in names],
+            alpha=alpha,
+            capsize=3,
+            label=label,
+        )
     for i, n in enumerate(names):
-        axes[1].text(i + width / 2, v[n]["test_nll"]["mean"], f"acc {v[n]['test_accuracy']['mean']:.3f}", ha="center", va="bottom", fontsize=8)
+        axes[1].text(
+            i + width / 2,
+            v[n]["test_nll"]["mean"],
+            f"acc {v[n]['test_accuracy']['mean']:.3f}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     axes[1].set_xticks(x, names)
-    axes[1].set(ylabel="NLL (mean ± std over seeds)", title=f"Training (pale) vs test (solid) NLL, {result['config']['n_train']} training images")
+    axes[1].set(
+        ylabel="NLL (mean ± std over seeds)",
+        title=f"Training (pale) vs test (solid) NLL, {result['config']['n_train']} training images",
+    )
     axes[1].legend(fontsize=8)
-    axes[2].bar(x, [100 * v[n]["near_zero_fraction"]["mean"] for n in names], yerr=[100 * v[n]["near_zero_fraction"]["std"] for n in names],
-                color=[colours[n] for n in names], capsize=3)
+    axes[2].bar(
+        x,
+        [100 * v[n]["near_zero_fraction"]["mean"] for n in names],
+        yerr=[100 * v[n]["near_zero_fraction"]["std"] for n in names],
+        color=[colours[n] for n in names],
+        capsize=3,
+    )
     axes[2].set_xticks(x, names)
-    axes[2].set(ylabel=f"% of weights with |w| < {result['config']['near_zero_threshold']:g}", title="Sparsity: L1 drives weights to zero, L2 only shrinks them")
+    axes[2].set(
+        ylabel=f"% of weights with |w| < {result['config']['near_zero_threshold']:g}",
+        title="Sparsity: L1 drives weights to zero, L2 only shrinks them",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -162,7 +246,9 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/regularisation", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="smaller network, fewer seeds and epochs (CI smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller network, fewer seeds and epochs (CI smoke run)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +258,9 @@ def main(argv=None) -> dict:
     fmt = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
     print(f"{'variant':<15} {'train NLL':>15} {'test NLL':>15} {'test acc':>15} {'|w|<1e-3':>15}")
     for name, r in result["variants"].items():
-        print(f"{name:<15} {fmt(r['train_nll']):>15} {fmt(r['test_nll']):>15} {fmt(r['test_accuracy']):>15} {fmt(r['near_zero_fraction']):>15}")
+        print(
+            f"{name:<15} {fmt(r['train_nll']):>15} {fmt(r['test_nll']):>15} {fmt(r['test_accuracy']):>15} {fmt(r['near_zero_fraction']):>15}"
+        )
     print(f"{result['seconds']:.1f} s; wrote {out}/regularisation.{{png,json}}")
     return result
 

@@ -38,11 +38,15 @@ T, ALPHA0 = 1000, 0.1
 def schedule_curves() -> dict:
     """name -> α_t for t = 0..T−1, each from fl.optim.schedules."""
     table = {
-        "step (×0.1 at 30/60/90%)": schedules.piecewise_constant_schedule(ALPHA0, {300: 0.1, 600: 0.1, 900: 0.1}),
+        "step (×0.1 at 30/60/90%)": schedules.piecewise_constant_schedule(
+            ALPHA0, {300: 0.1, 600: 0.1, 900: 0.1}
+        ),
         "cosine": schedules.cosine_decay_schedule(ALPHA0, decay_steps=T),
         "linear": schedules.linear_schedule(ALPHA0, 0.0, T),
         "inverse sqrt": schedules.inverse_sqrt_schedule(ALPHA0),
-        "warmup 100 + cosine": schedules.linear_warmup(schedules.cosine_decay_schedule(ALPHA0, decay_steps=T - 100), 100),
+        "warmup 100 + cosine": schedules.linear_warmup(
+            schedules.cosine_decay_schedule(ALPHA0, decay_steps=T - 100), 100
+        ),
     }
     t = np.arange(T)
     return {name: [float(f(int(k))) for k in t] for name, f in table.items()}
@@ -53,7 +57,10 @@ def with_warmup(optimizer: str, warmup_steps: int):
     for inject_hyperparams (the peak rate is the per-replica hyperparameter)."""
 
     def factory(learning_rate):
-        return fl.optim.get(optimizer, learning_rate=schedules.linear_warmup(schedules.constant_schedule(learning_rate), warmup_steps))
+        return fl.optim.get(
+            optimizer,
+            learning_rate=schedules.linear_warmup(schedules.constant_schedule(learning_rate), warmup_steps),
+        )
 
     return factory
 
@@ -65,8 +72,15 @@ def train_grid(parts, optimizer, rates, seeds, warmup_steps: int, epochs: int, d
     grid_rates = [float(r) for r in rates for _ in seeds]
     grid_seeds = [s for _ in rates for s in seeds]
     states, info = fl.replicas.create(model, tx, seeds=grid_seeds, hyperparams={"learning_rate": grid_rates})
-    _, history = fl.replicas.fit(states, (parts.train.x, parts.train.y), loss=fl.distributions.get("categorical"),
-                                 epochs=epochs, batch_size=32, info=info, progress=False)
+    _, history = fl.replicas.fit(
+        states,
+        (parts.train.x, parts.train.y),
+        loss=fl.distributions.get("categorical"),
+        epochs=epochs,
+        batch_size=32,
+        info=info,
+        progress=False,
+    )
     last = {}
     for record in history:  # a frozen (diverged) replica keeps its last record
         last[record["replica"]] = record
@@ -77,22 +91,34 @@ def summarise(records, rates, seeds) -> dict:
     """Per rate: stable seeds, last-epoch loss/accuracy mean ± std over the seeds that stayed finite."""
     rows = []
     for k, rate in enumerate(rates):
-        group = records[k * len(seeds):(k + 1) * len(seeds)]
-        stable = [not r["diverged"] and r["train_loss"] is not None and r["train_loss"] < math.log(10) for r in group]
+        group = records[k * len(seeds) : (k + 1) * len(seeds)]
+        stable = [
+            not r["diverged"] and r["train_loss"] is not None and r["train_loss"] < math.log(10)
+            for r in group
+        ]
         finite = [r for r in group if not r["diverged"] and r["train_loss"] is not None]
         loss = np.array([r["train_loss"] for r in finite])
         acc = np.array([r["train_accuracy"] for r in finite])
-        rows.append({
-            "learning_rate": float(rate),
-            "stable_seeds": int(sum(stable)),
-            "diverged_seeds": int(sum(r["diverged"] for r in group)),
-            "last_epoch_loss": {"mean": float(loss.mean()), "std": float(loss.std())} if len(finite) else None,
-            "last_epoch_accuracy": {"mean": float(acc.mean()), "std": float(acc.std())} if len(finite) else None,
-        })
+        rows.append(
+            {
+                "learning_rate": float(rate),
+                "stable_seeds": int(sum(stable)),
+                "diverged_seeds": int(sum(r["diverged"] for r in group)),
+                "last_epoch_loss": {"mean": float(loss.mean()), "std": float(loss.std())}
+                if len(finite)
+                else None,
+                "last_epoch_accuracy": {"mean": float(acc.mean()), "std": float(acc.std())}
+                if len(finite)
+                else None,
+            }
+        )
     all_stable = [r["learning_rate"] for r in rows if r["stable_seeds"] == len(seeds)]
     any_stable = [r["learning_rate"] for r in rows if r["stable_seeds"] > 0]
-    return {"rows": rows, "highest_rate_all_seeds_stable": max(all_stable) if all_stable else None,
-            "highest_rate_any_seed_stable": max(any_stable) if any_stable else None}
+    return {
+        "rows": rows,
+        "highest_rate_all_seeds_stable": max(all_stable) if all_stable else None,
+        "highest_rate_any_seed_stable": max(any_stable) if any_stable else None,
+    }
 
 
 def run(quick: bool) -> dict:
@@ -114,10 +140,18 @@ def run(quick: bool) -> dict:
             records = train_grid(parts, optimizer, rates, seeds, w, epochs, depth)
             result[optimizer][name] = summarise(records, rates, seeds)
     return {
-        "config": {"quick": quick, "model": f"mlp 64-[64]x{depth}-10 relu (He)", "optimizers": list(grids), "batch_size": 32,
-                   "epochs": epochs, "warmup_steps": warmup, "steps_per_epoch": steps_per_epoch, "seeds": seeds,
-                   "rates": {k: v.tolist() for k, v in grids.items()},
-                   "stable": "no non-finite step and last-epoch train loss < ln 10"},
+        "config": {
+            "quick": quick,
+            "model": f"mlp 64-[64]x{depth}-10 relu (He)",
+            "optimizers": list(grids),
+            "batch_size": 32,
+            "epochs": epochs,
+            "warmup_steps": warmup,
+            "steps_per_epoch": steps_per_epoch,
+            "seeds": seeds,
+            "rates": {k: v.tolist() for k, v in grids.items()},
+            "stable": "no non-finite step and last-epoch train loss < ln 10",
+        },
         "curves": schedule_curves(),
         "warmup_experiment": result,
         "seconds": time.perf_counter() - t0,
@@ -145,18 +179,40 @@ def plot(result: dict, path: Path) -> None:
         for name, color, offset in (("constant", "tab:red", 0.985), ("warmup", "tab:blue", 1.015)):
             rows = exp[optimizer][name]["rows"]
             r = np.array([row["learning_rate"] for row in rows]) * offset
-            m = np.array([row["last_epoch_loss"]["mean"] if row["last_epoch_loss"] else np.nan for row in rows])
-            s = np.array([row["last_epoch_loss"]["std"] if row["last_epoch_loss"] else np.nan for row in rows])
+            m = np.array(
+                [row["last_epoch_loss"]["mean"] if row["last_epoch_loss"] else np.nan for row in rows]
+            )
+            s = np.array(
+                [row["last_epoch_loss"]["std"] if row["last_epoch_loss"] else np.nan for row in rows]
+            )
             best = exp[optimizer][name]["highest_rate_all_seeds_stable"]
-            ax.errorbar(r, m, yerr=s, marker="o", capsize=3, color=color,
-                        label=f"{name} (highest η, all seeds stable: {best if best is None else round(best, 4)})")
+            ax.errorbar(
+                r,
+                m,
+                yerr=s,
+                marker="o",
+                capsize=3,
+                color=color,
+                label=f"{name} (highest η, all seeds stable: {best if best is None else round(best, 4)})",
+            )
             for x, row in zip(r, rows, strict=True):
                 if row["diverged_seeds"]:
-                    ax.annotate(f"{row['diverged_seeds']}✗", (x, 2.6 if name == "constant" else 2.8), color=color, fontsize=9, ha="center")
+                    ax.annotate(
+                        f"{row['diverged_seeds']}✗",
+                        (x, 2.6 if name == "constant" else 2.8),
+                        color=color,
+                        fontsize=9,
+                        ha="center",
+                    )
         ax.axhline(math.log(10), color="k", lw=0.8, ls=":", label="ln 10 (chance)")
-        ax.set(xscale="log", xlabel="peak learning rate η", ylabel="last-epoch training loss (mean ± std)", ylim=(0, 3.0),
-               title=f"{optimizer}: {cfg['model']}, {cfg['epochs']} epochs, {len(cfg['seeds'])} seeds\n"
-                     f"warmup {cfg['warmup_steps']} steps (n✗: seeds diverged to NaN/Inf)")
+        ax.set(
+            xscale="log",
+            xlabel="peak learning rate η",
+            ylabel="last-epoch training loss (mean ± std)",
+            ylim=(0, 3.0),
+            title=f"{optimizer}: {cfg['model']}, {cfg['epochs']} epochs, {len(cfg['seeds'])} seeds\n"
+            f"warmup {cfg['warmup_steps']} steps (n✗: seeds diverged to NaN/Inf)",
+        )
         ax.legend(fontsize=8, loc="center left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -166,20 +222,30 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/schedules_warmup", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="SGD only, 2 rates, 1 seed, 1 epoch, 4 hidden layers (CI smoke run)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="SGD only, 2 rates, 1 seed, 1 epoch, 4 hidden layers (CI smoke run)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run(args.quick)
     plot(result, out / "schedules_warmup.png")
     (out / "schedules_warmup.json").write_text(json.dumps(result))
-    for name, r in ((f"{o} {w}", r) for o, group in result["warmup_experiment"].items() for w, r in group.items()):
-        print(f"{name:14s}: highest η with every seed stable {r['highest_rate_all_seeds_stable']}, with any seed stable {r['highest_rate_any_seed_stable']}")
+    for name, r in (
+        (f"{o} {w}", r) for o, group in result["warmup_experiment"].items() for w, r in group.items()
+    ):
+        print(
+            f"{name:14s}: highest η with every seed stable {r['highest_rate_all_seeds_stable']}, with any seed stable {r['highest_rate_any_seed_stable']}"
+        )
         for row in r["rows"]:
             loss = row["last_epoch_loss"]
             text = f"{loss['mean']:.3f} ± {loss['std']:.3f}" if loss else "—"
-            print(f"    η = {row['learning_rate']:.3f}: stable {row['stable_seeds']}/{len(result['config']['seeds'])}, "
-                  f"diverged {row['diverged_seeds']}, last-epoch loss {text}")
+            print(
+                f"    η = {row['learning_rate']:.3f}: stable {row['stable_seeds']}/{len(result['config']['seeds'])}, "
+                f"diverged {row['diverged_seeds']}, last-epoch loss {text}"
+            )
     print(f"ran in {result['seconds']:.1f} s; wrote {out}/schedules_warmup.{{png,json}}")
     return result
 

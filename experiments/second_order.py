@@ -95,8 +95,13 @@ def scipy_optimum(loss, params0):
 
     flat0, unravel = ravel_pytree(params0)
     f = jax.jit(jax.value_and_grad(lambda v: loss(unravel(v))))
-    res = scipy.optimize.minimize(lambda v: tuple(np.asarray(a) for a in f(v)), np.asarray(flat0), jac=True,
-                                  method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10000})
+    res = scipy.optimize.minimize(
+        lambda v: tuple(np.asarray(a) for a in f(v)),
+        np.asarray(flat0),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10000},
+    )
     return res.x
 
 
@@ -108,7 +113,10 @@ def solve(name, loss, params0, quick: bool) -> dict:
     # every Adam rate at once: minimize vmapped over the learning rate
     sweep = jax.jit(jax.vmap(lambda r: fo.minimize(loss, params0, fo.adam(r), tol=TOL, max_steps=max_steps)))
     res = sweep(jnp.asarray(ADAM_RATES, jnp.float64))
-    adam_steps = {rate: int(n) if float(g) <= TOL else None for rate, n, g in zip(ADAM_RATES, res.steps, res.grad_norm, strict=True)}
+    adam_steps = {
+        rate: int(n) if float(g) <= TOL else None
+        for rate, n, g in zip(ADAM_RATES, res.steps, res.grad_norm, strict=True)
+    }
     finished = {r: s for r, s in adam_steps.items() if s is not None}
     best_rate = min(finished, key=finished.get) if finished else max(ADAM_RATES)
     row["adam_steps_per_rate"] = {str(k): v for k, v in adam_steps.items()}
@@ -139,9 +147,17 @@ def run(quick: bool) -> dict:
         rows = [solve("synthetic 200×4", synthetic_loss, synthetic_params, quick)]
         if not quick:
             rows.append(solve("breast_cancer 569×30", *breast_cancer_problem(), quick))
-    return {"config": {"quick": quick, "tol": TOL, "dtype": "float64", "adam_rates": ADAM_RATES,
-                       "timing": "best of 7 (2 in --quick) calls of the jitted solve; compile time reported apart"},
-            "problems": rows, "seconds": time.perf_counter() - t0}
+    return {
+        "config": {
+            "quick": quick,
+            "tol": TOL,
+            "dtype": "float64",
+            "adam_rates": ADAM_RATES,
+            "timing": "best of 7 (2 in --quick) calls of the jitted solve; compile time reported apart",
+        },
+        "problems": rows,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def plot(result: dict, path: Path) -> None:
@@ -160,7 +176,12 @@ def plot(result: dict, path: Path) -> None:
             ax.semilogy(np.maximum(curve, 1e-17), color=colors[method], label=label)
         ax.axhline(result["config"]["tol"], color="k", ls=":", lw=1, label="tolerance")
         ax.set_xscale("symlog", linthresh=1)
-        ax.set(xlim=(0, None), xlabel="step (linear to 1, then log)", ylabel="‖∇L‖", title=f"{row['problem']} (p = {row['parameters']})")
+        ax.set(
+            xlim=(0, None),
+            xlabel="step (linear to 1, then log)",
+            ylabel="‖∇L‖",
+            title=f"{row['problem']} (p = {row['parameters']})",
+        )
         ax.legend(fontsize=8)
     ax = axes[-1]
     x = np.arange(len(rows))
@@ -178,7 +199,9 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/second_order", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="the synthetic problem only, 2 timing repeats (CI smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="the synthetic problem only, 2 timing repeats (CI smoke run)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +215,9 @@ def main(argv=None) -> dict:
         cells = []
         for method in ("newton", "lbfgs", "adam"):
             r = row[method]
-            cells.append(f"{method} {r['steps']:5d} steps {r['run_seconds'] * 1e3:8.2f} ms{'' if r['converged'] else ' (not converged)'}")
+            cells.append(
+                f"{method} {r['steps']:5d} steps {r['run_seconds'] * 1e3:8.2f} ms{'' if r['converged'] else ' (not converged)'}"
+            )
         print(f"  {row['problem']:22s} " + " | ".join(cells) + f"  (adam lr {row['adam_best_rate']})")
     print(f"ran in {result['seconds']:.1f} s; wrote {out}/second_order.{{png,json}}")
     return result

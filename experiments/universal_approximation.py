@@ -89,18 +89,32 @@ def run(quick: bool) -> dict:
     rows, curves = [], {}
     for width in widths:
         model, params, state, _ = train_replicas(width, seeds, *train, steps)
-        rmse, max_err, pred = fit_errors(model, params, state, (x_grid[:, None] / X_SCALE).astype(np.float32), f_grid)
-        rows.append({
-            "hidden_units": width,
-            "parameters": 3 * width + 1,
-            "rmse_mean": float(rmse.mean()), "rmse_std": float(rmse.std()),
-            "max_error_mean": float(max_err.mean()), "max_error_std": float(max_err.std()),
-            "rmse_per_seed": rmse.tolist(),
-        })
+        rmse, max_err, pred = fit_errors(
+            model, params, state, (x_grid[:, None] / X_SCALE).astype(np.float32), f_grid
+        )
+        rows.append(
+            {
+                "hidden_units": width,
+                "parameters": 3 * width + 1,
+                "rmse_mean": float(rmse.mean()),
+                "rmse_std": float(rmse.std()),
+                "max_error_mean": float(max_err.mean()),
+                "max_error_std": float(max_err.std()),
+                "rmse_per_seed": rmse.tolist(),
+            }
+        )
         curves[str(width)] = pred[0, ::4].tolist()
     return {
-        "config": {"quick": quick, "widths": widths, "seeds": seeds, "n_train": n, "steps": steps, "function": "gabor f(x) = sin(0.96x)·exp(−(0.96x)²/8), x ∈ [−15, 15]",
-                   "model": "mlp [1, D, 1] relu", "optimizer": "full-batch adam 1e-2, cosine decay to 1e-4, MSE"},
+        "config": {
+            "quick": quick,
+            "widths": widths,
+            "seeds": seeds,
+            "n_train": n,
+            "steps": steps,
+            "function": "gabor f(x) = sin(0.96x)·exp(−(0.96x)²/8), x ∈ [−15, 15]",
+            "model": "mlp [1, D, 1] relu",
+            "optimizer": "full-batch adam 1e-2, cosine decay to 1e-4, MSE",
+        },
         "rows": rows,
         "rmse_ratio_smallest_to_largest": rows[0]["rmse_mean"] / rows[-1]["rmse_mean"],
         "target_rms": float(np.sqrt(np.mean(f_grid**2))),
@@ -129,10 +143,23 @@ def plot(result: dict, path: Path) -> None:
         mean = np.array([r[f"{key}_mean"] for r in rows])
         std = np.array([r[f"{key}_std"] for r in rows])
         lower = np.minimum(std, 0.9 * mean)  # a log axis cannot show mean − std ≤ 0
-        ax_err.errorbar(d, mean, yerr=[lower, std], fmt="o-", capsize=3, color=colour, label=f"{label} (mean ± std, {result['config']['seeds']} seeds)")
+        ax_err.errorbar(
+            d,
+            mean,
+            yerr=[lower, std],
+            fmt="o-",
+            capsize=3,
+            color=colour,
+            label=f"{label} (mean ± std, {result['config']['seeds']} seeds)",
+        )
     ax_err.axhline(result["target_rms"], color="0.5", ls=":", label="RMS of f (error of predicting 0)")
-    ax_err.set(xscale="log", yscale="log", xlabel="hidden units D", ylabel="fit error on a dense grid",
-               title="Fit error against the number of hidden units")
+    ax_err.set(
+        xscale="log",
+        yscale="log",
+        xlabel="hidden units D",
+        ylabel="fit error on a dense grid",
+        title="Fit error against the number of hidden units",
+    )
     ax_err.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -151,10 +178,14 @@ def main(argv=None) -> dict:
     (out / "universal_approximation.json").write_text(json.dumps(result, indent=2))
     print(f"{'D':>5} {'params':>7}   RMSE (mean ± std)      max error")
     for r in result["rows"]:
-        print(f"{r['hidden_units']:>5} {r['parameters']:>7}   {r['rmse_mean']:.4f} ± {r['rmse_std']:.4f}    "
-              f"{r['max_error_mean']:.3f} ± {r['max_error_std']:.3f}")
-    print(f"RMSE falls {result['rmse_ratio_smallest_to_largest']:.0f}× from D = {result['rows'][0]['hidden_units']} "
-          f"to D = {result['rows'][-1]['hidden_units']}; {result['seconds']:.1f} s; wrote {out}/universal_approximation.{{png,json}}")
+        print(
+            f"{r['hidden_units']:>5} {r['parameters']:>7}   {r['rmse_mean']:.4f} ± {r['rmse_std']:.4f}    "
+            f"{r['max_error_mean']:.3f} ± {r['max_error_std']:.3f}"
+        )
+    print(
+        f"RMSE falls {result['rmse_ratio_smallest_to_largest']:.0f}× from D = {result['rows'][0]['hidden_units']} "
+        f"to D = {result['rows'][-1]['hidden_units']}; {result['seconds']:.1f} s; wrote {out}/universal_approximation.{{png,json}}"
+    )
     return result
 
 

@@ -16,8 +16,24 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "callbacks", "checkpoint", "checks", "config", "data", "distributions", "errors", "init", "loop",
-    "losses", "nn", "optim", "parallel", "registry", "replicas", "report", "train", "tree",
+    "callbacks",
+    "checkpoint",
+    "checks",
+    "config",
+    "data",
+    "distributions",
+    "errors",
+    "init",
+    "loop",
+    "losses",
+    "nn",
+    "optim",
+    "parallel",
+    "registry",
+    "replicas",
+    "report",
+    "train",
+    "tree",
 )
 _NAMES = {"fit": "loop", "evaluate": "loop", "TrainState": "train"}
 
@@ -38,8 +54,24 @@ def __dir__():
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
     from fnlearn import (  # noqa: F401
-        callbacks, checkpoint, checks, config, data, distributions, errors, init, loop, losses, nn, optim,
-        parallel, registry, replicas, report, train, tree,
+        callbacks,
+        checkpoint,
+        checks,
+        config,
+        data,
+        distributions,
+        errors,
+        init,
+        loop,
+        losses,
+        nn,
+        optim,
+        parallel,
+        registry,
+        replicas,
+        report,
+        train,
+        tree,
     )
     from fnlearn.loop import evaluate, fit  # noqa: F401
     from fnlearn.train import TrainState  # noqa: F401

@@ -25,8 +25,17 @@ from fnlearn.errors import FnlearnError
 from fnlearn.optim.hyperparams import find_hyperparams, set_hyperparam
 from fnlearn.rules import higher_is_better, improved
 
-__all__ = ["FitContext", "Callback", "EarlyStopping", "ReduceLROnPlateau", "LambdaCallback", "TensorBoard", "NonFiniteError",
-           "monitored_value", "unknown_metric"]
+__all__ = [
+    "FitContext",
+    "Callback",
+    "EarlyStopping",
+    "ReduceLROnPlateau",
+    "LambdaCallback",
+    "TensorBoard",
+    "NonFiniteError",
+    "monitored_value",
+    "unknown_metric",
+]
 
 
 class NonFiniteError(FnlearnError):
@@ -73,7 +82,12 @@ class Callback:
 class LambdaCallback(Callback):
     """A user hook: ``LambdaCallback(on_epoch_end=lambda ctx: print(ctx.record))``."""
 
-    def __init__(self, on_fit_start: Callable | None = None, on_epoch_end: Callable | None = None, on_fit_end: Callable | None = None):
+    def __init__(
+        self,
+        on_fit_start: Callable | None = None,
+        on_epoch_end: Callable | None = None,
+        on_fit_end: Callable | None = None,
+    ):
         self._hooks = {"on_fit_start": on_fit_start, "on_epoch_end": on_epoch_end, "on_fit_end": on_fit_end}
 
     def on_fit_start(self, ctx):
@@ -122,8 +136,15 @@ class EarlyStopping(Callback):
     patience never ran out.
     """
 
-    def __init__(self, monitor: str = "val_loss", *, patience: int = 10, min_delta: float = 0.0,
-                 mode: str | None = None, restore_best: bool = True):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        patience: int = 10,
+        min_delta: float = 0.0,
+        mode: str | None = None,
+        restore_best: bool = True,
+    ):
         if not isinstance(monitor, str):
             raise FnlearnError(
                 "EarlyStopping: monitor must be a metric name such as 'val_loss', got "
@@ -135,7 +156,13 @@ class EarlyStopping(Callback):
         mode = mode or ("max" if higher_is_better(monitor) else "min")
         if mode not in ("min", "max"):
             raise FnlearnError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}.")
-        self.monitor, self.patience, self.min_delta, self.mode, self.restore_best = monitor, patience, min_delta, mode, restore_best
+        self.monitor, self.patience, self.min_delta, self.mode, self.restore_best = (
+            monitor,
+            patience,
+            min_delta,
+            mode,
+            restore_best,
+        )
         self._reset()
 
     def _reset(self):
@@ -171,14 +198,23 @@ class EarlyStopping(Callback):
             ctx.state = ctx.state.replace(params=params, model_state=model_state)
 
     def state_dict(self) -> dict:
-        return {"best": self.best if math.isfinite(self.best) else None, "best_epoch": self.best_epoch,
-                "wait": self.wait, "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+        return {
+            "best": self.best if math.isfinite(self.best) else None,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_weights": self.best_weights,
+        }
 
     def load_state_dict(self, saved, ctx):
         self._reset()
         if saved["best"] is not None:
             self.best = float(saved["best"])
-        self.best_epoch, self.wait, self.stopped_epoch = saved["best_epoch"], saved["wait"], saved["stopped_epoch"]
+        self.best_epoch, self.wait, self.stopped_epoch = (
+            saved["best_epoch"],
+            saved["wait"],
+            saved["stopped_epoch"],
+        )
         if saved["best_weights"] is not None:
             structure = jax.tree.structure((ctx.state.params, ctx.state.model_state))
             self.best_weights = jax.tree.unflatten(structure, saved["best_weights"])
@@ -202,8 +238,17 @@ class ReduceLROnPlateau(Callback):
     and ``reductions`` come back on resume; the rate itself is in the checkpointed optimizer state.
     """
 
-    def __init__(self, monitor: str = "val_loss", *, factor: float = 0.1, patience: int = 10,
-                 min_delta: float = 0.0, cooldown: int = 0, min_lr: float = 0.0, mode: str | None = None):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        factor: float = 0.1,
+        patience: int = 10,
+        min_delta: float = 0.0,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        mode: str | None = None,
+    ):
         mode = mode or ("max" if higher_is_better(monitor) else "min")
         _check_plateau_arguments(factor, patience, min_delta, cooldown, min_lr, mode)
         self.monitor, self.factor, self.patience, self.min_delta = monitor, factor, patience, min_delta
@@ -244,8 +289,12 @@ class ReduceLROnPlateau(Callback):
             self.reductions.append({"epoch": ctx.epoch, "learning_rate": new})
 
     def state_dict(self) -> dict:
-        return {"best": self.best if math.isfinite(self.best) else None, "wait": self.wait,
-                "cooldown_left": self.cooldown_left, "reductions": self.reductions}
+        return {
+            "best": self.best if math.isfinite(self.best) else None,
+            "wait": self.wait,
+            "cooldown_left": self.cooldown_left,
+            "reductions": self.reductions,
+        }
 
     def load_state_dict(self, saved, ctx):
         self._reset()
@@ -282,8 +331,10 @@ def _injected_learning_rate(opt_state) -> float:
         )
     rate = np.asarray(hyperparams["learning_rate"])
     if rate.size != 1:
-        raise FnlearnError(f"ReduceLROnPlateau: the learning rate has shape {rate.shape} (one per replica); "
-                           "it changes the rate of a single run.")
+        raise FnlearnError(
+            f"ReduceLROnPlateau: the learning rate has shape {rate.shape} (one per replica); "
+            "it changes the rate of a single run."
+        )
     return float(rate.reshape(()))
 
 

@@ -45,7 +45,15 @@ from fnlearn.errors import FnlearnError, FnlearnWarning
 from fnlearn.rules import higher_is_better, improved
 from fnlearn.tree import path_str
 
-__all__ = ["save", "restore", "latest_step", "read_meta", "RunCheckpoints", "CheckpointError", "CheckpointMismatchError"]
+__all__ = [
+    "save",
+    "restore",
+    "latest_step",
+    "read_meta",
+    "RunCheckpoints",
+    "CheckpointError",
+    "CheckpointMismatchError",
+]
 
 
 class CheckpointError(FnlearnError):
@@ -75,7 +83,10 @@ def _arrays(state):
 
 def _checksums(tree) -> list[str]:
     """SHA-256 of every leaf's bytes (C order), in ``tree_flatten`` order."""
-    return [hashlib.sha256(np.ascontiguousarray(np.asarray(leaf)).tobytes()).hexdigest() for leaf in jax.tree.leaves(tree)]
+    return [
+        hashlib.sha256(np.ascontiguousarray(np.asarray(leaf)).tobytes()).hexdigest()
+        for leaf in jax.tree.leaves(tree)
+    ]
 
 
 def _digest(meta: dict) -> str:
@@ -86,8 +97,10 @@ def _digest(meta: dict) -> str:
 
 def _verify(tree, expected: list[str], signature: list[list], where: Path, item: str) -> None:
     if len(expected) != len(signature):
-        raise CheckpointError(f"checkpoint {where} is corrupt: its metadata lists {len(signature)} {item} arrays "
-                              f"but {len(expected)} checksums.")
+        raise CheckpointError(
+            f"checkpoint {where} is corrupt: its metadata lists {len(signature)} {item} arrays "
+            f"but {len(expected)} checksums."
+        )
     for (path, _, _), saved, now in zip(signature, expected, _checksums(tree)):
         if saved != now:
             raise CheckpointError(
@@ -98,7 +111,10 @@ def _verify(tree, expected: list[str], signature: list[list], where: Path, item:
 
 def _signature(tree) -> list[list]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [[path_str(path), list(np.shape(leaf)), str(getattr(leaf, "dtype", np.asarray(leaf).dtype))] for path, leaf in flat]
+    return [
+        [path_str(path), list(np.shape(leaf)), str(getattr(leaf, "dtype", np.asarray(leaf).dtype))]
+        for path, leaf in flat
+    ]
 
 
 def _check_signature(saved: list, template: list, where: Path) -> None:
@@ -121,21 +137,26 @@ def _check_signature(saved: list, template: list, where: Path) -> None:
 
 def _manager(directory: Path, keep: int | None):
     ocp = _ocp()
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True,
-                                           cleanup_tmp_directories=True)  # what a killed save left
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=False, create=True, cleanup_tmp_directories=True
+    )  # what a killed save left
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
 def _save_with(manager, state, step: int, extra: dict, arrays: dict | None = None) -> None:
     ocp = _ocp()
     if "arrays" in extra:
-        raise FnlearnError('checkpoint extra may not use the key "arrays": pass arrays with arrays={name: array}.')
+        raise FnlearnError(
+            'checkpoint extra may not use the key "arrays": pass arrays with arrays={name: array}.'
+        )
     tree = _arrays(state)
     meta = {"signature": _signature(tree), "checksums": {"state": _checksums(tree)}, "extra": extra}
     items = {"state": ocp.args.StandardSave(tree)}
     if arrays:
         if not all(isinstance(name, str) and name.isidentifier() for name in arrays):
-            raise FnlearnError(f"checkpoint arrays= needs a flat dict with identifier names, got keys {sorted(map(repr, arrays))}.")
+            raise FnlearnError(
+                f"checkpoint arrays= needs a flat dict with identifier names, got keys {sorted(map(repr, arrays))}."
+            )
         meta["arrays"] = _signature(arrays)
         meta["checksums"]["arrays"] = _checksums(arrays)
         items["arrays"] = ocp.args.StandardSave(dict(arrays))
@@ -169,13 +190,19 @@ def _read_meta(manager, directory: Path, step: int) -> dict:
     try:
         meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as error:  # orbax raises many types for a damaged directory
-        raise CheckpointError(f"checkpoint {where} is corrupt or incomplete: its metadata cannot be read "
-                              f"({type(error).__name__}: {_first_line(error)}).") from None
+        raise CheckpointError(
+            f"checkpoint {where} is corrupt or incomplete: its metadata cannot be read "
+            f"({type(error).__name__}: {_first_line(error)})."
+        ) from None
     if not isinstance(meta, dict) or "digest" not in meta or "checksums" not in meta:
-        raise CheckpointError(f"checkpoint {where} has no checksums (damaged metadata, or written by an older fnlearn); "
-                              "it cannot be verified.")
+        raise CheckpointError(
+            f"checkpoint {where} has no checksums (damaged metadata, or written by an older fnlearn); "
+            "it cannot be verified."
+        )
     if meta["digest"] != _digest(meta):
-        raise CheckpointError(f"checkpoint {where} is corrupt: its metadata does not match its digest (edited or damaged).")
+        raise CheckpointError(
+            f"checkpoint {where} is corrupt: its metadata does not match its digest (edited or damaged)."
+        )
     return meta
 
 
@@ -207,10 +234,14 @@ def _restore_item(manager, where: Path, step: int, name: str, abstract):
     ocp = _ocp()
     try:
         with _quiet_failures():
-            return manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)}))[name]
+            return manager.restore(
+                step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)})
+            )[name]
     except Exception as error:
-        raise CheckpointError(f"checkpoint {where} is corrupt or truncated: its {name} arrays cannot be read "
-                              f"({type(error).__name__}: {_first_line(error)}).") from None
+        raise CheckpointError(
+            f"checkpoint {where} is corrupt or truncated: its {name} arrays cannot be read "
+            f"({type(error).__name__}: {_first_line(error)})."
+        ) from None
 
 
 def _restore_with(manager, directory: Path, state, step: int):
@@ -222,19 +253,31 @@ def _restore_with(manager, directory: Path, state, step: int):
     arrays = _restore_item(manager, where, step, "state", abstract)
     _verify(arrays, meta["checksums"]["state"], meta["signature"], where, "state")
     restored = state.replace(
-        step=arrays["step"], params=arrays["params"], model_state=arrays["model_state"],
-        opt_state=arrays["opt_state"], key=jax.random.wrap_key_data(arrays["key"]),
+        step=arrays["step"],
+        params=arrays["params"],
+        model_state=arrays["model_state"],
+        opt_state=arrays["opt_state"],
+        key=jax.random.wrap_key_data(arrays["key"]),
     )
     extra = dict(meta["extra"])
     if meta.get("arrays"):
-        abstract = {name: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for name, shape, dtype in meta["arrays"]}
+        abstract = {
+            name: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for name, shape, dtype in meta["arrays"]
+        }
         extra["arrays"] = _restore_item(manager, where, step, "arrays", abstract)
         _verify(extra["arrays"], meta["checksums"].get("arrays", []), meta["arrays"], where, "extra")
     return restored, extra
 
 
-def save(directory, state, *, step: int | None = None, extra: dict | None = None, arrays: dict | None = None,
-         keep: int | None = None) -> Path:
+def save(
+    directory,
+    state,
+    *,
+    step: int | None = None,
+    extra: dict | None = None,
+    arrays: dict | None = None,
+    keep: int | None = None,
+) -> Path:
     """Write ``state``, a JSON-able ``extra`` and a flat dict of other ``arrays`` (they come back
     as ``extra["arrays"]``) as checkpoint ``step`` (default: state.step)."""
     directory = Path(directory)
@@ -247,7 +290,9 @@ def save(directory, state, *, step: int | None = None, extra: dict | None = None
     return directory / str(step)
 
 
-_NOTHING_CHANGED = " Nothing was changed. Start a new run (another --out), or put back good copies of the checkpoints."
+_NOTHING_CHANGED = (
+    " Nothing was changed. Start a new run (another --out), or put back good copies of the checkpoints."
+)
 
 
 def read_meta(directory, step: int | None = None) -> tuple[int, dict] | None:
@@ -265,7 +310,9 @@ def read_meta(directory, step: int | None = None) -> tuple[int, dict] | None:
                 return candidate, _read_meta(manager, directory, candidate)["extra"]
             except CheckpointError as error:
                 reasons.append(str(error))
-        raise CheckpointError(f"no readable checkpoint in {directory}: " + " ".join(reasons) + _NOTHING_CHANGED)
+        raise CheckpointError(
+            f"no readable checkpoint in {directory}: " + " ".join(reasons) + _NOTHING_CHANGED
+        )
     finally:
         manager.close()
 
@@ -290,7 +337,9 @@ def restore(directory, state, *, step: int | None = None):
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise CheckpointError(f"no checkpoint directory at {directory}. Train with run_dir=... to write checkpoints.")
+        raise CheckpointError(
+            f"no checkpoint directory at {directory}. Train with run_dir=... to write checkpoints."
+        )
     manager = _manager(directory, None)
     try:
         steps = manager.all_steps()
@@ -320,8 +369,14 @@ class RunCheckpoints:
         self._best = None
         self._best_value = None
 
-    def save(self, state, step: int, extra: dict, best: tuple[str, float | None] | None = None,
-             arrays: dict | None = None) -> None:
+    def save(
+        self,
+        state,
+        step: int,
+        extra: dict,
+        best: tuple[str, float | None] | None = None,
+        arrays: dict | None = None,
+    ) -> None:
         """Checkpoint ``step`` into ``last/``, and into ``best/`` when ``best = (metric, value)``
         improves on the best so far (lower is better, higher for accuracy-like metrics)."""
         if best is not None and best[1] is not None and np.isfinite(best[1]):
@@ -361,13 +416,18 @@ class RunCheckpoints:
                 break
             else:
                 raise CheckpointError(
-                    f"no readable checkpoint in {directory}: " + " ".join(reason for _, reason in damaged) + _NOTHING_CHANGED
+                    f"no readable checkpoint in {directory}: "
+                    + " ".join(reason for _, reason in damaged)
+                    + _NOTHING_CHANGED
                 )
         finally:
             manager.close()
         for bad_step, reason in damaged:
             moved = self._quarantine(directory / str(bad_step), "last")
-            warnings.warn(FnlearnWarning(f"{reason} Moved it to {moved}; resuming from step {int(restored[0].step)}."), stacklevel=2)
+            warnings.warn(
+                FnlearnWarning(f"{reason} Moved it to {moved}; resuming from step {int(restored[0].step)}."),
+                stacklevel=2,
+            )
         self._best_value = self._saved_best_value()
         return restored
 
@@ -399,7 +459,10 @@ class RunCheckpoints:
             manager.close()
         if best is None:
             moved = self._quarantine(directory / str(step), "best")
-            warnings.warn(FnlearnWarning(f"{reason} Moved it to {moved}; the next improvement becomes the best."), stacklevel=2)
+            warnings.warn(
+                FnlearnWarning(f"{reason} Moved it to {moved}; the next improvement becomes the best."),
+                stacklevel=2,
+            )
             return None
         return next(iter(best.values()), None)
 

@@ -169,8 +169,14 @@ def rate(owner: str, name: str, value, *, allow_zero: bool = False, hint: str = 
     if callable(value):
         return value
     low = ">= 0" if allow_zero else "> 0"
-    return _real(owner, name, value, (lambda v: v >= 0) if allow_zero else (lambda v: v > 0),
-                 f"a finite number {low} (or a schedule)", hint)
+    return _real(
+        owner,
+        name,
+        value,
+        (lambda v: v >= 0) if allow_zero else (lambda v: v > 0),
+        f"a finite number {low} (or a schedule)",
+        hint,
+    )
 
 
 def boolean(owner: str, name: str, value, hint: str = "") -> bool:

@@ -145,9 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=V1,V2",
         help="a config key and the values to try (TOML literals; repeat for more axes)",
     )
-    sweep.add_argument(
-        "--seeds", type=int, metavar="N", help="train every combination with seeds 0..N-1"
-    )
+    sweep.add_argument("--seeds", type=int, metavar="N", help="train every combination with seeds 0..N-1")
     _add_set(sweep)
     sweep.add_argument("--out", metavar="DIR", help="the sweep directory (default runs/NAME-sweep)")
     sweep.add_argument(
@@ -169,9 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="run directories, or folders of them (a sweep's DIR)",
     )
-    compare.add_argument(
-        "--csv", metavar="FILE", help="also write the table as CSV (mean and std columns)"
-    )
+    compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV (mean and std columns)")
     compare.add_argument(
         "--out",
         metavar="PNG",
@@ -186,12 +182,8 @@ def _parser() -> argparse.ArgumentParser:
         help="loss, metric and learning-rate curves of a run",
         description="Plot loss, metric and learning rate against the step.",
     )
-    plot.add_argument(
-        "run", metavar="RUN_DIR", help="a run directory (or a folder of them: one plot each)"
-    )
-    plot.add_argument(
-        "--out", metavar="PNG", help="where to write (default RUN_DIR/plots/training.png)"
-    )
+    plot.add_argument("run", metavar="RUN_DIR", help="a run directory (or a folder of them: one plot each)")
+    plot.add_argument("--out", metavar="PNG", help="where to write (default RUN_DIR/plots/training.png)")
     plot.set_defaults(handler=cmd_plot)
     return parser
 
@@ -234,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             out = getattr(args, "run_out", None)
             if out is not None and getattr(args, "command", None) in ("train", "sweep"):
-                again = f"`fnlearn {args.command} --resume --out {out}`" + (f" {args.config}" if args.command == "sweep" else "")
+                again = f"`fnlearn {args.command} --resume --out {out}`" + (
+                    f" {args.config}" if args.command == "sweep" else ""
+                )
                 _error(f"interrupted; {again} continues from the last checkpoint.")
             else:
                 _error("interrupted.")
@@ -279,7 +273,9 @@ def _one_line_reports():
     loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "orbax")]
     levels = [logger.level for logger in loggers]
     sys.unraisablehook = threading.excepthook = lambda *args: None
-    warnings.showwarning = lambda message, *args, **kwargs: print(f"fnlearn: warning: {message}", file=sys.stderr, flush=True)
+    warnings.showwarning = lambda message, *args, **kwargs: print(
+        f"fnlearn: warning: {message}", file=sys.stderr, flush=True
+    )
     for logger in loggers:
         logger.setLevel(logging.CRITICAL + 1)
     try:
@@ -302,8 +298,15 @@ def _train_into(args, plans_for, default: Path) -> list:
     def claimed(out):
         args.run_out = out
 
-    return execute.run_command(args.out, default, plans_for, resume=args.resume, quiet=args.quiet,
-                               announce=getattr(args, "announce", None), claimed=claimed)
+    return execute.run_command(
+        args.out,
+        default,
+        plans_for,
+        resume=args.resume,
+        quiet=args.quiet,
+        announce=getattr(args, "announce", None),
+        claimed=claimed,
+    )
 
 
 def cmd_train(args) -> int:
@@ -316,7 +319,9 @@ def cmd_train(args) -> int:
         config = execute.resume_config(Path(args.out), args.overrides)
     else:
         config = fconfig.load(args.config, args.overrides)
-    done = _train_into(args, lambda out: execute.plan_runs(config, out, config.name), Path("runs") / config.name)
+    done = _train_into(
+        args, lambda out: execute.plan_runs(config, out, config.name), Path("runs") / config.name
+    )
     if args.quiet:
         print("\n".join(execute.summary_line(d.run_dir, d.summary) for d in done))
     if len(done) > 1 and not args.quiet:

@@ -118,7 +118,9 @@ def _split(spec: str, outputs: jax.Array, blocks: int) -> list[jax.Array]:
     return [outputs[..., i * d : (i + 1) * d] for i in range(blocks)]
 
 
-def _event_targets(spec: str, outputs: jax.Array, y, num_outputs: Callable[[int], int], rule: str) -> jax.Array:
+def _event_targets(
+    spec: str, outputs: jax.Array, y, num_outputs: Callable[[int], int], rule: str
+) -> jax.Array:
     """Targets as ``[..., d]`` in the outputs' dtype, checked against the outputs' width.
 
     ``num_outputs(d)`` is the width the head needs for ``d`` target dimensions; ``rule`` says why.
@@ -175,7 +177,9 @@ def _host_targets(spec: str, y) -> np.ndarray:
             "Fix: pass real targets."
         )
     if not np.issubdtype(y.dtype, np.number):
-        raise FnlearnError(f"{spec}: targets must be numeric, got an array of dtype {y.dtype}. Fix: encode them as numbers.")
+        raise FnlearnError(
+            f"{spec}: targets must be numeric, got an array of dtype {y.dtype}. Fix: encode them as numbers."
+        )
     bad = np.atleast_1d(~np.isfinite(y))
     if bad.any():
         rows = np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=-1))[0]
@@ -203,11 +207,23 @@ def _any_real(y: np.ndarray, spec: str) -> None:
 
 
 def _binary(y: np.ndarray, spec: str) -> None:
-    _require((y == 0) | (y == 1), spec, y, "0 or 1", "map the two classes to 0 and 1 (or use the categorical head).")
+    _require(
+        (y == 0) | (y == 1),
+        spec,
+        y,
+        "0 or 1",
+        "map the two classes to 0 and 1 (or use the categorical head).",
+    )
 
 
 def _counts(y: np.ndarray, spec: str) -> None:
-    _require((y >= 0) & (y == np.round(y)), spec, y, "non-negative integer counts", "pass counts (0, 1, 2, ...); for real-valued targets use gaussian or laplace.")
+    _require(
+        (y >= 0) & (y == np.round(y)),
+        spec,
+        y,
+        "non-negative integer counts",
+        "pass counts (0, 1, 2, ...); for real-valued targets use gaussian or laplace.",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,7 +298,9 @@ def _scale_option(spec: str, option: str, value) -> float | None:
 
 
 def _floor_option(spec: str, floor) -> float:
-    return float(checks.open_unit_interval(spec, "floor", floor, f"A small positive number (default {DEFAULT_FLOOR})."))
+    return float(
+        checks.open_unit_interval(spec, "floor", floor, f"A small positive number (default {DEFAULT_FLOOR}).")
+    )
 
 
 # ---- Gaussian
@@ -558,12 +576,18 @@ def _categorical_check(spec: str, y, num_outputs=None) -> None:
     """Class ids in [0, K) (shape [n] or [n, 1]) or one-hot rows (shape [n, K])."""
     y = _host_targets(spec, y)
     if num_outputs is not None and int(num_outputs) < 2:
-        raise FnlearnError(f"{spec} needs one logit per class (at least 2), got {num_outputs} output(s). Fix: give the model's last layer K units for K classes.")
+        raise FnlearnError(
+            f"{spec} needs one logit per class (at least 2), got {num_outputs} output(s). Fix: give the model's last layer K units for K classes."
+        )
     if y.ndim >= 2 and y.shape[-1] > 1:
-        _check_width(spec, num_outputs, y.shape[-1], f"one logit per class, one-hot targets have {y.shape[-1]} columns")
+        _check_width(
+            spec, num_outputs, y.shape[-1], f"one logit per class, one-hot targets have {y.shape[-1]} columns"
+        )
         ok = np.all((y >= 0) & (y <= 1), axis=-1) & np.isclose(y.sum(axis=-1), 1.0)
         if not ok.all():
-            raise FnlearnError(f"{spec}: one-hot targets must be rows of probabilities summing to 1; {int((~ok).sum())} row(s) are not. Fix: pass integer class ids or valid one-hot rows.")
+            raise FnlearnError(
+                f"{spec}: one-hot targets must be rows of probabilities summing to 1; {int((~ok).sum())} row(s) are not. Fix: pass integer class ids or valid one-hot rows."
+            )
         return
     last = "K-1" if num_outputs is None else str(int(num_outputs) - 1)
     fix = f"pass class ids 0..{last} (re-index the classes, or give the model more outputs)."
@@ -576,7 +600,13 @@ def _categorical_check(spec: str, y, num_outputs=None) -> None:
             f"Fix: {fix} For real-valued targets use gaussian or laplace."
         )
     if num_outputs is not None:
-        _require(y < int(num_outputs), spec, y, f"class ids in [0, {int(num_outputs)}) for a model with {int(num_outputs)} outputs", fix)
+        _require(
+            y < int(num_outputs),
+            spec,
+            y,
+            f"class ids in [0, {int(num_outputs)}) for a model with {int(num_outputs)} outputs",
+            fix,
+        )
 
 
 def _categorical_targets(spec: str, logits: jax.Array, y) -> tuple[str, jax.Array]:
@@ -588,7 +618,12 @@ def _categorical_targets(spec: str, logits: jax.Array, y) -> tuple[str, jax.Arra
     if y.shape == batch + (1,):
         y = y[..., 0]
     if y.shape[:-1] == batch and y.ndim == logits.ndim and y.shape[-1] > 1:
-        raise _width_error(spec, y.shape[-1], logits.shape[-1], f"one logit per class, one-hot targets have {y.shape[-1]} columns")
+        raise _width_error(
+            spec,
+            y.shape[-1],
+            logits.shape[-1],
+            f"one logit per class, one-hot targets have {y.shape[-1]} columns",
+        )
     if y.shape != batch:
         raise FnlearnError(
             f"{spec}: targets of shape {tuple(y.shape)} do not fit logits of shape {tuple(logits.shape)}: "
@@ -631,7 +666,10 @@ def categorical() -> Head:
         spec=spec,
         num_outputs=lambda event_size: int(event_size),
         target_size=lambda event_size: 1,
-        params=lambda logits: {"logits": jnp.asarray(logits), "probs": jax.nn.softmax(jnp.asarray(logits), axis=-1)},
+        params=lambda logits: {
+            "logits": jnp.asarray(logits),
+            "probs": jax.nn.softmax(jnp.asarray(logits), axis=-1),
+        },
         log_prob=log_prob,
         mode=lambda logits: jnp.argmax(jnp.asarray(logits), axis=-1),
         mean=lambda logits: jax.nn.softmax(jnp.asarray(logits), axis=-1),
@@ -716,7 +754,9 @@ def gaussian_mixture(components: int = 3, floor: float = DEFAULT_FLOOR) -> Head:
         return jnp.sum(jnp.exp(log_w)[..., None] * locs, axis=-2)
 
     def targets(outputs, y):
-        return _event_targets(spec, jnp.asarray(outputs), y, lambda d: k * (1 + 2 * d), f"K·(1 + 2d) with K = {k}")
+        return _event_targets(
+            spec, jnp.asarray(outputs), y, lambda d: k * (1 + 2 * d), f"K·(1 + 2d) with K = {k}"
+        )
 
     def log_prob(outputs, y):
         log_w, locs, var = parts(outputs)
@@ -727,7 +767,9 @@ def gaussian_mixture(components: int = 3, floor: float = DEFAULT_FLOOR) -> Head:
         k_comp, k_noise = jax.random.split(key)
         shape = tuple(shape)
         comp = jax.random.categorical(k_comp, log_w, axis=-1, shape=shape + log_w.shape[:-1])
-        pick = lambda a: jnp.take_along_axis(jnp.broadcast_to(a, shape + a.shape), comp[..., None, None], axis=-2)[..., 0, :]  # noqa: E731
+        pick = lambda a: jnp.take_along_axis(
+            jnp.broadcast_to(a, shape + a.shape), comp[..., None, None], axis=-2
+        )[..., 0, :]  # noqa: E731
         loc, scale = pick(locs), jnp.sqrt(pick(var))
         return loc + scale * jax.random.normal(k_noise, loc.shape, loc.dtype)
 
@@ -769,7 +811,9 @@ def _part_keys(heads: Sequence[Head]) -> list[str]:
 
 def _parse_parts(parts) -> tuple[list[Head], list[int]]:
     if not parts:
-        raise FnlearnError("product() needs at least one (head, event_size) pair, e.g. product((gaussian(), 2), (categorical(), 3)).")
+        raise FnlearnError(
+            "product() needs at least one (head, event_size) pair, e.g. product((gaussian(), 2), (categorical(), 3))."
+        )
     heads, sizes = [], []
     for part in parts:
         ok = isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], Head)
@@ -818,7 +862,9 @@ def product(*parts: tuple[Head, int]) -> Head:
     def split_targets(outputs, y):
         if isinstance(y, (tuple, list)):
             if len(y) != len(heads):
-                raise FnlearnError(f"{spec}: got a tuple of {len(y)} target arrays for {len(heads)} parts. Fix: pass one array per part, or one array with {columns} columns.")
+                raise FnlearnError(
+                    f"{spec}: got a tuple of {len(y)} target arrays for {len(heads)} parts. Fix: pass one array per part, or one array with {columns} columns."
+                )
             return list(y)
         y = jnp.asarray(y)
         if columns == 1 and y.shape == outputs.shape[:-1]:
@@ -838,7 +884,9 @@ def product(*parts: tuple[Head, int]) -> Head:
     def metrics(outputs, y):
         outs = split_outputs(outputs)
         ys = split_targets(outs[0], y)
-        return {f"{k}.{m}": v for k, h, o, t in zip(keys, heads, outs, ys) for m, v in h.metrics(o, t).items()}
+        return {
+            f"{k}.{m}": v for k, h, o, t in zip(keys, heads, outs, ys) for m, v in h.metrics(o, t).items()
+        }
 
     def sample(key, outputs, shape=()):
         subkeys = jax.random.split(key, len(heads))
@@ -850,13 +898,17 @@ def product(*parts: tuple[Head, int]) -> Head:
         y = _host_targets(spec, y)
         y2 = y[:, None] if y.ndim == 1 else y
         if y2.ndim != 2 or y2.shape[-1] != columns:
-            raise FnlearnError(f"{spec}: expected targets of shape [n, {columns}], got {tuple(y.shape)}. Fix: concatenate the parts' targets column-wise in the order of the parts.")
+            raise FnlearnError(
+                f"{spec}: expected targets of shape [n, {columns}], got {tuple(y.shape)}. Fix: concatenate the parts' targets column-wise in the order of the parts."
+            )
         for h, (a, b), (oa, ob) in zip(heads, tgt_slices, out_slices):
             h.check_targets(y2[:, a:b], ob - oa)
 
     def num_outputs(event_size=None):
         if event_size is not None and int(event_size) != columns:
-            raise FnlearnError(f"{spec} reads {columns} target columns, got event_size={event_size}. Fix: concatenate the parts' targets ({columns} columns).")
+            raise FnlearnError(
+                f"{spec} reads {columns} target columns, got event_size={event_size}. Fix: concatenate the parts' targets ({columns} columns)."
+            )
         return width
 
     return Head(
@@ -911,7 +963,11 @@ def register(name: str, factory: Callable[..., Head], *, replace: bool = False) 
     if not isinstance(name, str) or not name.isidentifier():
         raise FnlearnError(f"a distribution name must be an identifier like 'my_head', got {name!r}.")
     if not callable(factory):
-        raise FnlearnError(f"register({name!r}, ...) needs a callable returning a Head, got {type(factory).__name__}.")
+        raise FnlearnError(
+            f"register({name!r}, ...) needs a callable returning a Head, got {type(factory).__name__}."
+        )
     if name in _REGISTRY and not replace:
-        raise FnlearnError(f"distribution {name!r} is already registered. Fix: pick another name, or pass replace=True.")
+        raise FnlearnError(
+            f"distribution {name!r} is already registered. Fix: pick another name, or pass replace=True."
+        )
     _REGISTRY[name] = factory

@@ -35,6 +35,4 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> FnlearnError:
     FnlearnError: unknown distribution 'gausian'. Did you mean 'gaussian'? Known: gaussian, laplace.
     """
     known = sorted(known)
-    return FnlearnError(
-        f"unknown {kind} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}."
-    )
+    return FnlearnError(f"unknown {kind} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}.")

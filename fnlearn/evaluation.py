@@ -40,9 +40,11 @@ def padded_batches(x, y, batch_size: int):
     idx = np.concatenate([np.arange(n), np.zeros(pad, np.int64)])
     w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
     shape = (batches, batch_size)
-    return (jnp.asarray(np.asarray(x)[idx]).reshape(*shape, *np.shape(x)[1:]),
-            jnp.asarray(np.asarray(y)[idx]).reshape(*shape, *np.shape(y)[1:]),
-            jnp.asarray(w).reshape(shape))
+    return (
+        jnp.asarray(np.asarray(x)[idx]).reshape(*shape, *np.shape(x)[1:]),
+        jnp.asarray(np.asarray(y)[idx]).reshape(*shape, *np.shape(y)[1:]),
+        jnp.asarray(w).reshape(shape),
+    )
 
 
 def evaluate(state: TrainState, data, loss=None, *, batch_size: int = 512, objective_=None) -> dict:

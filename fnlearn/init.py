@@ -174,8 +174,9 @@ def xavier_uniform(gain: float = 1.0, *, in_axis=-2, out_axis=-1) -> Initializer
     return variance_scaling(gain**2, "fan_avg", "uniform", in_axis, out_axis)
 
 
-def he_normal(gain: float = math.sqrt(2.0), *, mode: str = "fan_in", truncated: bool = False,
-              in_axis=-2, out_axis=-1) -> Initializer:
+def he_normal(
+    gain: float = math.sqrt(2.0), *, mode: str = "fan_in", truncated: bool = False, in_axis=-2, out_axis=-1
+) -> Initializer:
     """He/Kaiming normal: Var(w) = gain²/fan_in, gain² = 2 for ReLU (``gain("relu")``).
 
     ReLU zeroes half of a symmetric pre-activation, halving its second moment; doubling Var(w)
@@ -337,6 +338,7 @@ def gain(activation: str, param: float | None = None) -> float:
     if name == "elu":
         return _elu_gain(1.0 if param is None else float(param))
     raise unknown_name(
-        "activation for gain()", activation,
+        "activation for gain()",
+        activation,
         ["identity", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu", "gelu", "elu"],
     )

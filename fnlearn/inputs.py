@@ -14,7 +14,9 @@ from fnlearn.train import Objective, TrainState
 __all__ = ["check_arrays", "check_fit_arguments", "check_length", "check_pair", "check_state"]
 
 
-def check_arrays(state: TrainState, x, y, obj: Objective, *, name: str, batch_size: int | None = None) -> None:
+def check_arrays(
+    state: TrainState, x, y, obj: Objective, *, name: str, batch_size: int | None = None
+) -> None:
     """One clear error for the usual mistakes in (x, y), before any compilation. With a
     distribution head the head judges the targets (class ids, counts, reals), else the dataset rules do."""
     if obj.head is None:
@@ -83,7 +85,9 @@ def check_fit_arguments(args: dict) -> None:
             f"fit: callbacks must be a list of fl.callbacks.Callback objects, got {checks.show(args['callbacks'])}."
         )
     if args["run_dir"] is not None and not isinstance(args["run_dir"], (str, Path)):
-        raise FnlearnError(f"fit: run_dir must be a directory name or None, got {checks.show(args['run_dir'])}.")
+        raise FnlearnError(
+            f"fit: run_dir must be a directory name or None, got {checks.show(args['run_dir'])}."
+        )
     if args["best_metric"] is not None and not isinstance(args["best_metric"], str):
         raise FnlearnError(
             "fit: best_metric must be a metric name such as 'val_loss', got "

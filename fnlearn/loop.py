@@ -64,7 +64,21 @@ def _scan_steps(state, x, y, indices, weights, obj, augment, batch_sharding=None
     return jax.lax.scan(body, state, (indices, weights))
 
 
-def _scan_epochs(state, x, y, order_key, first_epoch, *, count, batch_size, drop_last, obj, augment, batch_sharding=None, norms=False):
+def _scan_epochs(
+    state,
+    x,
+    y,
+    order_key,
+    first_epoch,
+    *,
+    count,
+    batch_size,
+    drop_last,
+    obj,
+    augment,
+    batch_sharding=None,
+    norms=False,
+):
     """``count`` whole epochs from ``first_epoch`` in one program: an outer scan over the epochs
     draws each one's order on the device, an inner one (``_scan_steps``) takes its steps. Returns the
     metrics stacked as [count · steps_per_epoch]."""
@@ -79,9 +93,14 @@ def _scan_epochs(state, x, y, order_key, first_epoch, *, count, batch_size, drop
 
 # Compiled once per (objective, augmentation, sharding, shapes), shared by every fit call: fitting
 # again with the same head, model and optimizer reuses the program.
-_run_chunk = jax.jit(_scan_steps, static_argnames=("obj", "augment", "batch_sharding", "norms"), donate_argnums=(0,))
-_run_epochs = jax.jit(_scan_epochs, static_argnames=("count", "batch_size", "drop_last", "obj", "augment", "batch_sharding", "norms"),
-                      donate_argnums=(0,))
+_run_chunk = jax.jit(
+    _scan_steps, static_argnames=("obj", "augment", "batch_sharding", "norms"), donate_argnums=(0,)
+)
+_run_epochs = jax.jit(
+    _scan_epochs,
+    static_argnames=("count", "batch_size", "drop_last", "obj", "augment", "batch_sharding", "norms"),
+    donate_argnums=(0,),
+)
 _epoch_order_jit = jax.jit(epoch_order, static_argnums=(2, 3, 4))
 
 
@@ -90,13 +109,31 @@ _epoch_order_jit = jax.jit(epoch_order, static_argnums=(2, 3, 4))
 
 
 def fit(
-    state: TrainState, train, *, loss, epochs: int | None = None, steps: int | None = None, batch_size: int = 32,
+    state: TrainState,
+    train,
+    *,
+    loss,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 32,
     eval=None,  # noqa: A002 - the natural name for the evaluation data
-    eval_every: int = 1, eval_batch_size: int = 512, penalty: Callable | None = None, augment: Callable | None = None,
-    callbacks: Sequence[Callback] = (), run_dir: str | Path | None = None, log_every: int | None = None,
-    drop_last: bool = False, on_nonfinite: str = "stop", log_norms: bool = False, progress: bool | None = None,
-    devices=None, checkpoint_every: int | None = 1, keep_checkpoints: int = 3, best_metric: str | None = None,
-    resume: bool = False, config: dict | None = None,
+    eval_every: int = 1,
+    eval_batch_size: int = 512,
+    penalty: Callable | None = None,
+    augment: Callable | None = None,
+    callbacks: Sequence[Callback] = (),
+    run_dir: str | Path | None = None,
+    log_every: int | None = None,
+    drop_last: bool = False,
+    on_nonfinite: str = "stop",
+    log_norms: bool = False,
+    progress: bool | None = None,
+    devices=None,
+    checkpoint_every: int | None = 1,
+    keep_checkpoints: int = 3,
+    best_metric: str | None = None,
+    resume: bool = False,
+    config: dict | None = None,
 ) -> tuple[TrainState, History]:
     """Train ``state`` on ``train = (x, y)`` (or an iterable of batches) and return ``(state, history)``.
 
@@ -143,14 +180,37 @@ def fit(
     if eval is not None:
         eval = check_pair(eval, "fit", "eval")
         check_arrays(state, *eval, obj, name="evaluation data")
-    session_args = dict(callbacks=callbacks, run_dir=run_dir, eval=eval, eval_every=eval_every, eval_batch_size=eval_batch_size,
-                        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, best_metric=best_metric, config=config)
+    session_args = dict(
+        callbacks=callbacks,
+        run_dir=run_dir,
+        eval=eval,
+        eval_every=eval_every,
+        eval_batch_size=eval_batch_size,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        best_metric=best_metric,
+        config=config,
+    )
     if not isinstance(train, tuple):
         if devices is not None and parallel.data_mesh(devices) is not None:
-            raise FnlearnError("devices=... needs the training data as arrays, train=(x, y); streamed batches train on one device.")
+            raise FnlearnError(
+                "devices=... needs the training data as arrays, train=(x, y); streamed batches train on one device."
+            )
         session = Session(obj, mesh=None, **session_args)
-        return _fit_streaming(state, train, obj, session, epochs=epochs, steps=steps, augment=augment, log_every=log_every,
-                              on_nonfinite=on_nonfinite, log_norms=log_norms, progress=progress, resume=resume)
+        return _fit_streaming(
+            state,
+            train,
+            obj,
+            session,
+            epochs=epochs,
+            steps=steps,
+            augment=augment,
+            log_every=log_every,
+            on_nonfinite=on_nonfinite,
+            log_norms=log_norms,
+            progress=progress,
+            resume=resume,
+        )
     x, y = check_pair(train, "fit", "train")
     check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
     plan = plan_steps(len(x), batch_size, drop_last, epochs, steps, log_every)
@@ -160,8 +220,18 @@ def fit(
     else:
         parallel.check_batch_size(batch_size, mesh)
         x, y, state = parallel.put_replicated((np.asarray(x), np.asarray(y), state), mesh)
-    run = _ArrayRun(x, y, plan, obj, augment, None if mesh is None else parallel.batch_sharded(mesh), log_norms,
-                    on_nonfinite, log_every, Session(obj, mesh=mesh, **session_args))
+    run = _ArrayRun(
+        x,
+        y,
+        plan,
+        obj,
+        augment,
+        None if mesh is None else parallel.batch_sharded(mesh),
+        log_norms,
+        on_nonfinite,
+        log_every,
+        Session(obj, mesh=mesh, **session_args),
+    )
     return run.fit(state, resume, progress)
 
 
@@ -211,8 +281,13 @@ class _ArrayRun:
             state = session.open(state, resume)
             self.order_key = jax.random.fold_in(state.key, ORDER_SALT)  # data order: fixed for the whole run
             self.bar = progress_bar(progress, plan.total_steps, int(state.step))
-            one_program = (not session.callbacks and session.eval is None and session.checkpoints is None
-                           and self.log_every is None and self.bar is None)
+            one_program = (
+                not session.callbacks
+                and session.eval is None
+                and session.checkpoints is None
+                and self.log_every is None
+                and self.bar is None
+            )
             step = int(state.step)
             while step < plan.total_steps and not session.stop_training:
                 epoch, position = divmod(step, plan.steps_per_epoch)
@@ -230,8 +305,11 @@ class _ArrayRun:
     def order(self, epoch: int):
         """Epoch ``epoch``'s (indices, weights), drawn on the device (and kept for one epoch)."""
         if epoch not in self.orders:
-            self.orders = {epoch: _epoch_order_jit(self.order_key, epoch, self.plan.n, self.plan.batch_size,
-                                                   self.plan.drop_last)}
+            self.orders = {
+                epoch: _epoch_order_jit(
+                    self.order_key, epoch, self.plan.n, self.plan.batch_size, self.plan.drop_last
+                )
+            }
         return self.orders[epoch]
 
     def chunk(self, state, step: int):
@@ -244,40 +322,95 @@ class _ArrayRun:
         k = min(plan.chunk, plan.steps_per_epoch - position, plan.total_steps - step)
         tick = time.perf_counter()
         if k < len(indices):
-            indices, weights = indices[position:position + k], weights[position:position + k]
-        state, stacked = _run_chunk(state, self.x, self.y, indices, weights, obj=self.obj, augment=self.augment,
-                                    batch_sharding=self.batch_sharding, norms=self.log_norms)
+            indices, weights = indices[position : position + k], weights[position : position + k]
+        state, stacked = _run_chunk(
+            state,
+            self.x,
+            self.y,
+            indices,
+            weights,
+            obj=self.obj,
+            augment=self.augment,
+            batch_sharding=self.batch_sharding,
+            norms=self.log_norms,
+        )
         if position + k == plan.steps_per_epoch and step + k < plan.total_steps:
             # drawn while this chunk trains, so the host need not wait for it at the epoch's end
-            self.orders[epoch + 1] = _epoch_order_jit(self.order_key, epoch + 1, plan.n, plan.batch_size, plan.drop_last)
+            self.orders[epoch + 1] = _epoch_order_jit(
+                self.order_key, epoch + 1, plan.n, plan.batch_size, plan.drop_last
+            )
         host = self.accumulate.add(stacked)
         stop_if_nonfinite(host, step, self.on_nonfinite)
         step += k
         if self.bar is not None:
             self.bar.update(k)
-            self.bar.set_postfix(epoch=epoch + 1, loss=f"{float(np.mean(host['loss'])):.4f}",
-                                 ex_per_s=f"{k * plan.batch_size / max(time.perf_counter() - tick, 1e-9):.0f}")
+            self.bar.set_postfix(
+                epoch=epoch + 1,
+                loss=f"{float(np.mean(host['loss'])):.4f}",
+                ex_per_s=f"{k * plan.batch_size / max(time.perf_counter() - tick, 1e-9):.0f}",
+            )
         if step % plan.steps_per_epoch and step != plan.total_steps:  # inside an epoch
             if self.log_every is not None:
-                session.log({"step": step, "epoch": epoch + (position + k) / plan.steps_per_epoch, "time": session.elapsed()}
-                            | epoch_summaries(host, 1)[0])
+                session.log(
+                    {
+                        "step": step,
+                        "epoch": epoch + (position + k) / plan.steps_per_epoch,
+                        "time": session.elapsed(),
+                    }
+                    | epoch_summaries(host, 1)[0]
+                )
             return state, step
-        examples_per_second = plan.batch_size * (position + k) / max(time.perf_counter() - self.epoch_start, 1e-9)
-        state = session.end_epoch(state, epoch=epoch + 1, step=step, train=self.accumulate.means(),
-                                  examples_per_second=examples_per_second, last=step == plan.total_steps)
+        examples_per_second = (
+            plan.batch_size * (position + k) / max(time.perf_counter() - self.epoch_start, 1e-9)
+        )
+        state = session.end_epoch(
+            state,
+            epoch=epoch + 1,
+            step=step,
+            train=self.accumulate.means(),
+            examples_per_second=examples_per_second,
+            last=step == plan.total_steps,
+        )
         return state, step
 
     def whole_epochs(self, state, epoch: int, count: int):
         """``count`` whole epochs from ``epoch`` as one compiled scan; appends one record per epoch."""
-        return _run_whole_epochs(state, self.x, self.y, self.order_key, epoch, count, self.plan, self.obj, self.augment,
-                                 self.batch_sharding, self.log_norms, self.on_nonfinite, self.session)
+        return _run_whole_epochs(
+            state,
+            self.x,
+            self.y,
+            self.order_key,
+            epoch,
+            count,
+            self.plan,
+            self.obj,
+            self.augment,
+            self.batch_sharding,
+            self.log_norms,
+            self.on_nonfinite,
+            self.session,
+        )
 
 
-def _run_whole_epochs(state, x, y, order_key, epoch, count, plan, obj, augment, batch_sharding, log_norms, on_nonfinite, session):
+def _run_whole_epochs(
+    state, x, y, order_key, epoch, count, plan, obj, augment, batch_sharding, log_norms, on_nonfinite, session
+):
     """``count`` whole epochs from ``epoch`` as one compiled scan; appends one record per epoch."""
     tick = time.perf_counter()
-    state, stacked = _run_epochs(state, x, y, order_key, jnp.asarray(epoch, jnp.int32), count=count, batch_size=plan.batch_size,
-                                 drop_last=plan.drop_last, obj=obj, augment=augment, batch_sharding=batch_sharding, norms=log_norms)
+    state, stacked = _run_epochs(
+        state,
+        x,
+        y,
+        order_key,
+        jnp.asarray(epoch, jnp.int32),
+        count=count,
+        batch_size=plan.batch_size,
+        drop_last=plan.drop_last,
+        obj=obj,
+        augment=augment,
+        batch_sharding=batch_sharding,
+        norms=log_norms,
+    )
     host = jax.device_get(stacked)
     first = epoch * plan.steps_per_epoch
     stop_if_nonfinite(host, first, on_nonfinite)
@@ -285,13 +418,29 @@ def _run_whole_epochs(state, x, y, order_key, epoch, count, plan, obj, augment, 
     examples_per_second = plan.batch_size * spe * count / max(time.perf_counter() - tick, 1e-9)
     now = session.elapsed()
     for j, summary in enumerate(epoch_summaries(host, count)):
-        session.append({"epoch": epoch + j + 1, "step": first + (j + 1) * spe, "time": now} | summary
-                       | {"examples_per_second": examples_per_second})
+        session.append(
+            {"epoch": epoch + j + 1, "step": first + (j + 1) * spe, "time": now}
+            | summary
+            | {"examples_per_second": examples_per_second}
+        )
     return state, first + count * spe
 
 
-def _fit_streaming(state, batches: Iterable, obj, session: Session, *, epochs, steps, augment, log_every, on_nonfinite,
-                   log_norms, progress, resume):
+def _fit_streaming(
+    state,
+    batches: Iterable,
+    obj,
+    session: Session,
+    *,
+    epochs,
+    steps,
+    augment,
+    log_every,
+    on_nonfinite,
+    log_norms,
+    progress,
+    resume,
+):
     """The path for data that does not fit on the device: one jitted step per host batch, each batch
     checked on the host and copied to the device while the step before it trains; the host keeps at
     most one step queued behind the running one, so memory stays bounded however fast it reads."""
@@ -308,7 +457,11 @@ def _fit_streaming(state, batches: Iterable, obj, session: Session, *, epochs, s
         state = session.open(state, resume)
         epoch, step = session.epochs_done(), int(state.step)
         bar = progress_bar(progress, steps, step)
-        while not session.stop_training and (epochs is None or epoch < epochs) and (steps is None or step < steps):
+        while (
+            not session.stop_training
+            and (epochs is None or epoch < epochs)
+            and (steps is None or step < steps)
+        ):
             tick, first = time.perf_counter(), step
             pending, logged, examples = [], 0, 0
             for batch in _prefetch(_checked_batches(batches, state, obj, epoch)):
@@ -322,21 +475,36 @@ def _fit_streaming(state, batches: Iterable, obj, session: Session, *, epochs, s
                 if log_every is not None and len(pending) - logged == log_every:
                     host = _stack_to_host(pending[logged:])
                     stop_if_nonfinite(host, first + logged, on_nonfinite)
-                    session.log({"step": step, "epoch": epoch + 1, "time": session.elapsed()} | epoch_summaries(host, 1)[0])
+                    session.log(
+                        {"step": step, "epoch": epoch + 1, "time": session.elapsed()}
+                        | epoch_summaries(host, 1)[0]
+                    )
                     logged = len(pending)
                 if steps is not None and step >= steps:
                     break
             if not pending:
-                raise FnlearnError(f"train yielded no batch in epoch {epoch + 1}. Pass a non-empty iterable that can be iterated again every epoch.")
+                raise FnlearnError(
+                    f"train yielded no batch in epoch {epoch + 1}. Pass a non-empty iterable that can be iterated again every epoch."
+                )
             host = _stack_to_host(pending)
             stop_if_nonfinite(host, first, on_nonfinite)
             epoch += 1
             examples_per_second = examples / max(time.perf_counter() - tick, 1e-9)
             if bar is not None:
-                bar.set_postfix(epoch=epoch, loss=f"{float(np.mean(host['loss'])):.4f}", ex_per_s=f"{examples_per_second:.0f}")
+                bar.set_postfix(
+                    epoch=epoch,
+                    loss=f"{float(np.mean(host['loss'])):.4f}",
+                    ex_per_s=f"{examples_per_second:.0f}",
+                )
             last = (epochs is not None and epoch >= epochs) or (steps is not None and step >= steps)
-            state = session.end_epoch(state, epoch=epoch, step=step, train=epoch_summaries(host, 1)[0],
-                                      examples_per_second=examples_per_second, last=last)
+            state = session.end_epoch(
+                state,
+                epoch=epoch,
+                step=step,
+                train=epoch_summaries(host, 1)[0],
+                examples_per_second=examples_per_second,
+                last=last,
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -354,7 +522,9 @@ def _checked_batches(batches: Iterable, state: TrainState, obj: Objective, epoch
     targets, NaN/Inf): a bad batch gets the same clear error as bad arrays, naming the batch."""
     for i, batch in enumerate(batches):
         if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-            raise FnlearnError(f"streamed batch {i + 1} of epoch {epoch + 1} is not (x, y) or (x, y, weights): got {type(batch).__name__}.")
+            raise FnlearnError(
+                f"streamed batch {i + 1} of epoch {epoch + 1} is not (x, y) or (x, y, weights): got {type(batch).__name__}."
+            )
         check_arrays(state, batch[0], batch[1], obj, name=f"streamed batch {i + 1} of epoch {epoch + 1}")
         yield tuple(batch)
 
@@ -370,4 +540,3 @@ def _prefetch(batches: Iterable):
         current, ahead = ahead, jax.device_put(tuple(batch))
         yield current
     yield ahead
-

@@ -70,7 +70,9 @@ def nll(head: Head, reduction: str = "mean") -> Callable[..., jax.Array]:
     ``"none"`` → the per-example wᵢℓᵢ. Also the NLL *metric*: evaluate it on held-out data.
     """
     if not isinstance(head, Head):
-        raise FnlearnError(f"nll() needs a distribution head, got {type(head).__name__}. Fix: nll(distributions.get('gaussian')).")
+        raise FnlearnError(
+            f"nll() needs a distribution head, got {type(head).__name__}. Fix: nll(distributions.get('gaussian'))."
+        )
     if reduction not in REDUCTIONS:
         raise unknown_name("reduction", reduction, REDUCTIONS)
 
@@ -161,7 +163,9 @@ def _labels(logits: jax.Array, labels) -> jax.Array:
     if labels.shape == logits.shape[:-1] + (1,):
         labels = labels[..., 0]
     if labels.shape != logits.shape[:-1]:
-        raise FnlearnError(f"labels of shape {tuple(labels.shape)} do not fit logits of shape {tuple(logits.shape)}. Fix: pass class ids of shape {tuple(logits.shape[:-1])}.")
+        raise FnlearnError(
+            f"labels of shape {tuple(labels.shape)} do not fit logits of shape {tuple(logits.shape)}. Fix: pass class ids of shape {tuple(logits.shape[:-1])}."
+        )
     return labels.astype(jnp.int32)
 
 
@@ -194,7 +198,9 @@ def _per_example(values: jax.Array, batch_ndim: int) -> jax.Array:
 def _errors(predictions, targets, weights) -> tuple[jax.Array, int]:
     predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
     if predictions.shape != targets.shape:
-        raise FnlearnError(f"predictions of shape {tuple(predictions.shape)} and targets of shape {tuple(targets.shape)} differ. Fix: pass arrays of the same shape.")
+        raise FnlearnError(
+            f"predictions of shape {tuple(predictions.shape)} and targets of shape {tuple(targets.shape)} differ. Fix: pass arrays of the same shape."
+        )
     batch_ndim = predictions.ndim if weights is None else jnp.ndim(weights)
     return predictions - targets, batch_ndim
 

@@ -36,7 +36,9 @@ def data_mesh(devices) -> Mesh | None:
         chosen = available
     elif checks.is_integer(devices):
         if not 1 <= devices <= len(available):
-            raise FnlearnError(f"devices={devices}, but this process sees {len(available)} device(s): {available}. Use 1..{len(available)} or 'all'.")
+            raise FnlearnError(
+                f"devices={devices}, but this process sees {len(available)} device(s): {available}. Use 1..{len(available)} or 'all'."
+            )
         chosen = available[:devices]
     elif isinstance(devices, (list, tuple)) and devices and all(isinstance(d, jax.Device) for d in devices):
         chosen = list(devices)

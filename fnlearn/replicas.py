@@ -65,7 +65,9 @@ def _with_dropout_rates(model_state, rates):
     return jax.tree_util.tree_map_with_path(visit, model_state), len(found)
 
 
-def create(model, tx, seeds: Sequence[int], *, hyperparams: dict | None = None) -> tuple[TrainState, list[dict]]:
+def create(
+    model, tx, seeds: Sequence[int], *, hyperparams: dict | None = None
+) -> tuple[TrainState, list[dict]]:
     """Stack ``len(seeds)`` train states; returns ``(states, info)`` with one dict per replica
     (``{"replica": i, "seed": s, **its hyperparameters}``) for logging.
 
@@ -81,15 +83,26 @@ def create(model, tx, seeds: Sequence[int], *, hyperparams: dict | None = None) 
         if name == "dropout":
             model_state, count = _with_dropout_rates(states.model_state, values)
             if count == 0:
-                raise FnlearnError("hyperparams['dropout'] given, but the model has no dropout layer. Build it with mlp(..., dropout=0.1).")
+                raise FnlearnError(
+                    "hyperparams['dropout'] given, but the model has no dropout layer. Build it with mlp(..., dropout=0.1)."
+                )
             states = states.replace(model_state=model_state)
         elif injected is not None and name in injected:
             injected[name] = values  # the dict inside the state: replace the array with one value per replica
         else:
             known = ["dropout"] + sorted(injected or [])
-            hint = "" if injected else " Build the optimizer with fl.optim.inject_hyperparams(fl.optim.adam)(learning_rate=...) to vary its arguments."
-            raise FnlearnError(f"cannot vary hyperparameter {name!r} across replicas. Known: {', '.join(known)}.{hint}")
-    info = [{"replica": i, "seed": s} | {k: float(v[i]) for k, v in hyperparams.items()} for i, s in enumerate(seeds)]
+            hint = (
+                ""
+                if injected
+                else " Build the optimizer with fl.optim.inject_hyperparams(fl.optim.adam)(learning_rate=...) to vary its arguments."
+            )
+            raise FnlearnError(
+                f"cannot vary hyperparameter {name!r} across replicas. Known: {', '.join(known)}.{hint}"
+            )
+    info = [
+        {"replica": i, "seed": s} | {k: float(v[i]) for k, v in hyperparams.items()}
+        for i, s in enumerate(seeds)
+    ]
     return states, info
 
 
@@ -103,7 +116,9 @@ def _check_seeds(seeds) -> list[int]:
     if not seeds:
         raise FnlearnError("replicas.create needs at least one seed, e.g. seeds=range(8).")
     if max(seeds) >= 2**31:
-        raise FnlearnError(f"replicas.create: seeds must be below 2**31 (they are stored as int32), got {max(seeds)}.")
+        raise FnlearnError(
+            f"replicas.create: seeds must be below 2**31 (they are stored as int32), got {max(seeds)}."
+        )
     return seeds
 
 
@@ -199,7 +214,9 @@ def fit(
     ``metrics.jsonl``. Arguments are those of ``fl.fit``; ``early_stopping`` is applied to each
     replica on its own (its ``monitor``, ``patience``, ``min_delta``, ``mode``, ``restore_best``).
     """
-    _check_fit_arguments(states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress)
+    _check_fit_arguments(
+        states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress
+    )
     obj = objective(loss, penalty)
     S = num_replicas(states)
     info = list(info) if info is not None else [{"replica": i} for i in range(S)]
@@ -228,11 +245,19 @@ def fit(
     try:
         while step < plan.total_steps and bool(jnp.any(active)):
             epoch = step // plan.steps_per_epoch
-            indices, weights = _replica_order(order_keys, epoch, plan.n, plan.batch_size, plan.drop_last)  # [S, spe, B]
+            indices, weights = _replica_order(
+                order_keys, epoch, plan.n, plan.batch_size, plan.drop_last
+            )  # [S, spe, B]
             k = min(plan.steps_per_epoch, plan.total_steps - step)
             (states, active), (metrics, was_active, died) = _run_replica_chunk(
-                states, active, x, y, jnp.swapaxes(indices[:, :k], 0, 1), jnp.swapaxes(weights[:, :k], 0, 1),
-                obj=obj, augment=augment,
+                states,
+                active,
+                x,
+                y,
+                jnp.swapaxes(indices[:, :k], 0, 1),
+                jnp.swapaxes(weights[:, :k], 0, 1),
+                obj=obj,
+                augment=augment,
             )
             step += k
             if bar is not None:
@@ -262,7 +287,9 @@ def fit(
     return states, history
 
 
-def _check_fit_arguments(states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress):
+def _check_fit_arguments(
+    states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress
+):
     check_state(states, "replicas.fit")
     check_length("replicas.fit", epochs, steps)
     checks.positive_int("replicas.fit", "batch_size", batch_size)
@@ -286,7 +313,9 @@ def _epoch_records(metrics, was_active, epoch, step, elapsed):
         record = {"epoch": epoch, "step": step, "time": elapsed}
         for name, values in metrics.items():
             v = values[:, i][on]
-            record[f"train_{name}"] = (float(v[-1]) if name in rules.LATEST_VALUE else float(np.mean(v))) if len(v) else None
+            record[f"train_{name}"] = (
+                (float(v[-1]) if name in rules.LATEST_VALUE else float(np.mean(v))) if len(v) else None
+            )
         records.append(record)
     return records
 
@@ -315,7 +344,9 @@ class _PerReplicaStopping:
             raise unknown_metric("early stopping", monitor, records[0])
         values = np.array([r[monitor] if r[monitor] is not None else np.nan for r in records], float)
         running = np.asarray(active)
-        improved = rules.improved(values, self.best, maximise=self.rule.mode == "max", min_delta=self.rule.min_delta)
+        improved = rules.improved(
+            values, self.best, maximise=self.rule.mode == "max", min_delta=self.rule.min_delta
+        )
         improved &= running & np.isfinite(values)
         self.best = np.where(improved, values, self.best)
         self.wait = np.where(improved, 0, self.wait + running)
@@ -335,5 +366,7 @@ class _PerReplicaStopping:
         if not self.rule.restore_best or self.best_params is None:
             return states
         mask = jnp.asarray(self.has_best)
-        return states.replace(params=_select(mask, self.best_params, states.params),
-                              model_state=_select(mask, self.best_model_state, states.model_state))
+        return states.replace(
+            params=_select(mask, self.best_params, states.params),
+            model_state=_select(mask, self.best_model_state, states.model_state),
+        )

@@ -130,9 +130,7 @@ def read_metrics(path: str | Path) -> list[dict]:
                 continue
             row = None
         if not isinstance(row, dict):
-            raise FnlearnError(
-                f"{show_path(path)}: line {number} is not a JSON object: {line[:80]!r}."
-            )
+            raise FnlearnError(f"{show_path(path)}: line {number} is not a JSON object: {line[:80]!r}.")
         rows.append(row)
     return rows
 
@@ -179,9 +177,7 @@ def read_run(path: str | Path) -> Run:
     return Run(path, config, read_metrics(path / "metrics.jsonl"), summary)
 
 
-def find_runs(
-    paths: Iterable[str | Path], on_damaged: Callable[[str], None] | None = None
-) -> list[Run]:
+def find_runs(paths: Iterable[str | Path], on_damaged: Callable[[str], None] | None = None) -> list[Run]:
     """The runs at ``paths``; a directory without config.toml stands for the run directories
     below it (a sweep's or a multi-seed run's output), each read once.
 
@@ -219,9 +215,7 @@ def _runs_below(path: Path) -> list[Path]:
     """The run directories below the folder ``path`` (those holding a config.toml file)."""
     if not path.is_dir():
         problem = "is not a directory" if path.exists() else "does not exist"
-        raise FnlearnError(
-            f"{str(path)!r} {problem}. Expected a run directory (or a folder of them)."
-        )
+        raise FnlearnError(f"{str(path)!r} {problem}. Expected a run directory (or a folder of them).")
     found = sorted(p.parent for p in path.rglob("config.toml") if p.is_file())
     if not found:
         raise FnlearnError(f"{str(path)!r} holds no run directories (no config.toml below it).")
@@ -245,9 +239,7 @@ def _is_number(value) -> bool:
 def _metric_keys(rows: Sequence[Mapping]) -> list[str]:
     keys = []
     for row in rows:
-        keys += [
-            k for k, v in row.items() if k not in keys and not is_bookkeeping(k) and _is_number(v)
-        ]
+        keys += [k for k, v in row.items() if k not in keys and not is_bookkeeping(k) and _is_number(v)]
     return keys
 
 
@@ -299,9 +291,7 @@ def group_runs(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
     labelled = []
     for key, members in groups.items():
         flat = flats[key]
-        parts = [
-            f"{k}={_label_value(flat[k]) if k in flat else '-'}" for k in differing if k != "name"
-        ]
+        parts = [f"{k}={_label_value(flat[k]) if k in flat else '-'}" for k in differing if k != "name"]
         if "name" in differing or not parts:
             parts.insert(0, str(members[0].config.get("name") or members[0].path.name))
         labelled.append((" ".join(parts), members))
@@ -504,11 +494,7 @@ def _curve(rows: Sequence[Mapping], key: str, x: str) -> tuple[list, list]:
 
 def _other_metric(keys: Sequence[str]) -> str | None:
     """The metric shown next to the loss: accuracy if logged, else the first non-loss metric."""
-    names = [
-        k.split("_", 1)[1]
-        for k in keys
-        if k.startswith(("train_", "val_")) and not k.endswith("_loss")
-    ]
+    names = [k.split("_", 1)[1] for k in keys if k.startswith(("train_", "val_")) and not k.endswith("_loss")]
     return "accuracy" if "accuracy" in names else (names[0] if names else None)
 
 
@@ -566,9 +552,7 @@ def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
     keys = _metric_keys(all_rows)
     split = "val_" if any(k.startswith("val_") for k in keys) else "train_"
     metric = _other_metric(keys)
-    panels = [f"{split}loss"] + (
-        [f"{split}{metric}"] if metric and f"{split}{metric}" in keys else []
-    )
+    panels = [f"{split}loss"] + ([f"{split}{metric}"] if metric and f"{split}{metric}" in keys else [])
     x = "epoch" if any("epoch" in row for row in all_rows) else "step"
     out = check_figure_path(out, "figure")
     plt = _pyplot()

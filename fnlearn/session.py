@@ -22,8 +22,18 @@ from fnlearn.order import steps_per_epoch
 from fnlearn.rules import LATEST_VALUE
 from fnlearn.train import Objective, TrainState
 
-__all__ = ["History", "Plan", "Accumulator", "Session", "epoch_summaries", "plan_steps", "progress_bar",
-           "stop_if_nonfinite", "open_metrics", "write_record"]
+__all__ = [
+    "History",
+    "Plan",
+    "Accumulator",
+    "Session",
+    "epoch_summaries",
+    "plan_steps",
+    "progress_bar",
+    "stop_if_nonfinite",
+    "open_metrics",
+    "write_record",
+]
 
 History = list  # one dict per epoch: {"epoch", "step", "time", "train_*", "val_*", ...}
 
@@ -47,8 +57,6 @@ def plan_steps(n, batch_size, drop_last, epochs, steps, log_every) -> Plan:
         raise FnlearnError(f"fit: nothing to train (epochs={epochs}, steps={steps}); give a positive number.")
     chunk = spe if log_every is None else max(1, min(int(log_every), spe))
     return Plan(n, batch_size, drop_last, spe, total, chunk)
-
-
 
 
 def epoch_summaries(host: dict, epochs: int) -> list[dict]:
@@ -110,15 +118,30 @@ class Session:
     """The host side of one fit call, the same for device-resident arrays and for streamed
     batches: resuming, the history and ``metrics.jsonl``, evaluation, callbacks and checkpoints."""
 
-    def __init__(self, obj: Objective, *, callbacks, run_dir, eval, eval_every, eval_batch_size,  # noqa: A002
-                 checkpoint_every, keep_checkpoints, best_metric, config, mesh):
+    def __init__(
+        self,
+        obj: Objective,
+        *,
+        callbacks,
+        run_dir,
+        eval,
+        eval_every,
+        eval_batch_size,  # noqa: A002
+        checkpoint_every,
+        keep_checkpoints,
+        best_metric,
+        config,
+        mesh,
+    ):
         from fnlearn.checkpoint import RunCheckpoints  # noqa: PLC0415 - orbax loads only when used
 
         self.obj, self.callbacks, self.run_dir, self.mesh = obj, list(callbacks), run_dir, mesh
         self.eval, self.eval_every, self.eval_batch_size = eval, eval_every, eval_batch_size
         self.checkpoint_every, self.best_metric, self.config = checkpoint_every, best_metric, config
         use_checkpoints = run_dir is not None and checkpoint_every
-        self.checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints", keep=keep_checkpoints) if use_checkpoints else None
+        self.checkpoints = (
+            RunCheckpoints(Path(run_dir) / "checkpoints", keep=keep_checkpoints) if use_checkpoints else None
+        )
         self.history: History = []
         self.start_time = time.perf_counter()
         self.metrics_file = None
@@ -130,7 +153,9 @@ class Session:
         extra = None
         if resume:
             if self.checkpoints is None:
-                raise FnlearnError("resume=True needs run_dir=... (where the checkpoints are) and checkpoint_every set.")
+                raise FnlearnError(
+                    "resume=True needs run_dir=... (where the checkpoints are) and checkpoint_every set."
+                )
             restored = self.checkpoints.restore_latest(state)
             if restored is not None:
                 state, extra = restored
@@ -139,7 +164,13 @@ class Session:
                 self.history = list(extra["history"])
                 self.start_time -= extra.get("elapsed", 0.0)
         self.metrics_file = open_metrics(self.run_dir, resume, self.history)
-        self.ctx = FitContext(state=state, epoch=self.epochs_done(), step=int(state.step), history=self.history, run_dir=self.run_dir)
+        self.ctx = FitContext(
+            state=state,
+            epoch=self.epochs_done(),
+            step=int(state.step),
+            history=self.history,
+            run_dir=self.run_dir,
+        )
         for cb in self.callbacks:
             cb.on_fit_start(self.ctx)
         if extra is not None:
@@ -165,7 +196,9 @@ class Session:
         self.history.append(record)
         write_record(self.metrics_file, record)
 
-    def end_epoch(self, state: TrainState, *, epoch: int, step: int, train: dict, examples_per_second: float, last: bool) -> TrainState:
+    def end_epoch(
+        self, state: TrainState, *, epoch: int, step: int, train: dict, examples_per_second: float, last: bool
+    ) -> TrainState:
         """Epoch ``epoch`` (1-based) ended at ``step``: evaluate (every ``eval_every`` epochs and
         at the end), record, run the callbacks, checkpoint (every ``checkpoint_every`` epochs, at
         the end and when a callback stops training). Returns the state the callbacks leave."""
@@ -180,13 +213,20 @@ class Session:
             cb.on_epoch_end(self.ctx)
         write_record(self.metrics_file, record)  # after the callbacks, with whatever they added to the record
         state = self.ctx.state
-        if self.checkpoints is not None and (epoch % self.checkpoint_every == 0 or last or self.ctx.stop_training):
+        if self.checkpoints is not None and (
+            epoch % self.checkpoint_every == 0 or last or self.ctx.stop_training
+        ):
             self._save(state, step, record)
         return state
 
     def _save(self, state: TrainState, step: int, record: dict) -> None:
         values, arrays = _callback_states(self.callbacks)
-        extra = {"history": self.history, "elapsed": self.elapsed(), "config": self.config or {}, "callbacks": values}
+        extra = {
+            "history": self.history,
+            "elapsed": self.elapsed(),
+            "config": self.config or {},
+            "callbacks": values,
+        }
         best = None
         if self.best_metric is not None:
             best = (self.best_metric, monitored_value(record, self.best_metric, "fit's best_metric"))
@@ -243,7 +283,10 @@ def _load_callback_states(callbacks, extra: dict, ctx: FitContext) -> None:
     for cb, name in _named_callbacks(callbacks):
         if name in saved:
             entry = saved[name]
-            cb.load_state_dict(entry["json"] | {key: [arrays[n] for n in names] for key, names in entry["arrays"].items()}, ctx)
+            cb.load_state_dict(
+                entry["json"] | {key: [arrays[n] for n in names] for key, names in entry["arrays"].items()},
+                ctx,
+            )
 
 
 def open_metrics(run_dir, resume: bool, history: History):

@@ -40,7 +40,16 @@ from fnlearn.errors import FnlearnError
 from fnlearn.nn import Model
 from fnlearn.tree import global_norm
 
-__all__ = ["TrainState", "step_key", "Objective", "objective", "train_step", "make_train_step", "eval_sums", "make_eval_step"]
+__all__ = [
+    "TrainState",
+    "step_key",
+    "Objective",
+    "objective",
+    "train_step",
+    "make_train_step",
+    "eval_sums",
+    "make_eval_step",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,14 +107,18 @@ def _as_typed_key(key) -> jax.Array:
     """Accept a typed key, a legacy uint32[2] key, or an int seed (a 64-bit signed integer)."""
     if checks.is_integer(key):
         if not -(2**63) <= key < 2**63:
-            raise FnlearnError(f"TrainState.create: an int seed must fit in 64 bits (|seed| < 2**63), got {key}.")
+            raise FnlearnError(
+                f"TrainState.create: an int seed must fit in 64 bits (|seed| < 2**63), got {key}."
+            )
         return jax.random.key(int(key))
     dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
     if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
         return key
     if dtype == jnp.uint32 and shape == (2,):
         return jax.random.wrap_key_data(key)
-    raise FnlearnError(f"TrainState.create needs a PRNG key such as jax.random.key(0) (or an int seed), got {key!r}.")
+    raise FnlearnError(
+        f"TrainState.create needs a PRNG key such as jax.random.key(0) (or an int seed), got {key!r}."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +210,9 @@ def train_step(state: TrainState, batch, obj: Objective, augment: Callable | Non
         metrics["skipped_steps"] = jnp.asarray(skipped, jnp.float32)
     for name, values in obj.per_example_metrics(jax.lax.stop_gradient(outputs), y).items():
         metrics[name] = losses.weighted_mean(values, w)
-    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
+    new_state = state.replace(
+        step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
+    )
     return new_state, metrics
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PLAIN = '''
+PLAIN = """
 import jax, jax.numpy as jnp, numpy as np, optax
 from sklearn.datasets import load_digits
 x, y = load_digits(return_X_y=True)
@@ -62,7 +62,7 @@ for e in range(epochs):
     params, state = epoch(params, state, jax.random.key(e + 1), xtr, ytr)
 acc = (apply(params, jnp.asarray(xs[te])).argmax(-1) == y[te]).mean()
 print(f"test accuracy {float(acc):.4f}")
-'''
+"""
 
 
 def timed(cmd, cwd) -> float:
@@ -83,15 +83,39 @@ def main(argv=None):
         for i in range(args.repeats):
             times["plain jax + optax"].append(timed([sys.executable, "plain.py"], tmp))
             times["fnlearn train (as shipped)"].append(timed(fnlearn + ["--out", f"shipped{i}"], tmp))
-            times["fnlearn train (lean)"].append(timed(fnlearn + ["--out", f"lean{i}", "--set", "training.checkpoint.every=0",
-                                                                   "--set", "logging.plots=false"], tmp))
+            times["fnlearn train (lean)"].append(
+                timed(
+                    fnlearn
+                    + [
+                        "--out",
+                        f"lean{i}",
+                        "--set",
+                        "training.checkpoint.every=0",
+                        "--set",
+                        "logging.plots=false",
+                    ],
+                    tmp,
+                )
+            )
     base = statistics.median(times["plain jax + optax"])
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "unknown CPU",
+        )
+        if Path("/proc/cpuinfo").exists()
+        else "unknown CPU"
+    )
     print(f"main job wall time, {args.repeats} alternating runs, {os.cpu_count()} cores, {cpu}")
     print("| command | median (s) | min (s) | ratio to plain |\n| --- | --- | --- | --- |")
     for name, values in times.items():
-        print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {statistics.median(values) / base:.2f} |")
+        print(
+            f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {statistics.median(values) / base:.2f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(times, indent=1))
 

@@ -130,8 +130,10 @@ def summarise(plugin: PeerSuite) -> tuple[str, bool]:
         lines.append(f"{name:<10} " + " ".join(f"{n:>{w}}" for n, w in zip(counts, (7, 7, 8, 7))))
     ran = total["passed"] + total["failed"]
     lines.append(f"{'total':<10} {total['passed']:>7} {total['failed']:>7} {total['skipped']:>8}")
-    lines.append(f"peer suite: {total['passed']}/{ran} cases that exercise fnlearn's aliases pass "
-                 f"({total['skipped']} skipped by the suite itself)")
+    lines.append(
+        f"peer suite: {total['passed']}/{ran} cases that exercise fnlearn's aliases pass "
+        f"({total['skipped']} skipped by the suite itself)"
+    )
     lines += [f"  skipped ({n}): {reason}" for reason, n in plugin.skip_reasons.most_common()]
     lines += [f"  FAILED {nodeid}" for nodeid, (_, outcome) in plugin.results.items() if outcome == "failed"]
     unused = [name for name in plugin.names if plugin.calls[name] == 0]
@@ -146,8 +148,10 @@ def missing_requirement() -> str | None:
         return f"{SUITE} is missing: this optax installation ships no tests; reinstall optax from its wheel."
     missing = [name for name in ("absl", "sklearn", "scipy") if importlib.util.find_spec(name) is None]
     if missing:
-        return (f"optax's alias_test.py imports {', '.join(missing)}: pip install -e '.[test]' "
-                "(scikit-learn and scipy; absl-py comes with optax).")
+        return (
+            f"optax's alias_test.py imports {', '.join(missing)}: pip install -e '.[test]' "
+            "(scikit-learn and scipy; absl-py comes with optax)."
+        )
     return None
 
 
@@ -162,8 +166,17 @@ def main(argv=None) -> int:
         return 2
     sys.dont_write_bytecode = True  # no __pycache__ inside site-packages
     plugin = PeerSuite(substituted(), args.quick)
-    pytest_args = [str(SUITE), "-q", "-p", "no:cacheprovider", "-c", os.devnull,
-                   "--rootdir", str(SUITE.parent), *args.pytest_args]
+    pytest_args = [
+        str(SUITE),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(SUITE.parent),
+        *args.pytest_args,
+    ]
     pytest.main(pytest_args, plugins=[plugin])
     text, ok = summarise(plugin)
     print(text)

@@ -183,9 +183,7 @@ def main():
     parser.add_argument("--out", default="out/benchmark_optimizers")
     parser.add_argument("--quick", action="store_true", help="1M parameters, 5 repeats")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument(
-        "--params", type=int, default=None, help="number of parameters (default 10M)"
-    )
+    parser.add_argument("--params", type=int, default=None, help="number of parameters (default 10M)")
     args = parser.parse_args()
     total = args.params or (1_000_000 if args.quick else 10_000_000)
     repeats = args.repeats or (5 if args.quick else 15)

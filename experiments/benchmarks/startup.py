@@ -67,14 +67,18 @@ def heavy_modules_after(statement: str) -> list[str]:
 def slowest_own_modules(statement: str, package: str = "fnlearn", top: int = 8) -> list[dict]:
     """The modules of ``package`` that ``statement`` imports, by import self time, from
     ``python -X importtime``."""
-    err = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], check=True, capture_output=True, text=True).stderr
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement], check=True, capture_output=True, text=True
+    ).stderr
     rows = []
     for line in err.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        self_us, cumulative_us, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        self_us, cumulative_us, name = (part.strip() for part in line[len("import time:") :].split("|"))
         if name == package or name.startswith(package + "."):
-            rows.append({"module": name, "self_ms": int(self_us) / 1e3, "cumulative_ms": int(cumulative_us) / 1e3})
+            rows.append(
+                {"module": name, "self_ms": int(self_us) / 1e3, "cumulative_ms": int(cumulative_us) / 1e3}
+            )
     return sorted(rows, key=lambda r: -r["self_ms"])[:top]
 
 
@@ -104,7 +108,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/benchmark_startup")
     parser.add_argument("--quick", action="store_true", help="7 runs (the fewest the median is taken over)")
-    parser.add_argument("--runs", type=int, default=None, help="fresh processes per statement (default 9, at least 7)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="fresh processes per statement (default 9, at least 7)"
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (7 if args.quick else 9)
     if runs < 7:
@@ -126,11 +132,20 @@ def main(argv=None):
     (out / "startup.json").write_text(json.dumps(results, indent=2))
     plot(samples, out / "startup.png", f"start-up, median of {runs} fresh processes each (interleaved)")
     for name, value in medians.items():
-        print(f"{name:22s} median {value:.3f} s  (min {min(samples[name]):.3f}, max {max(samples[name]):.3f})")
-    print(f"fnlearn's training API on top of jax + optax: {results['fnlearn_over_jax_optax_s'] * 1e3:+.0f} ms")
+        print(
+            f"{name:22s} median {value:.3f} s  (min {min(samples[name]):.3f}, max {max(samples[name]):.3f})"
+        )
+    print(
+        f"fnlearn's training API on top of jax + optax: {results['fnlearn_over_jax_optax_s'] * 1e3:+.0f} ms"
+    )
     heavy = results["heavy_optional_modules_after_every_submodule"]
-    print(f"optional heavy packages loaded with every fnlearn submodule: {', '.join(heavy) if heavy else 'none'}")
-    print("slowest fnlearn modules (self time): " + ", ".join(f"{r['module']} {r['self_ms']:.1f} ms" for r in results["slowest_fnlearn_modules"][:5]))
+    print(
+        f"optional heavy packages loaded with every fnlearn submodule: {', '.join(heavy) if heavy else 'none'}"
+    )
+    print(
+        "slowest fnlearn modules (self time): "
+        + ", ".join(f"{r['module']} {r['self_ms']:.1f} ms" for r in results["slowest_fnlearn_modules"][:5])
+    )
     print(f"wrote {out}")
     return results
 

@@ -207,7 +207,11 @@ class Runner:
 
 def train_set_loss(layers, x, y) -> float:
     """The mean cross-entropy over the whole training set: the same yardstick for everyone."""
-    return float(cross_entropy(mlp_logits([(jnp.asarray(w), jnp.asarray(b)) for w, b in layers], jnp.asarray(x)), jnp.asarray(y)))
+    return float(
+        cross_entropy(
+            mlp_logits([(jnp.asarray(w), jnp.asarray(b)) for w, b in layers], jnp.asarray(x)), jnp.asarray(y)
+        )
+    )
 
 
 def make_fnlearn_fit(problem: Problem, callbacks=()) -> Runner:
@@ -223,7 +227,9 @@ def make_fnlearn_fit(problem: Problem, callbacks=()) -> Runner:
     tx = fl.optim.adam(LEARNING_RATE)
     params, _ = model.init(jax.random.key(0))
     params = _replace_dense(params, problem.layers)
-    state = fl.train.TrainState.create(model, tx, problem.run_key()).replace(params=params, opt_state=tx.init(params), key=problem.run_key())
+    state = fl.train.TrainState.create(model, tx, problem.run_key()).replace(
+        params=params, opt_state=tx.init(params), key=problem.run_key()
+    )
     train = (jnp.asarray(problem.x), jnp.asarray(problem.y))
     head = fl.distributions.get("categorical")
     box = {"state": state}
@@ -231,7 +237,14 @@ def make_fnlearn_fit(problem: Problem, callbacks=()) -> Runner:
     def run():
         target = int(box["state"].step) + wl.steps
         box["state"], _ = fl.fit(
-            box["state"], train=train, loss=head, steps=target, batch_size=wl.batch, drop_last=True, log_every=None, progress=False,
+            box["state"],
+            train=train,
+            loss=head,
+            steps=target,
+            batch_size=wl.batch,
+            drop_last=True,
+            log_every=None,
+            progress=False,
             callbacks=callbacks,
         )
         jax.block_until_ready(box["state"].params)
@@ -279,7 +292,9 @@ def scan_program(tx, workload: Workload):
             (layers, opt_state, loss), _ = jax.lax.scan(one_step, (*carry, jnp.zeros(())), order)
             return (layers, opt_state), loss
 
-        (layers, opt_state), losses = jax.lax.scan(one_epoch, (layers, opt_state), first_epoch + jnp.arange(epochs))
+        (layers, opt_state), losses = jax.lax.scan(
+            one_epoch, (layers, opt_state), first_epoch + jnp.arange(epochs)
+        )
         return layers, opt_state, losses[-1]
 
     return train
@@ -294,7 +309,9 @@ def make_jax_scan(problem: Problem) -> Runner:
     x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
 
     def run():
-        box["layers"], box["opt"], loss = program(box["layers"], box["opt"], x, y, problem.order_key, box["epoch"], wl.epochs)
+        box["layers"], box["opt"], loss = program(
+            box["layers"], box["opt"], x, y, problem.order_key, box["epoch"], wl.epochs
+        )
         box["epoch"] += wl.epochs
         float(loss)
 
@@ -333,7 +350,9 @@ def make_jax_jit_loop(problem: Problem) -> Runner:
     jitted = jax.jit(one_step, donate_argnums=0)
     layers = device_layers(problem.layers)
     weights = lambda carry: [(np.asarray(w), np.asarray(b)) for w, b in carry[0]]  # noqa: E731
-    return python_loop(jitted, (layers, tx.init(layers)), problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights)
+    return python_loop(
+        jitted, (layers, tx.init(layers)), problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights
+    )
 
 
 def make_flax_linen(problem: Problem) -> Runner:
@@ -351,7 +370,10 @@ def make_flax_linen(problem: Problem) -> Runner:
             return nn.Dense(sizes[-1])(x)
 
     module = MLP()
-    params = {f"Dense_{i}": {"kernel": jnp.array(w), "bias": jnp.array(b)} for i, (w, b) in enumerate(problem.layers)}
+    params = {
+        f"Dense_{i}": {"kernel": jnp.array(w), "bias": jnp.array(b)}
+        for i, (w, b) in enumerate(problem.layers)
+    }
     reference = module.init(jax.random.key(0), jnp.zeros((1, sizes[0])))["params"]
     assert jax.tree.structure(reference) == jax.tree.structure(params), "flax parameter names changed"
     state = train_state.TrainState.create(apply_fn=module.apply, params=params, tx=optax.adam(LEARNING_RATE))
@@ -365,7 +387,10 @@ def make_flax_linen(problem: Problem) -> Runner:
         return state.apply_gradients(grads=grads), loss
 
     def weights(state):
-        return [(np.asarray(state.params[f"Dense_{i}"]["kernel"]), np.asarray(state.params[f"Dense_{i}"]["bias"])) for i in range(len(problem.layers))]
+        return [
+            (np.asarray(state.params[f"Dense_{i}"]["kernel"]), np.asarray(state.params[f"Dense_{i}"]["bias"]))
+            for i in range(len(problem.layers))
+        ]
 
     return python_loop(step, state, problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights)
 
@@ -403,8 +428,12 @@ def make_equinox(problem: Problem) -> Runner:
         updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
         return (eqx.apply_updates(model, updates), opt_state), loss
 
-    weights = lambda carry: [(np.asarray(layer.weight).T, np.asarray(layer.bias)) for layer in carry[0].layers]  # noqa: E731
-    return python_loop(step, (model, opt_state), problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights)
+    weights = lambda carry: [
+        (np.asarray(layer.weight).T, np.asarray(layer.bias)) for layer in carry[0].layers
+    ]  # noqa: E731
+    return python_loop(
+        step, (model, opt_state), problem, jnp.asarray(problem.x), jnp.asarray(problem.y), weights
+    )
 
 
 def make_torch_eager(problem: Problem, threads: int | None = None) -> Runner:
@@ -495,7 +524,9 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int, seed: int = 0) -> dict[str, dict]:
+def interleaved_medians(
+    runs: dict[str, Callable[[], object]], repeats: int, seed: int = 0
+) -> dict[str, dict]:
     """Time every run once cold (the first call: trace + compile + steps), then ``repeats`` rounds
     that run each once, in a fresh random order per round. Returns per name: first call, all
     times (in round order), median, and what the last call returned.
@@ -513,7 +544,12 @@ def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int, see
             t, last[name] = timed(runs[name])
             times[name].append(t)
     return {
-        name: {"first_call_s": first[name][0], "times_s": times[name], "median_s": statistics.median(times[name]), "last": last[name]}
+        name: {
+            "first_call_s": first[name][0],
+            "times_s": times[name],
+            "median_s": statistics.median(times[name]),
+            "last": last[name],
+        }
         for name in names
     }
 
@@ -528,10 +564,18 @@ def matmul_peak(sizes, repeats: int, dtype=jnp.float32) -> dict:
         b = jax.random.normal(jax.random.key(1), (n, n), dtype)
         matmul = jax.jit(jnp.matmul)
         jax.block_until_ready(matmul(a, b))
-        times = [timed(lambda: jax.block_until_ready(matmul(a, b)))[0] for _ in range(repeats)]
-        by_size[n] = {"best_gflops": 2 * n**3 / min(times) / 1e9, "median_gflops": 2 * n**3 / statistics.median(times) / 1e9}
+        times = [timed(lambda f=matmul, a=a, b=b: jax.block_until_ready(f(a, b)))[0] for _ in range(repeats)]
+        by_size[n] = {
+            "best_gflops": 2 * n**3 / min(times) / 1e9,
+            "median_gflops": 2 * n**3 / statistics.median(times) / 1e9,
+        }
     best = max(by_size, key=lambda n: by_size[n]["best_gflops"])
-    return {"n": best, "dtype": jnp.dtype(dtype).name, "gflops": by_size[best]["best_gflops"], "by_size": by_size}
+    return {
+        "n": best,
+        "dtype": jnp.dtype(dtype).name,
+        "gflops": by_size[best]["best_gflops"],
+        "by_size": by_size,
+    }
 
 
 def bench_workload(workload: Workload, factories: dict[str, Callable], repeats: int) -> list[dict]:
@@ -609,13 +653,24 @@ def probe_trainer(variant: str, sizes: list[int], x, y, batch: int):
 
         def advance(k):
             target = int(box["state"].step) + k
-            box["state"], _ = fl.fit(box["state"], train=(x, y), loss=head, steps=target, batch_size=batch, log_every=None, progress=False)
+            box["state"], _ = fl.fit(
+                box["state"],
+                train=(x, y),
+                loss=head,
+                steps=target,
+                batch_size=batch,
+                log_every=None,
+                progress=False,
+            )
             jax.block_until_ready(box["state"].params)
 
         return advance, lambda: box["state"].params
     tx = optax.adam(LEARNING_RATE)
     shapes = list(zip(sizes[:-1], sizes[1:]))
-    layers = [(jax.random.normal(jax.random.key(i), (a, b)) * (2 / a) ** 0.5, jnp.zeros(b)) for i, (a, b) in enumerate(shapes)]
+    layers = [
+        (jax.random.normal(jax.random.key(i), (a, b)) * (2 / a) ** 0.5, jnp.zeros(b))
+        for i, (a, b) in enumerate(shapes)
+    ]
     box = {"carry": (layers, tx.init(layers)), "i": 0}
     jitted = jax.jit(handwritten_step(tx), donate_argnums=(0, 1) if variant == "jax donate" else ())
 
@@ -666,7 +721,9 @@ def run_probe(variant: str, sizes: list[int]) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--memory-probe", spec], capture_output=True, text=True)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
-        raise RuntimeError(f"memory probe {variant} {sizes} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+        raise RuntimeError(
+            f"memory probe {variant} {sizes} failed: {lines[-1] if lines else f'exit {proc.returncode}'}"
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -679,7 +736,11 @@ def bench_memory(sizes: list[int], variants: list[str], subtract_reference: bool
     for variant in variants:
         try:
             big = run_probe(variant, sizes)
-            narrow = run_probe(variant, reference_sizes(sizes)) if subtract_reference else {"num_params": 0, "peak_over_baseline_bytes": 0}
+            narrow = (
+                run_probe(variant, reference_sizes(sizes))
+                if subtract_reference
+                else {"num_params": 0, "peak_over_baseline_bytes": 0}
+            )
         except RuntimeError as error:
             rows.append({"variant": variant, "error": str(error)})
             continue
@@ -721,7 +782,11 @@ def fnlearn_replicas(problem: Problem, seeds) -> dict[str, Callable[[], list]]:
     """fnlearn: ``fl.replicas.fit`` on ``fl.replicas.create(model, tx, seeds)`` (one compiled
     vmapped scan), against one ``fl.fit`` per seed on ``TrainState.create(model, tx, key(seed))``."""
     wl = problem.workload
-    model, tx, head = fl.nn.mlp(list(wl.sizes)), fl.optim.adam(LEARNING_RATE), fl.distributions.get("categorical")
+    model, tx, head = (
+        fl.nn.mlp(list(wl.sizes)),
+        fl.optim.adam(LEARNING_RATE),
+        fl.distributions.get("categorical"),
+    )
     stacked, _ = fl.replicas.create(model, tx, [int(s) for s in seeds])
     singles = [fl.train.TrainState.create(model, tx, jax.random.key(int(s))) for s in seeds]
     train = (jnp.asarray(problem.x), jnp.asarray(problem.y))
@@ -732,7 +797,10 @@ def fnlearn_replicas(problem: Problem, seeds) -> dict[str, Callable[[], list]]:
         return split_replicas(dense_layers(jax.device_get(states.params)))
 
     def sequential():
-        return [dense_layers(jax.device_get(fl.fit(fresh(state), train, log_every=None, **options)[0].params)) for state in singles]
+        return [
+            dense_layers(jax.device_get(fl.fit(fresh(state), train, log_every=None, **options)[0].params))
+            for state in singles
+        ]
 
     return {"fnlearn replicas.fit (vmapped)": vmapped, "fnlearn fit, one run per seed": sequential}
 
@@ -749,13 +817,18 @@ def handwritten_replicas(problem: Problem, seeds) -> dict[str, Callable[[], list
     opt_state = jax.tree.map(stack, *[tx.init(layers) for layers, _ in singles])
     keys = jnp.stack([key for _, key in singles])
     one = jax.jit(scan_program(tx, wl), static_argnums=6)
-    many = jax.jit(jax.vmap(scan_program(tx, wl), in_axes=(0, 0, None, None, 0, None, None)), static_argnums=6)
+    many = jax.jit(
+        jax.vmap(scan_program(tx, wl), in_axes=(0, 0, None, None, 0, None, None)), static_argnums=6
+    )
 
     def vmapped():
         return split_replicas(jax.device_get(many(layers, opt_state, x, y, keys, 0, wl.epochs)[0]))
 
     def sequential():
-        return [jax.device_get(one(layers, tx.init(layers), x, y, key, 0, wl.epochs)[0]) for layers, key in singles]
+        return [
+            jax.device_get(one(layers, tx.init(layers), x, y, key, 0, wl.epochs)[0])
+            for layers, key in singles
+        ]
 
     return {"jax: vmap of the hand-written scan": vmapped, "jax: hand-written scan per seed": sequential}
 
@@ -774,7 +847,10 @@ def bench_replicas(workload: Workload, replicas: int, repeats: int) -> list[dict
     rows = []
     for pair in pairs:
         v_name, s_name = pair
-        losses = {name: np.array([train_set_loss(layers, problem.x, problem.y) for layers in timings[name]["last"]]) for name in pair}
+        losses = {
+            name: np.array([train_set_loss(layers, problem.x, problem.y) for layers in timings[name]["last"]])
+            for name in pair
+        }
         t_v, t_s = timings[v_name]["median_s"], timings[s_name]["median_s"]
         rows.append(
             {
@@ -821,13 +897,23 @@ def machine() -> dict:
                 model = line.split(":", 1)[1].strip()
                 break
     device = jax.devices()[0]
-    versions = {"python": platform.python_version(), "jax": jax.__version__, "optax": optax.__version__, "fnlearn": fl.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "fnlearn": fl.__version__,
+    }
     for package in ("flax", "equinox", "torch"):
         try:
             versions[package] = __import__(package).__version__
         except ImportError:
             pass
-    return {"cpu": model, "cores": os.cpu_count(), "jax_device": f"{device.device_kind} ({device.platform})", "versions": versions}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "jax_device": f"{device.device_kind} ({device.platform})",
+        "versions": versions,
+    }
 
 
 def throughput_table(workload: Workload, rows: list[dict], peak: dict) -> str:
@@ -851,7 +937,9 @@ def throughput_table(workload: Workload, rows: list[dict], peak: dict) -> str:
 
 
 def memory_table(rows: list[dict]) -> str:
-    lines = [f"  {'variant':14s} {'params':>8s} {'model peak':>12s} {'4·4·P bytes':>12s} {'ratio':>6s} {'donated':>8s}"]
+    lines = [
+        f"  {'variant':14s} {'params':>8s} {'model peak':>12s} {'4·4·P bytes':>12s} {'ratio':>6s} {'donated':>8s}"
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"  {r['variant']:14s} failed: {r['error']}")
@@ -892,8 +980,12 @@ def markdown_report(results: dict) -> str:
         out.append("")
     if results.get("memory"):
         size = max(r.get("num_params", 0) for r in results["memory"]) / 1e6
-        out += [f"**Peak memory**, 3 Adam steps of a {size:.1f}M-parameter MLP (the model's share of the peak resident memory):", "",
-                "| variant | params | model peak | params+grads+m+v | ratio | buffers donated |", "|---|---:|---:|---:|---:|---|"]
+        out += [
+            f"**Peak memory**, 3 Adam steps of a {size:.1f}M-parameter MLP (the model's share of the peak resident memory):",
+            "",
+            "| variant | params | model peak | params+grads+m+v | ratio | buffers donated |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
         for r in results["memory"]:
             if "error" in r:
                 out.append(f"| {r['variant']} | failed: {r['error']} | | | | |")
@@ -905,16 +997,28 @@ def markdown_report(results: dict) -> str:
         out.append("")
     if results.get("replicas"):
         first = results["replicas"][0]
-        out += [f"**Replicas**: S = {first['replicas']} seeds × {first['steps_per_replica']} steps of the small workload:", "",
-                "| one program (vmapped) | s | S runs in turn | s | speedup | max \\|Δ loss\\| |", "|---|---:|---|---:|---:|---:|"]
+        out += [
+            f"**Replicas**: S = {first['replicas']} seeds × {first['steps_per_replica']} steps of the small workload:",
+            "",
+            "| one program (vmapped) | s | S runs in turn | s | speedup | max \\|Δ loss\\| |",
+            "|---|---:|---|---:|---:|---:|",
+        ]
         for r in results["replicas"]:
-            out.append(f"| {r['vmapped']} | {r['vmapped_s']:.2f} | {r['sequential']} | {r['sequential_s']:.2f} | {r['speedup']:.2f}× | {r['max_loss_difference']:.1e} |")
+            out.append(
+                f"| {r['vmapped']} | {r['vmapped_s']:.2f} | {r['sequential']} | {r['sequential_s']:.2f} | {r['speedup']:.2f}× | {r['max_loss_difference']:.1e} |"
+            )
         out.append("")
     if results.get("targets"):
         out += ["| target (2-core CPU) | measured | met |", "|---|---:|---|"]
         for t in results["targets"]:
-            shown = "—" if t["measured"] is None else (str(t["measured"]) if isinstance(t["measured"], bool) else f"{t['measured']:.2f}")
-            out.append(f"| {t['target']} | {shown} | {'—' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
+            shown = (
+                "—"
+                if t["measured"] is None
+                else (str(t["measured"]) if isinstance(t["measured"], bool) else f"{t['measured']:.2f}")
+            )
+            out.append(
+                f"| {t['target']} | {shown} | {'—' if t['met'] is None else ('yes' if t['met'] else 'no')} |"
+            )
     return "\n".join(out) + "\n"
 
 
@@ -933,7 +1037,13 @@ def plot(results: dict, path: Path):
         colors = ["tab:red" if r["competitor"] == "fnlearn fit" else "tab:blue" for r in rows]
         ax.barh(y, [r["steps_per_s"] for r in rows], color=colors)
         for i, r in enumerate(rows):
-            ax.text(r["steps_per_s"], i, f" {r['steps_per_s']:.0f}/s, {r['gflops']:.1f} GFLOP/s", va="center", fontsize=8)
+            ax.text(
+                r["steps_per_s"],
+                i,
+                f" {r['steps_per_s']:.0f}/s, {r['gflops']:.1f} GFLOP/s",
+                va="center",
+                fontsize=8,
+            )
         ceiling = results["matmul_peak"]["gflops"] * 1e9 / results["workloads"][name]["flops_per_step"]
         ax.axvline(ceiling, color="k", ls="--", lw=1)
         ax.text(ceiling, len(rows) - 0.5, " matmul peak", fontsize=8, va="bottom")
@@ -946,7 +1056,10 @@ def plot(results: dict, path: Path):
         ax.set_xlabel("train steps per second (median, log scale)")
         ax.set_title(f"{name}: {results['workloads'][name]['workload']}", fontsize=9)
     m = results["machine"]
-    fig.suptitle(f"{m['cpu']}, {m['cores']} cores, jax on {m['jax_device']}; matmul peak {results['matmul_peak']['gflops']:.0f} GFLOP/s", fontsize=10)
+    fig.suptitle(
+        f"{m['cpu']}, {m['cores']} cores, jax on {m['jax_device']}; matmul peak {results['matmul_peak']['gflops']:.0f} GFLOP/s",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -965,17 +1078,31 @@ def targets(results: dict) -> list[dict]:
 
     def speed_ratio(workload, other):
         ours, theirs = row(workload, "fnlearn fit"), row(workload, other)
-        return None if ours is None or theirs is None or theirs["baseline"] != "fnlearn fit" else theirs["baseline_over_this"]
+        return (
+            None
+            if ours is None or theirs is None or theirs["baseline"] != "fnlearn fit"
+            else theirs["baseline_over_this"]
+        )
 
     large = row("large", "fnlearn fit")
-    fit_memory = next((r for r in results.get("memory", []) if r["variant"] == "fnlearn fit" and "error" not in r), None)
+    fit_memory = next(
+        (r for r in results.get("memory", []) if r["variant"] == "fnlearn fit" and "error" not in r), None
+    )
     checks = [
         ("small: fnlearn fit ÷ jax scan ≥ 0.95", speed_ratio("small", "jax scan"), lambda v: v >= 0.95),
         ("large: fnlearn fit ÷ jax scan ≥ 0.95", speed_ratio("large", "jax scan"), lambda v: v >= 0.95),
         ("small: fnlearn fit ÷ flax linen ≈ 3", speed_ratio("small", "flax linen"), lambda v: v >= 2.5),
         ("small: fnlearn fit ÷ torch eager ≈ 8", speed_ratio("small", "torch eager"), lambda v: v >= 6.5),
-        ("large: fnlearn fit fraction of matmul peak > 0.8", large and large["fraction_of_peak"], lambda v: v > 0.8),
-        ("memory: fnlearn fit donates its buffers", fit_memory and fit_memory["donated"], lambda v: v is True),
+        (
+            "large: fnlearn fit fraction of matmul peak > 0.8",
+            large and large["fraction_of_peak"],
+            lambda v: v > 0.8,
+        ),
+        (
+            "memory: fnlearn fit donates its buffers",
+            fit_memory and fit_memory["donated"],
+            lambda v: v is True,
+        ),
     ]
     return [{"target": t, "measured": v, "met": None if v is None else bool(ok(v))} for t, v, ok in checks]
 
@@ -985,14 +1112,30 @@ SECTIONS = ("throughput", "memory", "replicas")
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny step counts, 1 repeat, a 12.6M-parameter memory probe without the narrow reference (CI smoke)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny step counts, 1 repeat, a 12.6M-parameter memory probe without the narrow reference (CI smoke)",
+    )
     parser.add_argument("--workload", choices=("small", "large", "all"), default="all")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per competitor (default 7, 1 with --quick)")
-    parser.add_argument("--competitors", default=",".join(COMPETITORS), help="comma-separated subset of: " + ", ".join(COMPETITORS))
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per competitor (default 7, 1 with --quick)"
+    )
+    parser.add_argument(
+        "--competitors",
+        default=",".join(COMPETITORS),
+        help="comma-separated subset of: " + ", ".join(COMPETITORS),
+    )
     parser.add_argument("--replicas", type=int, default=16)
-    parser.add_argument("--out", default="out/benchmark_train_loop", help="directory for the PNG (and the JSON unless --json)")
-    parser.add_argument("--json", default=None, help="where to write the numbers (default OUT/train_loop.json)")
+    parser.add_argument(
+        "--out", default="out/benchmark_train_loop", help="directory for the PNG (and the JSON unless --json)"
+    )
+    parser.add_argument(
+        "--json", default=None, help="where to write the numbers (default OUT/train_loop.json)"
+    )
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
@@ -1024,18 +1167,31 @@ def main(argv=None):
     missing = {name: why for name, why in missing.items() if name in wanted}
 
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores; jax {info['versions']['jax']} on {info['jax_device']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if k not in ("python", "jax")))
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores; jax {info['versions']['jax']} on {info['jax_device']}; "
+        + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if k not in ("python", "jax"))
+    )
     # the peak is probed before and after every workload and the best probe kept, so that a busy
     # moment of a shared machine does not understate it
     probe_peak = lambda: matmul_peak((512, 1024) if args.quick else (1024, 2048), 3 if args.quick else 5)  # noqa: E731
     probes = [probe_peak()]
-    results = {"machine": info, "repeats": repeats, "quick": args.quick, "flops_formula": "6 * batch * sum(fan_in * fan_out)", "workloads": {}}
+    results = {
+        "machine": info,
+        "repeats": repeats,
+        "quick": args.quick,
+        "flops_formula": "6 * batch * sum(fan_in * fan_out)",
+        "workloads": {},
+    }
 
     if "throughput" in sections:
         for workload in chosen.values():
             rows = bench_workload(workload, factories, repeats)
             rows += [{"competitor": name, "missing": why} for name, why in missing.items()]
-            results["workloads"][workload.name] = {"workload": workload.describe(), "flops_per_step": workload.flops_per_step, "rows": rows}
+            results["workloads"][workload.name] = {
+                "workload": workload.describe(),
+                "flops_per_step": workload.flops_per_step,
+                "rows": rows,
+            }
             probes.append(probe_peak())
     peak = max(probes, key=lambda probe: probe["gflops"])
     results["matmul_peak"] = {**peak, "probes_gflops": [probe["gflops"] for probe in probes]}
@@ -1044,11 +1200,15 @@ def main(argv=None):
         print(throughput_table(chosen[name], entry["rows"], peak))
     if "memory" in sections:
         variants = ["jax donate", "jax no donate"] + (["fnlearn fit"] if "fnlearn fit" in factories else [])
-        results["memory"] = bench_memory(memory_sizes(args.quick), variants, subtract_reference=not args.quick)
+        results["memory"] = bench_memory(
+            memory_sizes(args.quick), variants, subtract_reference=not args.quick
+        )
         sizes = memory_sizes(args.quick)
         print(
             f"peak memory of 3 Adam steps, MLP {'-'.join(map(str, sizes))} (float32, batch 64): peak resident memory "
-            f"over the process before the model" + ("" if args.quick else f", minus the same for MLP {'-'.join(map(str, reference_sizes(sizes)))}") + ":"
+            f"over the process before the model"
+            + ("" if args.quick else f", minus the same for MLP {'-'.join(map(str, reference_sizes(sizes)))}")
+            + ":"
         )
         print(memory_table(results["memory"]))
     if "replicas" in sections:
@@ -1060,14 +1220,23 @@ def main(argv=None):
     results["targets"] = targets(results)
     print("targets:")
     for t in results["targets"]:
-        shown = "not measured" if t["measured"] is None else (f"{t['measured']:.2f}" if not isinstance(t["measured"], bool) else str(t["measured"]))
-        print(f"  {t['target']:48s} {shown:>13s}  {'' if t['met'] is None else ('met' if t['met'] else 'NOT met')}")
+        shown = (
+            "not measured"
+            if t["measured"] is None
+            else (f"{t['measured']:.2f}" if not isinstance(t["measured"], bool) else str(t["measured"]))
+        )
+        print(
+            f"  {t['target']:48s} {shown:>13s}  {'' if t['met'] is None else ('met' if t['met'] else 'NOT met')}"
+        )
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2))
     (out / "train_loop.md").write_text(markdown_report(results))
     if results["workloads"]:
         plot(results, out / "train_loop.png")
-    print(f"wrote {json_path}, {out / 'train_loop.md'}" + (f" and {out / 'train_loop.png'}" if results["workloads"] else ""))
+    print(
+        f"wrote {json_path}, {out / 'train_loop.md'}"
+        + (f" and {out / 'train_loop.png'}" if results["workloads"] else "")
+    )
     return results
 
 

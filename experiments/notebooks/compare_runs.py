@@ -54,6 +54,7 @@ OUT.mkdir(parents=True, exist_ok=True)
 # next to it, in the format `fnlearn train` uses, so that `fnlearn.report` reads these runs like any
 # other.
 
+
 # %%
 def make_run(run_dir: Path, optimizer: str, learning_rate: float, seed: int, epochs: int, parts) -> None:
     """Train a small digits MLP into ``run_dir``: config.toml, metrics.jsonl, summary.json."""
@@ -70,12 +71,28 @@ def make_run(run_dir: Path, optimizer: str, learning_rate: float, seed: int, epo
     head = fl.distributions.get("categorical")
     state = fl.TrainState.create(fl.nn.mlp(config["model"]["sizes"]), tx, jax.random.key(seed))
     start = time.perf_counter()
-    state, history = fl.fit(state, (parts.train.x, parts.train.y), loss=head, epochs=epochs, batch_size=64,
-                            eval=(parts.val.x, parts.val.y), run_dir=run_dir, checkpoint_every=None, progress=False)
+    state, history = fl.fit(
+        state,
+        (parts.train.x, parts.train.y),
+        loss=head,
+        epochs=epochs,
+        batch_size=64,
+        eval=(parts.val.x, parts.val.y),
+        run_dir=run_dir,
+        checkpoint_every=None,
+        progress=False,
+    )
     test = fl.evaluate(state, (parts.test.x, parts.test.y), loss=head)
-    summary = {"name": config["name"], "seed": seed, "status": "finished", "epochs": epochs,
-               "final": report.final_metrics(history), "best": report.best_metrics(history),
-               "test": {k: float(v) for k, v in test.items()}, "wall_time_s": time.perf_counter() - start}
+    summary = {
+        "name": config["name"],
+        "seed": seed,
+        "status": "finished",
+        "epochs": epochs,
+        "final": report.final_metrics(history),
+        "best": report.best_metrics(history),
+        "test": {k: float(v) for k, v in test.items()},
+        "wall_time_s": time.perf_counter() - start,
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
@@ -114,7 +131,9 @@ report.write_csv(OUT / "compare.csv", columns, rows)
 # %%
 def curves(members, key: str):
     """Epochs and the per-seed values of ``key`` (rows of seeds, cut to the shortest run)."""
-    per_run = [[(row["epoch"], row[key]) for row in run.metrics if key in row and "epoch" in row] for run in members]
+    per_run = [
+        [(row["epoch"], row[key]) for row in run.metrics if key in row and "epoch" in row] for run in members
+    ]
     n = min(len(c) for c in per_run)
     if n == 0:
         return None, None
@@ -122,7 +141,11 @@ def curves(members, key: str):
     return epochs, np.array([[v for _, v in c[:n]] for c in per_run])
 
 
-metric_keys = [k for k in ("train_loss", "val_loss", "val_accuracy") if any(k in row for run in runs for row in run.metrics)]
+metric_keys = [
+    k
+    for k in ("train_loss", "val_loss", "val_accuracy")
+    if any(k in row for run in runs for row in run.metrics)
+]
 
 # %%
 import matplotlib  # noqa: E402

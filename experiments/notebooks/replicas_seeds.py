@@ -54,8 +54,16 @@ seeds = [s for _ in LEARNING_RATES for s in range(SEEDS)]
 rates = [lr for lr in LEARNING_RATES for _ in range(SEEDS)]
 states, info = fl.replicas.create(model, tx, seeds=seeds, hyperparams={"learning_rate": rates})
 head = fl.distributions.get("categorical")
-states, history = fl.replicas.fit(states, (parts.train.x, parts.train.y), loss=head, epochs=EPOCHS, batch_size=32,
-                                  eval=(parts.val.x, parts.val.y), info=info, progress=False)
+states, history = fl.replicas.fit(
+    states,
+    (parts.train.x, parts.train.y),
+    loss=head,
+    epochs=EPOCHS,
+    batch_size=32,
+    eval=(parts.val.x, parts.val.y),
+    info=info,
+    progress=False,
+)
 print(f"{len(seeds)} replicas, {EPOCHS} epochs, {len(history)} records")
 
 # %% [markdown]
@@ -63,13 +71,18 @@ print(f"{len(seeds)} replicas, {EPOCHS} epochs, {len(history)} records")
 #
 # `history` has one record per (epoch, replica), carrying the replica's `seed` and `learning_rate`.
 
+
 # %%
 def curve(key: str, lr: float):
     """(epochs, values[seed, epoch]) of ``key`` for the replicas with learning rate ``lr``."""
     records = [r for r in history if np.isclose(r["learning_rate"], lr)]
     epochs = sorted({r["epoch"] for r in records})
-    values = np.array([[next(r[key] for r in records if r["epoch"] == e and r["seed"] == s) for e in epochs]
-                       for s in range(SEEDS)])
+    values = np.array(
+        [
+            [next(r[key] for r in records if r["epoch"] == e and r["seed"] == s) for e in epochs]
+            for s in range(SEEDS)
+        ]
+    )
     return np.array(epochs), values
 
 
@@ -84,7 +97,11 @@ print(f"final epoch, mean ± std over {SEEDS} seeds")
 print(f"| learning rate | {' | '.join(keys)} |")
 print("|---|" + "---|" * len(keys))
 for lr in LEARNING_RATES:
-    print(f"| {lr:g} | " + " | ".join(f"{summary[(lr, k)][0]:.4f} ± {summary[(lr, k)][1]:.4f}" for k in keys) + " |")
+    print(
+        f"| {lr:g} | "
+        + " | ".join(f"{summary[(lr, k)][0]:.4f} ± {summary[(lr, k)][1]:.4f}" for k in keys)
+        + " |"
+    )
 
 # %%
 import matplotlib  # noqa: E402

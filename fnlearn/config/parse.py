@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fnlearn.errors import FnlearnError, did_you_mean
 from fnlearn.config.schema import Config
 from fnlearn.config.toml import _deep_copy, _format_value, _toml_key
+from fnlearn.errors import FnlearnError, did_you_mean
 
 # ------------------------------------------------------------------------------------------------
 # Names that become folder names, and what a config value may be
@@ -82,8 +82,10 @@ def check_plain(value, key: str, depth: int = 0) -> None:
         raise _error(key, value, "text that is valid Unicode (it holds an undecodable byte)")
     elif not isinstance(value, _PLAIN):
         raise _error(
-            key, value, f"a string, number, boolean, array or table, got {_type_name(value)} (dates and "
-            "times are not config values)"
+            key,
+            value,
+            f"a string, number, boolean, array or table, got {_type_name(value)} (dates and "
+            "times are not config values)",
         )
 
 
@@ -293,9 +295,7 @@ def _check_cross_fields(config: Config) -> None:
 # Files and overrides
 
 
-def loads(
-    text: str, overrides: Sequence[str] = (), *, name: str = "", source: str = "config"
-) -> Config:
+def loads(text: str, overrides: Sequence[str] = (), *, name: str = "", source: str = "config") -> Config:
     """Parse TOML ``text``, apply ``overrides`` (``"key.sub=value"``) and validate."""
     raw = _parse_toml(text.removeprefix("\ufeff"), source)
     check_plain(raw, "")
@@ -347,7 +347,7 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         text = data.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is allowed
     except UnicodeDecodeError as err:
         raise FnlearnError(
-            f"config file {str(path)!r} is not UTF-8 text (byte {err.start} is {data[err.start:err.start + 1]!r}). "
+            f"config file {str(path)!r} is not UTF-8 text (byte {err.start} is {data[err.start : err.start + 1]!r}). "
             "Save it as UTF-8 TOML."
         ) from None
     return loads(text, overrides, name=path.stem, source=f"config file {str(path)!r}")
@@ -365,14 +365,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, literal = text.partition("=")
     key, literal = key.strip(), literal.strip()
     if not sep or not key:
-        raise FnlearnError(
-            f"--set {text!r}: expected KEY=VALUE such as optimizer.learning_rate=1e-3."
-        )
+        raise FnlearnError(f"--set {text!r}: expected KEY=VALUE such as optimizer.learning_rate=1e-3.")
     path = key.split(".")
     if any(not part for part in path):
-        raise FnlearnError(
-            f"--set {text!r}: the key {key!r} has an empty part; write it like section.key."
-        )
+        raise FnlearnError(f"--set {text!r}: the key {key!r} has an empty part; write it like section.key.")
     try:
         value = tomllib.loads(f"value = {literal}")["value"]
     except tomllib.TOMLDecodeError:

@@ -66,9 +66,7 @@ def _field(
     metadata = {"check": check, "names": names, "kind": kind}
     if isinstance(default, (dict, list, tuple)) or dataclasses.is_dataclass(default):
         value = default
-        factory = (
-            (lambda: type(value)(value)) if not dataclasses.is_dataclass(value) else type(value)
-        )
+        factory = (lambda: type(value)(value)) if not dataclasses.is_dataclass(value) else type(value)
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -138,14 +136,10 @@ class DataConfig:
     options: dict = _field({})  # the dataset's options, fnlearn.data.options(name)
     val: float = _field(0.1, _unit_interval)  # validation fraction
     test: float = _field(0.2, _unit_interval)  # test fraction (0 when test_options is used)
-    test_options: dict = _field(
-        {}
-    )  # non-empty: the test set is load(name, **options, **test_options)
+    test_options: dict = _field({})  # non-empty: the test set is load(name, **options, **test_options)
     split_seed: int = _field(0, _at_least(0))  # the split is the same for every training seed
     standardize: bool = _field(True)  # x̂ = (x − μ)/σ fitted on the training split
-    standardize_targets: bool = _field(
-        True
-    )  # the same for regression targets (ignored for classes)
+    standardize_targets: bool = _field(True)  # the same for regression targets (ignored for classes)
     augment: AugmentConfig = _field(AugmentConfig())
 
 
@@ -177,9 +171,7 @@ class ScheduleConfig:
     """The learning-rate schedule: a name from ``fnlearn.optim.schedules`` and its options."""
 
     name: str = _field("constant", names=_schedule_names, kind="schedule")
-    options: dict = _field(
-        {}
-    )  # unset init_value/peak_value and decay/transition steps are filled in
+    options: dict = _field({})  # unset init_value/peak_value and decay/transition steps are filled in
     warmup_steps: int = _field(0, _at_least(0))  # linear warmup from 0 in front of the schedule
 
 
@@ -189,15 +181,11 @@ class OptimizerConfig:
 
     name: str = _field("adam", names=_optimizer_names, kind="optimizer")
     learning_rate: float = _field(1e-3, _at_least(0, strict=True))
-    options: dict = _field(
-        {}
-    )  # the optimizer's other options, e.g. {b2 = 0.99} or {momentum = 0.9}
+    options: dict = _field({})  # the optimizer's other options, e.g. {b2 = 0.99} or {momentum = 0.9}
     weight_decay: float = _field(0.0, _at_least(0))
     weight_decay_mask: str = _field("weights_only", _one_of("weights_only", "all"))
     clip_norm: float = _field(0.0, _at_least(0))  # clip the global gradient norm; 0 = off
-    skip_nonfinite: int = _field(
-        0, _at_least(0)
-    )  # skip up to this many NaN/inf updates in a row; 0 = off
+    skip_nonfinite: int = _field(0, _at_least(0))  # skip up to this many NaN/inf updates in a row; 0 = off
     schedule: ScheduleConfig = _field(ScheduleConfig())
 
 

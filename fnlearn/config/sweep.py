@@ -7,7 +7,6 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 
-from fnlearn.errors import FnlearnError
 from fnlearn.config.parse import (
     MAX_NAME_BYTES,
     _error,
@@ -20,6 +19,7 @@ from fnlearn.config.parse import (
 )
 from fnlearn.config.schema import Config, SweepConfig
 from fnlearn.config.toml import _deep_copy, to_dict
+from fnlearn.errors import FnlearnError
 
 # ------------------------------------------------------------------------------------------------
 # Sweeps
@@ -76,12 +76,8 @@ def _grid_axes(grid: Sequence[str]) -> dict[str, list]:
     for text in grid:
         key, sep, values = text.partition("=")
         if not sep or not key.strip() or not values.strip():
-            raise FnlearnError(
-                f"--grid {text!r}: expected KEY=V1,V2,... such as optimizer.name=sgd,adam."
-            )
-        axes[key.strip()] = [
-            parse_override(f"{key.strip()}={part}")[1] for part in _split_top_level(values)
-        ]
+            raise FnlearnError(f"--grid {text!r}: expected KEY=V1,V2,... such as optimizer.name=sgd,adam.")
+        axes[key.strip()] = [parse_override(f"{key.strip()}={part}")[1] for part in _split_top_level(values)]
     return axes
 
 
@@ -143,4 +139,3 @@ def _slug(value) -> str:
     or trailing '-' or '.' is dropped (so ".." becomes "x")."""
     text = _show(value, limit=10 * MAX_NAME_BYTES) if not isinstance(value, str) else value
     return _slug_text(text) or "x"
-

@@ -57,11 +57,7 @@ def _format_value(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_format_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return (
-            "{"
-            + ", ".join(f"{_toml_key(str(k))} = {_format_value(v)}" for k, v in value.items())
-            + "}"
-        )
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_format_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
@@ -78,9 +74,7 @@ def dumps(config: Config | Mapping, *, header: str = "") -> str:
 
 def _write_table(table: Mapping, path: list[str], lines: list[str]) -> None:
     sections = {
-        k: v
-        for k, v in table.items()
-        if isinstance(v, Mapping) and k in _SECTION_KEYS.get(len(path), ())
+        k: v for k, v in table.items() if isinstance(v, Mapping) and k in _SECTION_KEYS.get(len(path), ())
     }
     if path:
         lines.append("")

@@ -67,8 +67,12 @@ def random_flip(key: jax.Array, x: jax.Array, image_shape: Sequence[int]) -> jax
     height, width = _image_size(x, image_shape)
     flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1))
     rows, cols = _grid(height, width)
-    return _gather(x, image_shape, jnp.broadcast_to(rows, flip.shape[:1] + rows.shape[1:]),
-                   jnp.where(flip, width - 1 - cols, cols))
+    return _gather(
+        x,
+        image_shape,
+        jnp.broadcast_to(rows, flip.shape[:1] + rows.shape[1:]),
+        jnp.where(flip, width - 1 - cols, cols),
+    )
 
 
 def identity(key: jax.Array, x: jax.Array) -> jax.Array:
@@ -135,7 +139,9 @@ def _grid(height: int, width: int) -> tuple[jax.Array, jax.Array]:
     return jnp.arange(height)[None, :, None], jnp.arange(width)[None, None, :]
 
 
-def _gather(x: jax.Array, image_shape: Sequence[int], rows: jax.Array, cols: jax.Array, keep=None) -> jax.Array:
+def _gather(
+    x: jax.Array, image_shape: Sequence[int], rows: jax.Array, cols: jax.Array, keep=None
+) -> jax.Array:
     """x̃[b, r, c, :] = x[b, rows[b, r, c], cols[b, r, c], :] (0 where ``keep`` is False): one gather."""
     batch, (height, width) = x.shape[0], tuple(image_shape[:2])
     channels = int(np.prod(tuple(image_shape)[2:], dtype=np.int64))
@@ -159,7 +165,9 @@ def _check_options(image_shape, noise_std, max_shift, crop_padding, flip) -> Non
     if image_shape is not None:
         shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else ()
         if len(shape) not in (2, 3) or any(not checks.is_integer(s) or s < 1 for s in shape):
-            raise FnlearnError(f"augment: image_shape {image_shape!r}, expected (H, W) or (H, W, C) positive integers.")
+            raise FnlearnError(
+                f"augment: image_shape {image_shape!r}, expected (H, W) or (H, W, C) positive integers."
+            )
         for name, value in (("max_shift", max_shift), ("crop_padding", crop_padding)):
             if value >= min(shape[:2]):
                 raise FnlearnError(

@@ -132,7 +132,11 @@ def check_dataset(
     """
     x, y = check_inputs(x, y, name=name)
     if task is None:
-        task = "classification" if num_classes is not None or np.issubdtype(y.dtype, np.integer) else "regression"
+        task = (
+            "classification"
+            if num_classes is not None or np.issubdtype(y.dtype, np.integer)
+            else "regression"
+        )
     _check_targets(y, task, name)
     _check_finite(y, "y", name)
     if task == "classification":
@@ -160,8 +164,7 @@ def _check_x(x: np.ndarray, name: str) -> None:
         )
     if x.ndim < 2:
         raise FnlearnError(
-            f"{name}: x has shape {x.shape}, expected [n, features]. "
-            f"For a single feature use x[:, None]."
+            f"{name}: x has shape {x.shape}, expected [n, features]. For a single feature use x[:, None]."
         )
 
 
@@ -240,9 +243,15 @@ def _check_class_count(y: np.ndarray, num_classes: int | None, name: str) -> Non
     if not y.size:
         return
     k = int(num_classes) if num_classes is not None else int(y.max()) + 1
-    source = f"num_classes={k}:" if num_classes is not None else f"the largest label, {k - 1}, implies K = {k} classes:"
+    source = (
+        f"num_classes={k}:"
+        if num_classes is not None
+        else f"the largest label, {k - 1}, implies K = {k} classes:"
+    )
     checks.check_bytes(
-        name, f"{source} one-hot targets for its {len(y)} examples", 4 * len(y) * k,
+        name,
+        f"{source} one-hot targets for its {len(y)} examples",
+        4 * len(y) * k,
         "Class ids must be 0..K-1: remap them with np.unique(y, return_inverse=True), or use task='regression' "
         "if the column holds numbers rather than classes.",
     )
@@ -259,7 +268,9 @@ def _check_metadata(d: Dataset) -> None:
         raise FnlearnError(f"{d.name}: a regression dataset has num_classes=None, got {d.num_classes!r}.")
     if d.image_shape is not None:
         for s in d.image_shape:
-            checks.positive_int(d.name, "every entry of image_shape", s, "Pass the shape of one image, e.g. (28, 28).")
+            checks.positive_int(
+                d.name, "every entry of image_shape", s, "Pass the shape of one image, e.g. (28, 28)."
+            )
         width = int(np.prod(d.x.shape[1:], dtype=np.int64))
         if int(np.prod(d.image_shape, dtype=np.int64)) != width:
             raise FnlearnError(

@@ -25,8 +25,15 @@ __all__ = ["digits", "iris", "breast_cancer", "wine", "diabetes"]
 def digits() -> Dataset:
     """scikit-learn's 8x8 handwritten digits: x [1797, 64] pixel intensities 0..16, 10 classes."""
     bunch = _sklearn_datasets().load_digits()
-    return from_arrays(bunch.data, bunch.target, task="classification", num_classes=10, name="digits",
-                       feature_names=bunch.feature_names, image_shape=(8, 8))
+    return from_arrays(
+        bunch.data,
+        bunch.target,
+        task="classification",
+        num_classes=10,
+        name="digits",
+        feature_names=bunch.feature_names,
+        image_shape=(8, 8),
+    )
 
 
 def iris() -> Dataset:
@@ -47,13 +54,20 @@ def wine() -> Dataset:
 def diabetes() -> Dataset:
     """Diabetes progression: x [442, 10] (scikit-learn's mean-centred, scaled features), y [442, 1]."""
     bunch = _sklearn_datasets().load_diabetes()
-    return from_arrays(bunch.data, bunch.target, task="regression", name="diabetes",
-                       feature_names=bunch.feature_names)
+    return from_arrays(
+        bunch.data, bunch.target, task="regression", name="diabetes", feature_names=bunch.feature_names
+    )
 
 
 def _classification(name: str, bunch) -> Dataset:
-    return from_arrays(bunch.data, bunch.target, task="classification", num_classes=len(bunch.target_names),
-                       name=name, feature_names=bunch.feature_names)
+    return from_arrays(
+        bunch.data,
+        bunch.target,
+        task="classification",
+        num_classes=len(bunch.target_names),
+        name=name,
+        feature_names=bunch.feature_names,
+    )
 
 
 def _sklearn_datasets():

@@ -48,7 +48,9 @@ def csv(
     targets = _names(target, "target", "the name of the target column (or a list of names)", required=True)
     _check_task(task, "csv")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
-        raise FnlearnError(f"csv: delimiter must be one character such as ',' or ';', got {checks.show(delimiter)}.")
+        raise FnlearnError(
+            f"csv: delimiter must be one character such as ',' or ';', got {checks.show(delimiter)}."
+        )
     header, rows = _read_csv(file, delimiter)
     if task == "classification" and len(targets) != 1:
         raise FnlearnError(f"csv: classification needs exactly one target column, got {targets}.")
@@ -100,7 +102,9 @@ def npz(
         _check_task(task, "npz")
     for name, key in (("x_key", x_key), ("y_key", y_key)):
         if not isinstance(key, str) or not key:
-            raise FnlearnError(f"npz: {name} must be the name of an array in the archive, got {checks.show(key)}.")
+            raise FnlearnError(
+                f"npz: {name} must be the name of an array in the archive, got {checks.show(key)}."
+            )
     if x_key == y_key:
         raise FnlearnError(
             f"npz: x_key and y_key are both {x_key!r}; the features and the targets must be different arrays "
@@ -133,7 +137,9 @@ def _required_file(path, loader: str, example: str) -> Path:
     if file.is_dir():
         raise FnlearnError(f"{loader}: {file} is a directory; path must name a file in it, e.g. {example}.")
     if not file.exists():
-        raise FnlearnError(f"{loader}: file {str(file)!r} not found (working directory {Path.cwd()}). Check the path.")
+        raise FnlearnError(
+            f"{loader}: file {str(file)!r} not found (working directory {Path.cwd()}). Check the path."
+        )
     if not file.is_file():
         raise FnlearnError(
             f"{loader}: {file} is not a regular file (a device, socket or pipe?); save the data to a file."
@@ -169,11 +175,15 @@ def _read_csv(file: Path, delimiter: str) -> tuple[list[str], list[list[str]]]:
             header = next(reader, None)
             rows = [row for row in reader if row]
     except UnicodeDecodeError:
-        raise FnlearnError(f"csv: {file} is not UTF-8 text: {_first_undecodable(file)}. Save it as UTF-8 "
-                           f"(e.g. 'CSV UTF-8' in a spreadsheet, or iconv -f latin1 -t utf-8).") from None
+        raise FnlearnError(
+            f"csv: {file} is not UTF-8 text: {_first_undecodable(file)}. Save it as UTF-8 "
+            f"(e.g. 'CSV UTF-8' in a spreadsheet, or iconv -f latin1 -t utf-8)."
+        ) from None
     except _csv.Error as error:
         line = f" line {reader.line_num} of" if reader is not None else ""
-        raise FnlearnError(f"csv:{line} {file} is not a readable CSV table ({error}). Is it a text table?") from None
+        raise FnlearnError(
+            f"csv:{line} {file} is not a readable CSV table ({error}). Is it a text table?"
+        ) from None
     if not header:
         raise FnlearnError(f"csv: {file} is empty; it needs a header row naming the columns.")
     header = [h.strip() for h in header]
@@ -298,7 +308,9 @@ def _read_member(archive: zipfile.ZipFile, member: str, file: Path, key: str) ->
         try:
             return np.lib.format.read_array(stream, allow_pickle=False)
         except ValueError as error:
-            raise FnlearnError(f"{where} cannot be read ({error}); the file is corrupt. Save it again.") from None
+            raise FnlearnError(
+                f"{where} cannot be read ({error}); the file is corrupt. Save it again."
+            ) from None
 
 
 def _npy_header(stream, file: Path, key: str) -> tuple[tuple[int, ...], np.dtype, int]:

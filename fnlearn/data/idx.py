@@ -31,7 +31,15 @@ from fnlearn import checks
 from fnlearn.data.dataset import Dataset, from_arrays
 from fnlearn.errors import FnlearnError
 
-__all__ = ["read_idx", "mnist", "fashion_mnist", "load_idx_set", "MNIST_MD5", "FASHION_MNIST_MD5", "DATA_DIR_ENV"]
+__all__ = [
+    "read_idx",
+    "mnist",
+    "fashion_mnist",
+    "load_idx_set",
+    "MNIST_MD5",
+    "FASHION_MNIST_MD5",
+    "DATA_DIR_ENV",
+]
 
 DATA_DIR_ENV = "FNLEARN_DATA_DIR"
 
@@ -77,10 +85,14 @@ def mnist(*, path: str | None = None, subset: str = "train", verify: bool = True
 def fashion_mnist(*, path: str | None = None, subset: str = "train", verify: bool = True) -> Dataset:
     """Fashion-MNIST (Zalando articles): like ``mnist`` with 10 clothing classes."""
     _check_verify(verify, "fashion_mnist")
-    return load_idx_set("fashion_mnist", path=path, subset=subset, checksums=FASHION_MNIST_MD5 if verify else None)
+    return load_idx_set(
+        "fashion_mnist", path=path, subset=subset, checksums=FASHION_MNIST_MD5 if verify else None
+    )
 
 
-def load_idx_set(name: str, *, path=None, subset: str = "train", checksums: dict[str, str] | None = None) -> Dataset:
+def load_idx_set(
+    name: str, *, path=None, subset: str = "train", checksums: dict[str, str] | None = None
+) -> Dataset:
     """Load an MNIST-style set of IDX files; ``checksums`` maps a ``.gz`` file name to its MD5.
 
     With ``checksums`` given, gzipped files must match them and plain files must hold the published
@@ -107,8 +119,9 @@ def load_idx_set(name: str, *, path=None, subset: str = "train", checksums: dict
         ys.append(labels)
     x = np.concatenate(xs).astype(np.float32)
     x /= np.float32(255.0)  # in place: MNIST's x is 220 MB as float32
-    return from_arrays(x, np.concatenate(ys), task="classification", num_classes=10, name=name,
-                       image_shape=image_size)
+    return from_arrays(
+        x, np.concatenate(ys), task="classification", num_classes=10, name=name, image_shape=image_size
+    )
 
 
 def _source(name: str) -> str:
@@ -166,7 +179,9 @@ def _read_bytes(file: Path, md5: str | None = None) -> bytes:
     try:
         raw = file.read_bytes()
     except OSError as error:
-        raise FnlearnError(f"cannot read {file}: {error.strerror}. Check the path and its permissions.") from error
+        raise FnlearnError(
+            f"cannot read {file}: {error.strerror}. Check the path and its permissions."
+        ) from error
     if md5 is not None:
         actual = hashlib.md5(raw, usedforsecurity=False).hexdigest()
         if actual != md5:
@@ -188,7 +203,9 @@ def _read_bytes(file: Path, md5: str | None = None) -> bytes:
 
 def _parse_idx(data: bytes, label: str) -> np.ndarray:
     if len(data) < 4:
-        raise FnlearnError(f"{label}: only {len(data)} bytes, too short for an IDX header; the file is truncated.")
+        raise FnlearnError(
+            f"{label}: only {len(data)} bytes, too short for an IDX header; the file is truncated."
+        )
     zero, type_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
     if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
         raise FnlearnError(
@@ -197,8 +214,10 @@ def _parse_idx(data: bytes, label: str) -> np.ndarray:
         )
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise FnlearnError(f"{label}: the header needs {header} bytes, the file has {len(data)}; it is truncated.")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        raise FnlearnError(
+            f"{label}: the header needs {header} bytes, the file has {len(data)}; it is truncated."
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[type_code])
     expected = header + math.prod(shape) * dtype.itemsize  # Python ints: absurd sizes cannot overflow
     if len(data) != expected:
@@ -207,7 +226,11 @@ def _parse_idx(data: bytes, label: str) -> np.ndarray:
             f"{label}: header says shape {shape} ({expected} bytes in all), the file has {len(data)} bytes; "
             f"it is {state}. Download it again."
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="), copy=False)
+    )
 
 
 def _check_pair(name: str, part: str, images: np.ndarray, labels: np.ndarray) -> None:

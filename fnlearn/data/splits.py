@@ -62,14 +62,18 @@ def split(
     _check_fraction(val, "val")
     _check_fraction(test_fraction, "test")
     if val + test_fraction >= 1.0:
-        raise FnlearnError(f"split: val={val} + test={test_fraction} leaves no training data; keep their sum below 1.")
+        raise FnlearnError(
+            f"split: val={val} + test={test_fraction} leaves no training data; keep their sum below 1."
+        )
     checks.nonneg_int("split", "seed", seed)
     if stratify is not None:
         checks.boolean("split", "stratify", stratify, "None picks True for classification.")
     if stratify is None:
         stratify = dataset.task == "classification"
     if stratify and dataset.task != "classification":
-        raise FnlearnError(f"split: stratify=True needs class labels, but {dataset.name} is a regression dataset.")
+        raise FnlearnError(
+            f"split: stratify=True needs class labels, but {dataset.name} is a regression dataset."
+        )
     n = len(dataset)
     n_test, n_val = round(test_fraction * n), round(val * n)
     for count, fraction, which in ((n_test, test_fraction, "test"), (n_val, val, "val")):
@@ -79,7 +83,9 @@ def split(
                 f"raise the fraction or set it to 0."
             )
     if n - n_test - n_val < 1:
-        raise FnlearnError(f"split: {n} examples leave nothing to train on after val and test; lower val/test.")
+        raise FnlearnError(
+            f"split: {n} examples leave nothing to train on after val and test; lower val/test."
+        )
     order = _ordering(dataset, seed, stratify)
     test_idx, val_idx, train_idx = np.split(order, [n_test, n_test + n_val])
     return Splits(
@@ -108,7 +114,11 @@ def _ordering(dataset: Dataset, seed: int, stratify: bool) -> np.ndarray:
 
 def _check_compatible(dataset: Dataset, test: Dataset) -> None:
     same = (test.task, test.num_classes, test.x.shape[1:], test.y.shape[1:]) == (
-        dataset.task, dataset.num_classes, dataset.x.shape[1:], dataset.y.shape[1:])
+        dataset.task,
+        dataset.num_classes,
+        dataset.x.shape[1:],
+        dataset.y.shape[1:],
+    )
     if not same:
         raise FnlearnError(
             f"split: the given test set {test.name} ({test.task}, K={test.num_classes}, features {test.x.shape[1:]}) "
@@ -152,13 +162,19 @@ class Standardizer:
                 f"in {dataset.name}; fit and apply on splits of one dataset."
             )
         x = ((dataset.x - self.x_mean) / self.x_scale).astype(np.float32)
-        y = dataset.y if self.y_mean is None else ((dataset.y - self.y_mean) / self.y_scale).astype(np.float32)
+        y = (
+            dataset.y
+            if self.y_mean is None
+            else ((dataset.y - self.y_mean) / self.y_scale).astype(np.float32)
+        )
         return dataset.with_arrays(x, y)
 
     def to_dict(self) -> dict[str, list | None]:
         """Plain nested lists, for a run directory's JSON (no pickle); ``from_dict`` reads it back."""
-        return {f.name: None if getattr(self, f.name) is None else getattr(self, f.name).tolist()
-                for f in dataclasses.fields(self)}
+        return {
+            f.name: None if getattr(self, f.name) is None else getattr(self, f.name).tolist()
+            for f in dataclasses.fields(self)
+        }
 
     @classmethod
     def from_dict(cls, fields: dict) -> Standardizer:
@@ -181,7 +197,9 @@ def _moments(a: np.ndarray, min_std: float) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), scale.astype(np.float32)
 
 
-def standardize(splits: Splits, *, targets: bool = False, min_std: float = 1e-6) -> tuple[Splits, Standardizer]:
+def standardize(
+    splits: Splits, *, targets: bool = False, min_std: float = 1e-6
+) -> tuple[Splits, Standardizer]:
     """Fit a ``Standardizer`` on ``splits.train`` and apply it to every split."""
     scaler = Standardizer.fit(splits.train, targets=targets, min_std=min_std)
     return Splits(*(None if d is None else scaler.apply(d) for d in splits)), scaler

@@ -59,7 +59,9 @@ def gabor_model(x, phi0: float, phi1: float):
     return np.sin(z) * np.exp(-(z**2) / 8.0)
 
 
-def gabor(*, n: int = 100, noise: float = 0.1, seed: int = 0, phi0: float = 0.0, phi1: float = 16.0) -> Dataset:
+def gabor(
+    *, n: int = 100, noise: float = 0.1, seed: int = 0, phi0: float = 0.0, phi1: float = 16.0
+) -> Dataset:
     """Samples of the Gabor model at the true parameters (φ₀, φ₁), x ~ U[−15, 15], plus N(0, noise²)."""
     _check_common("gabor", n, noise, seed, columns=2)
     checks.finite("gabor", "phi0", phi0)
@@ -105,11 +107,14 @@ def two_moons(*, n: int = 400, noise: float = 0.1, seed: int = 0) -> Dataset:
     x = np.concatenate([upper, lower]) + noise * rng.standard_normal((n, 2))
     y = np.concatenate([np.zeros(n_upper, np.int32), np.ones(n_lower, np.int32)])
     order = rng.permutation(n)
-    return from_arrays(x[order], y[order], task="classification", num_classes=2, name="two_moons",
-                       feature_names=["x1", "x2"])
+    return from_arrays(
+        x[order], y[order], task="classification", num_classes=2, name="two_moons", feature_names=["x1", "x2"]
+    )
 
 
-def spirals(*, n: int = 400, noise: float = 0.05, seed: int = 0, classes: int = 2, turns: float = 1.0) -> Dataset:
+def spirals(
+    *, n: int = 400, noise: float = 0.05, seed: int = 0, classes: int = 2, turns: float = 1.0
+) -> Dataset:
     """K spiral arms: r evenly in [0, 1], θ = 2π·turns·r + 2πk/K, x = r(cos θ, sin θ) + N(0, noise²).
 
     Arm k holds the examples of class k (sizes differ by at most one); rows shuffled with the seed.
@@ -126,8 +131,14 @@ def spirals(*, n: int = 400, noise: float = 0.05, seed: int = 0, classes: int = 
     theta = 2.0 * np.pi * turns * r + 2.0 * np.pi * y / classes
     x = r[:, None] * np.stack([np.cos(theta), np.sin(theta)], axis=1) + noise * rng.standard_normal((n, 2))
     order = rng.permutation(n)
-    return from_arrays(x[order], y[order], task="classification", num_classes=classes, name="spirals",
-                       feature_names=["x1", "x2"])
+    return from_arrays(
+        x[order],
+        y[order],
+        task="classification",
+        num_classes=classes,
+        name="spirals",
+        feature_names=["x1", "x2"],
+    )
 
 
 def _check_common(owner: str, n, noise, seed, *, columns: int) -> None:

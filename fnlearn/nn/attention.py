@@ -49,8 +49,9 @@ def _check_width(name: str, in_shape, num_heads: int) -> None:
         )
 
 
-def multi_head_attention(num_heads: int, *, causal: bool = False, dropout: float = 0.0, w_init=None,
-                         name: str = "attention") -> Layer:
+def multi_head_attention(
+    num_heads: int, *, causal: bool = False, dropout: float = 0.0, w_init=None, name: str = "attention"
+) -> Layer:
     """Self-attention with ``num_heads`` heads; (T, D) → (T, D).
 
     Params: ``{"query", "key", "value", "out"}``, each ``{"w": (D, D), "b": (D,)}``; ``w_init``
@@ -65,7 +66,9 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, dropout: float
         _check_width(name, in_shape, num_heads)
         width = in_shape[-1]
         keys = jax.random.split(key, len(PROJECTIONS))
-        params = {p: {"w": w_init(k, (width, width)), "b": jnp.zeros((width,))} for p, k in zip(PROJECTIONS, keys)}
+        params = {
+            p: {"w": w_init(k, (width, width)), "b": jnp.zeros((width,))} for p, k in zip(PROJECTIONS, keys)
+        }
         state = {"rate": jnp.asarray(dropout, jnp.float32)} if dropout > 0 else {}
         return tuple(in_shape), params, state
 

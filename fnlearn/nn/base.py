@@ -56,7 +56,9 @@ def build(layer: Layer, input_shape: int | Sequence[int], *, fix: str = "smaller
     than ``fnlearn.checks.memory_limit()`` is refused before ``init`` could try (``fix`` says how).
     """
     if not isinstance(layer, Layer):
-        raise FnlearnError(f"build: layer must be a fnlearn.nn.Layer such as dense(10), got {checks.show(layer)}.")
+        raise FnlearnError(
+            f"build: layer must be a fnlearn.nn.Layer such as dense(10), got {checks.show(layer)}."
+        )
     shape = [input_shape] if checks.is_integer(input_shape) else input_shape
     if not isinstance(shape, (tuple, list)) or not shape:
         raise FnlearnError(
@@ -71,7 +73,7 @@ def build(layer: Layer, input_shape: int | Sequence[int], *, fix: str = "smaller
 
     def apply(params, state, x, *, train=False, key=None):
         x = jnp.asarray(x)
-        if x.shape[-len(input_shape):] != input_shape:
+        if x.shape[-len(input_shape) :] != input_shape:
             raise FnlearnError(
                 f"model input has shape {x.shape}, but the model was built for examples of shape "
                 f"{input_shape} (a batch of shape (batch, {', '.join(map(str, input_shape))})). "

@@ -130,8 +130,15 @@ def cnn(
     return build(serial(*layers, name="cnn"), input_shape)
 
 
-def gpt(vocab_size: int, max_len: int, *, width: int = 128, depth: int = 4, num_heads: int = 4,
-        dropout: float = 0.0) -> Model:
+def gpt(
+    vocab_size: int,
+    max_len: int,
+    *,
+    width: int = 128,
+    depth: int = 4,
+    num_heads: int = 4,
+    dropout: float = 0.0,
+) -> Model:
     """A decoder-only transformer (GPT): token ids (T,) → next-token logits (T, vocab_size).
 
     Token embedding + learned positions → (dropout) → ``depth`` causal pre-norm transformer blocks
@@ -142,10 +149,16 @@ def gpt(vocab_size: int, max_len: int, *, width: int = 128, depth: int = 4, num_
     width = positive_int("gpt", "width", width)
     depth = positive_int("gpt", "depth", depth)
     check_rate("gpt", dropout, "dropout")
-    blocks = [transformer_block(num_heads, dropout=dropout, causal=True, name=f"block_{i}") for i in range(depth)]
+    blocks = [
+        transformer_block(num_heads, dropout=dropout, causal=True, name=f"block_{i}") for i in range(depth)
+    ]
     layers = [
-        embedding(vocab_size, width, name="token_embedding"), positional_embedding(max_len),
-        *_dropout_tail(dropout), *blocks, layer_norm(), dense_layer(vocab_size, name="logits"),
+        embedding(vocab_size, width, name="token_embedding"),
+        positional_embedding(max_len),
+        *_dropout_tail(dropout),
+        *blocks,
+        layer_norm(),
+        dense_layer(vocab_size, name="logits"),
     ]
     return build(serial(*layers, name="gpt"), (max_len,))
 

@@ -38,8 +38,19 @@ def _check_groups(name: str, in_channels: int, features: int, groups: int, in_sh
             )
 
 
-def conv(features: int, kernel_size, *, strides=1, padding="SAME", dilation=1, groups: int = 1,
-         w_init=None, b_init=None, use_bias: bool = True, name: str = "conv") -> Layer:
+def conv(
+    features: int,
+    kernel_size,
+    *,
+    strides=1,
+    padding="SAME",
+    dilation=1,
+    groups: int = 1,
+    w_init=None,
+    b_init=None,
+    use_bias: bool = True,
+    name: str = "conv",
+) -> Layer:
     """A convolution with ``features`` output channels; the spatial rank comes from the input shape.
 
     ``kernel_size``, ``strides`` and ``dilation`` are ints (the same for every spatial axis) or one
@@ -80,7 +91,7 @@ def conv(features: int, kernel_size, *, strides=1, padding="SAME", dilation=1, g
         del train, key
         w = params["w"]
         rank = w.ndim - 2
-        example = x.shape[-rank - 1:]
+        example = x.shape[-rank - 1 :]
         if x.ndim < rank + 2 or example[-1] != w.shape[-2] * groups:
             raise FnlearnError(
                 f"layer {name!r} expects a batch of examples (*{rank} spatial axes, {w.shape[-2] * groups} "
@@ -88,11 +99,15 @@ def conv(features: int, kernel_size, *, strides=1, padding="SAME", dilation=1, g
             )
         _, s, d, pads = geometry(example[:-1], rank)
         y = jax.lax.conv_general_dilated(
-            x.reshape(-1, *example), w, window_strides=s, padding=pads, rhs_dilation=d,
-            dimension_numbers=_dimension_numbers(rank), feature_group_count=groups,
+            x.reshape(-1, *example),
+            w,
+            window_strides=s,
+            padding=pads,
+            rhs_dilation=d,
+            dimension_numbers=_dimension_numbers(rank),
+            feature_group_count=groups,
         )
-        y = y.reshape(*x.shape[:-rank - 1], *y.shape[1:])
+        y = y.reshape(*x.shape[: -rank - 1], *y.shape[1:])
         return (y + params["b"] if use_bias else y), state
 
     return Layer(name, init, apply)
-

@@ -12,7 +12,9 @@ from fnlearn.nn.base import Layer, check_inits
 __all__ = ["dense"]
 
 
-def dense(out_features: int, *, w_init=None, b_init=None, use_bias: bool = True, name: str = "dense") -> Layer:
+def dense(
+    out_features: int, *, w_init=None, b_init=None, use_bias: bool = True, name: str = "dense"
+) -> Layer:
     """y = x·W + b with W of shape (in_features, out_features), over the last axis of x.
 
     ``w_init`` defaults to LeCun normal (Var(w) = 1/fan_in); ``mlp`` picks it from the activation.

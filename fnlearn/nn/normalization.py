@@ -38,7 +38,9 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     is fnlearn's 0.9 (the default here). Like flax, the running variance is the biased batch
     variance; PyTorch stores the unbiased one (×n/(n−1)).
     """
-    checks.unit_interval("batch_norm", "momentum", momentum, "It is the weight of the old running value, e.g. 0.9.")
+    checks.unit_interval(
+        "batch_norm", "momentum", momentum, "It is the weight of the old running value, e.g. 0.9."
+    )
     checks.positive("batch_norm", "eps", eps)
 
     def init(key, in_shape):

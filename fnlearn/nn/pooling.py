@@ -50,7 +50,7 @@ def _check_pads_below_window(name: str, window, pads) -> None:
         if max(lo, hi) >= k:
             raise FnlearnError(
                 f"{name}: padding ({lo}, {hi}) along an axis is not smaller than the window {k} there, "
-                f"so some windows would hold padding only. Use padding < window, or padding=\"SAME\"."
+                f'so some windows would hold padding only. Use padding < window, or padding="SAME".'
             )
 
 
@@ -59,7 +59,9 @@ def _reduce_window(x, init_value: float, op, window, strides, pads):
 
     ``init_value`` is a Python number, so that lax recognises max/add and can differentiate them.
     """
-    return jax.lax.reduce_window(x, init_value, op, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0)))
+    return jax.lax.reduce_window(
+        x, init_value, op, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
+    )
 
 
 def max_pool(window, strides=None, padding="VALID") -> Layer:

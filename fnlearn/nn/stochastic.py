@@ -14,7 +14,9 @@ __all__ = ["check_rate", "drop", "dropout"]
 
 def check_rate(layer: str, rate, name: str = "rate") -> float:
     """``rate`` if it is a drop probability in [0, 1), else the error naming ``layer``."""
-    return float(checks.unit_interval(layer, name, rate, "It is the probability of dropping a unit, e.g. 0.1."))
+    return float(
+        checks.unit_interval(layer, name, rate, "It is the probability of dropping a unit, e.g. 0.1.")
+    )
 
 
 def drop(x: jax.Array, rate: jax.Array, key, layer: str) -> jax.Array:

@@ -1,7 +1,7 @@
 """The pre-norm transformer block (as GPT-2 and nanoGPT):
 
-    x ← x + Dropout(Attention(Norm(x)))
-    x ← x + Dropout(W₂·gelu(W₁·Norm(x) + b₁) + b₂)        (W₁: D → mlp_ratio·D, W₂: back to D)
+x ← x + Dropout(Attention(Norm(x)))
+x ← x + Dropout(W₂·gelu(W₁·Norm(x) + b₁) + b₂)        (W₁: D → mlp_ratio·D, W₂: back to D)
 """
 
 from __future__ import annotations
@@ -22,8 +22,15 @@ __all__ = ["SEQUENCE_NORMS", "transformer_block"]
 SEQUENCE_NORMS = {"layer_norm": layer_norm, "rms_norm": rms_norm}
 
 
-def transformer_block(num_heads: int, *, mlp_ratio: int = 4, dropout: float = 0.0, causal: bool = True,
-                      norm: str = "layer_norm", name: str = "transformer_block") -> Layer:
+def transformer_block(
+    num_heads: int,
+    *,
+    mlp_ratio: int = 4,
+    dropout: float = 0.0,
+    causal: bool = True,
+    norm: str = "layer_norm",
+    name: str = "transformer_block",
+) -> Layer:
     """A pre-norm block: an attention and an MLP sub-block, each residual; (T, D) → (T, D).
 
     ``dropout`` is applied to the attention weights and to each sub-block's output in training.
@@ -39,10 +46,20 @@ def transformer_block(num_heads: int, *, mlp_ratio: int = 4, dropout: float = 0.
     def layers(width: int) -> Layer:
         """The block for inputs of width D (the MLP's widths depend on it)."""
         tail = [dropout_layer(dropout)] if dropout > 0 else []
-        attention = serial(make_norm(), multi_head_attention(num_heads, causal=causal, dropout=dropout), *tail,
-                           name="attention_block")
-        mlp = serial(make_norm(), dense(mlp_ratio * width, w_init=default_w_init("gelu"), name="mlp_in"), gelu(),
-                     dense(width, name="mlp_out"), *tail, name="mlp_block")
+        attention = serial(
+            make_norm(),
+            multi_head_attention(num_heads, causal=causal, dropout=dropout),
+            *tail,
+            name="attention_block",
+        )
+        mlp = serial(
+            make_norm(),
+            dense(mlp_ratio * width, w_init=default_w_init("gelu"), name="mlp_in"),
+            gelu(),
+            dense(width, name="mlp_out"),
+            *tail,
+            name="mlp_block",
+        )
         return serial(residual(attention), residual(mlp), name=name)
 
     def init(key, in_shape):

@@ -21,8 +21,10 @@ __all__ = ["check_padding", "explicit_pads", "output_sizes"]
 
 Pads = tuple[tuple[int, int], ...]
 
-_PADDING_HELP = ('Use "SAME", "VALID", an int (the same on both sides of every axis), '
-                 "or one (low, high) pair per spatial axis.")
+_PADDING_HELP = (
+    'Use "SAME", "VALID", an int (the same on both sides of every axis), '
+    "or one (low, high) pair per spatial axis."
+)
 
 
 def check_padding(layer: str, padding):
@@ -41,12 +43,21 @@ def check_padding(layer: str, padding):
 
 
 def _is_pair(p) -> bool:
-    return (isinstance(p, Sequence) and len(p) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p))
+    return (
+        isinstance(p, Sequence)
+        and len(p) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p)
+    )
 
 
-def explicit_pads(layer: str, padding, spatial: Sequence[int], window: Sequence[int],
-                  strides: Sequence[int], dilation: Sequence[int]) -> Pads:
+def explicit_pads(
+    layer: str,
+    padding,
+    spatial: Sequence[int],
+    window: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+) -> Pads:
     """The (low, high) pads per spatial axis that ``padding`` (canonical form) stands for."""
     rank = len(spatial)
     if isinstance(padding, str):
@@ -62,8 +73,14 @@ def explicit_pads(layer: str, padding, spatial: Sequence[int], window: Sequence[
     return padding
 
 
-def output_sizes(layer: str, spatial: Sequence[int], window: Sequence[int], strides: Sequence[int],
-                 dilation: Sequence[int], pads: Pads) -> tuple[int, ...]:
+def output_sizes(
+    layer: str,
+    spatial: Sequence[int],
+    window: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+    pads: Pads,
+) -> tuple[int, ...]:
     """⌊(n + low + high − k_eff)/s⌋ + 1 per axis; the error when a window does not fit once."""
     sizes = []
     for n, k, s, d, (lo, hi) in zip(spatial, window, strides, dilation, pads, strict=True):
@@ -72,7 +89,7 @@ def output_sizes(layer: str, spatial: Sequence[int], window: Sequence[int], stri
             raise FnlearnError(
                 f"{layer}: a window of {k} (spanning {k_eff} with dilation {d}) is larger than the padded "
                 f"input ({n} + {lo} + {hi} = {n + lo + hi}) along a spatial axis of the input "
-                f"{tuple(spatial)}. Use a smaller kernel or window, more padding, or padding=\"SAME\"."
+                f'{tuple(spatial)}. Use a smaller kernel or window, more padding, or padding="SAME".'
             )
         sizes.append((n + lo + hi - k_eff) // s + 1)
     return tuple(sizes)

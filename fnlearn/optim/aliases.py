@@ -118,16 +118,12 @@ def adam(
     _check_adam("adam", learning_rate, b1, b2, eps, eps_root)
     checks.boolean("adam", "nesterov", nesterov)
     return chain(
-        tr.scale_by_adam(
-            b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
-        ),
+        tr.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         tr.scale_by_learning_rate(learning_rate),
     )
 
 
-def nadam(
-    learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None
-) -> GradientTransformation:
+def nadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None) -> GradientTransformation:
     """NAdam: ``adam(..., nesterov=True)``."""
     _check_adam("nadam", learning_rate, b1, b2, eps, eps_root)
     return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
@@ -153,17 +149,13 @@ def adamw(
     checks.rate("adamw", "weight_decay", weight_decay, allow_zero=True)
     checks.boolean("adamw", "nesterov", nesterov)
     return chain(
-        tr.scale_by_adam(
-            b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
-        ),
+        tr.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         tr.add_decayed_weights(weight_decay, mask),
         tr.scale_by_learning_rate(learning_rate),
     )
 
 
-def amsgrad(
-    learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None
-) -> GradientTransformation:
+def amsgrad(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None) -> GradientTransformation:
     """AMSGrad: Adam with v̂ replaced by its running maximum."""
     _check_adam("amsgrad", learning_rate, b1, b2, eps, eps_root)
     return chain(

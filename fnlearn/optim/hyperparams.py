@@ -76,10 +76,14 @@ def _by_name(factory, args, kwargs) -> dict:
         return dict(signature.bind(*args, **kwargs).arguments)
     except TypeError as error:
         name = getattr(factory, "__name__", "optimizer")
-        raise FnlearnError(f"inject_hyperparams({name}): {error}; pass the optimizer's own arguments.") from None
+        raise FnlearnError(
+            f"inject_hyperparams({name}): {error}; pass the optimizer's own arguments."
+        ) from None
     except ValueError:  # no signature (a builtin): pass the arguments on by keyword only
         if args:
-            raise FnlearnError("inject_hyperparams: pass the arguments by keyword, e.g. learning_rate=1e-3.") from None
+            raise FnlearnError(
+                "inject_hyperparams: pass the arguments by keyword, e.g. learning_rate=1e-3."
+            ) from None
         return dict(kwargs)
 
 
@@ -105,7 +109,7 @@ def set_hyperparam(opt_state, name: str, value):
         return opt_state._replace(hyperparams={**opt_state.hyperparams, name: new})
     for i, sub in enumerate(opt_state if isinstance(opt_state, (tuple, list)) else ()):
         if find_hyperparams(sub) is not None:
-            parts = [*opt_state[:i], set_hyperparam(sub, name, value), *opt_state[i + 1:]]
+            parts = [*opt_state[:i], set_hyperparam(sub, name, value), *opt_state[i + 1 :]]
             return type(opt_state)(*parts) if hasattr(opt_state, "_fields") else type(opt_state)(parts)
     raise FnlearnError(
         f"set_hyperparam: the optimizer state holds no hyperparameters to set {name!r} in. Build the "

@@ -49,9 +49,15 @@ def _check_arguments(factor, patience, rtol, atol, cooldown, accumulation_size, 
             f"{owner}: rtol={rtol!r}, atol={atol!r}: both must be >= 0, rtol <= 1, and one of them > 0 "
             "(a mean loss improves when it is below (1 − rtol)·best − atol); e.g. rtol=1e-4, atol=0."
         )
-    counts = {"patience": (patience, 0), "cooldown": (cooldown, 0), "accumulation_size": (accumulation_size, 1)}
+    counts = {
+        "patience": (patience, 0),
+        "cooldown": (cooldown, 0),
+        "accumulation_size": (accumulation_size, 1),
+    }
     for name, (value, least) in counts.items():
-        if isinstance(value, numbers.Real) and (isinstance(value, bool) or value != int(value) or value < least):
+        if isinstance(value, numbers.Real) and (
+            isinstance(value, bool) or value != int(value) or value < least
+        ):
             raise FnlearnError(f"{owner}: {name}={value!r} must be a whole number >= {least}.")
     if isinstance(min_scale, numbers.Real) and not min_scale >= 0:
         raise FnlearnError(f"{owner}: min_scale={min_scale!r} must be >= 0 (the smallest scale s reaches).")
@@ -79,11 +85,11 @@ def _extreme_dtype(params, lowest: bool):
 def _judge(state: ReduceLROnPlateauState, factor, patience, rtol, atol, cooldown, min_scale):
     """One judgement of the mean loss v̄ (``state.avg_value``)::
 
-        improved = v̄ < (1 − rtol)·best − atol;   best ← v̄ if improved
-        plateau  = 0 if improved else plateau + 1
-        cooling (cooldown_count > 0):  plateau ← 0, cooldown_count ← cooldown_count − 1, s kept
-        else if plateau = patience:    s ← max(s·factor, min_scale), plateau ← 0, cooldown_count ← cooldown
-        else:                          s ← max(s, min_scale), cooldown_count ← 0
+    improved = v̄ < (1 − rtol)·best − atol;   best ← v̄ if improved
+    plateau  = 0 if improved else plateau + 1
+    cooling (cooldown_count > 0):  plateau ← 0, cooldown_count ← cooldown_count − 1, s kept
+    else if plateau = patience:    s ← max(s·factor, min_scale), plateau ← 0, cooldown_count ← cooldown
+    else:                          s ← max(s, min_scale), cooldown_count ← 0
     """
     improved = state.avg_value < (1 - rtol) * state.best_value - atol
     best = jnp.where(improved, state.avg_value.astype(state.best_value.dtype), state.best_value)
@@ -95,9 +101,9 @@ def _judge(state: ReduceLROnPlateauState, factor, patience, rtol, atol, cooldown
         scale=jnp.where(cooling, state.scale, scale).astype(state.scale.dtype),
         best_value=best.astype(state.best_value.dtype),
         plateau_count=jnp.where(cooling | reduce, 0, plateau).astype(jnp.int32),
-        cooldown_count=jnp.where(
-            cooling, state.cooldown_count - 1, jnp.where(reduce, cooldown, 0)
-        ).astype(jnp.int32),
+        cooldown_count=jnp.where(cooling, state.cooldown_count - 1, jnp.where(reduce, cooldown, 0)).astype(
+            jnp.int32
+        ),
         count=jnp.zeros([], jnp.int32),
         avg_value=jnp.zeros([], state.avg_value.dtype),
     )
@@ -132,8 +138,12 @@ def reduce_on_plateau(
         low, high = _extreme_dtype(params, lowest=True), _extreme_dtype(params, lowest=False)
         zero = jnp.zeros([], jnp.int32)
         return ReduceLROnPlateauState(
-            scale=jnp.asarray(1.0, low), best_value=jnp.asarray(jnp.inf, high), plateau_count=zero,
-            cooldown_count=zero, count=zero, avg_value=jnp.asarray(0.0, high),
+            scale=jnp.asarray(1.0, low),
+            best_value=jnp.asarray(jnp.inf, high),
+            plateau_count=zero,
+            cooldown_count=zero,
+            count=zero,
+            avg_value=jnp.asarray(0.0, high),
         )
 
     def update_fn(updates, state, params=None, *, value=None, **extra_args):

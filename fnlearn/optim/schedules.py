@@ -71,9 +71,7 @@ def polynomial_schedule(
     return schedule
 
 
-def linear_schedule(
-    init_value, end_value, transition_steps: int, transition_begin: int = 0
-) -> Schedule:
+def linear_schedule(init_value, end_value, transition_steps: int, transition_begin: int = 0) -> Schedule:
     """α_t = α₀ + (α_end − α₀)·τ/T; the notes' linear decay α₀·(1 − t/T) is ``end_value=0``."""
     _finite("linear_schedule", init_value=init_value, end_value=end_value)
     _integers("linear_schedule", transition_steps=transition_steps, transition_begin=transition_begin)
@@ -98,8 +96,12 @@ def piecewise_constant_schedule(
     items = list((boundaries_and_scales or {}).items())
     for boundary, factor in items:
         checks.integer(owner, "a boundary in boundaries_and_scales", boundary, "Boundaries are step counts.")
-        checks.nonneg(owner, f"boundaries_and_scales[{boundary}]", factor,
-                      "For example {30: 0.1} multiplies by 0.1 from step 30 on.")
+        checks.nonneg(
+            owner,
+            f"boundaries_and_scales[{boundary}]",
+            factor,
+            "For example {30: 0.1} multiplies by 0.1 from step 30 on.",
+        )
     items = sorted(items)
 
     def schedule(count):
@@ -156,7 +158,9 @@ def cosine_decay_schedule(
     """
     owner = "cosine_decay_schedule"
     _finite(owner, init_value=init_value, alpha=alpha, exponent=exponent)
-    checks.positive_int(owner, "decay_steps", decay_steps, "It is the number of steps T, e.g. decay_steps=10_000.")
+    checks.positive_int(
+        owner, "decay_steps", decay_steps, "It is the number of steps T, e.g. decay_steps=10_000."
+    )
     steps = float(decay_steps)
 
     def schedule(count):
@@ -209,8 +213,9 @@ def warmup_cosine_decay_schedule(
     owner = "warmup_cosine_decay_schedule"
     _finite(owner, init_value=init_value, peak_value=peak_value, end_value=end_value, exponent=exponent)
     warmup_steps = checks.nonneg_int(owner, "warmup_steps", warmup_steps)
-    checks.int_at_least(owner, "decay_steps", decay_steps, warmup_steps + 1,
-                        "It counts the warmup steps too, as in optax.")
+    checks.int_at_least(
+        owner, "decay_steps", decay_steps, warmup_steps + 1, "It counts the warmup steps too, as in optax."
+    )
     alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     return join_schedules(
         [
@@ -237,7 +242,9 @@ def linear_warmup(schedule: Schedule, warmup_steps: int, init_value: float = 0.0
     """Put a linear warmup in front of any schedule: α_init → schedule(0) over w steps, then
     α_t = schedule(t − w)."""
     if not callable(schedule):
-        raise FnlearnError(f"linear_warmup: schedule must be a schedule count -> value, got {checks.show(schedule)}.")
+        raise FnlearnError(
+            f"linear_warmup: schedule must be a schedule count -> value, got {checks.show(schedule)}."
+        )
     checks.nonneg_int("linear_warmup", "warmup_steps", warmup_steps)
     _finite("linear_warmup", init_value=init_value)
     if warmup_steps == 0:

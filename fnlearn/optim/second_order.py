@@ -29,7 +29,9 @@ __all__ = ["MinimizeResult", "lbfgs", "minimize", "newton", "scale_by_newton"]
 
 def _check_loss_fn(owner, loss_fn):
     if not callable(loss_fn):
-        raise FnlearnError(f"{owner}: loss_fn must be a function params -> scalar loss, got {checks.show(loss_fn)}.")
+        raise FnlearnError(
+            f"{owner}: loss_fn must be a function params -> scalar loss, got {checks.show(loss_fn)}."
+        )
 
 
 def _need_params(params, owner):
@@ -58,9 +60,7 @@ def scale_by_newton(loss_fn, damping: float = 0.0) -> GradientTransformation:
         g, _ = ravel_pytree(updates)
         hessian = jax.hessian(lambda x: loss_fn(unravel(x)))(theta)
         hessian = hessian + damping * jnp.eye(theta.size, dtype=hessian.dtype)
-        return unravel(jnp.linalg.solve(hessian, g)), ScaleByNewtonState(
-            safe_increment(state.count)
-        )
+        return unravel(jnp.linalg.solve(hessian, g)), ScaleByNewtonState(safe_increment(state.count))
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -179,9 +179,7 @@ def lbfgs(
     checks.open_unit_interval("lbfgs", "c1", c1)
     checks.open_unit_interval("lbfgs", "c2", c2)
     if not c1 < c2:
-        raise FnlearnError(
-            f"lbfgs: need 0 < c1 < c2 < 1 for a Wolfe line search, got c1={c1!r}, c2={c2!r}."
-        )
+        raise FnlearnError(f"lbfgs: need 0 < c1 < c2 < 1 for a Wolfe line search, got c1={c1!r}, c2={c2!r}.")
 
     def init_fn(params):
         theta, _ = ravel_pytree(params)
@@ -217,9 +215,7 @@ def lbfgs(
         alpha = _weak_wolfe(
             loss_fn, unravel, theta, direction, slope, learning_rate, c1, c2, max_linesearch_steps
         )
-        new_state = LbfgsState(
-            safe_increment(state.count), theta, g, mem_s, mem_y, rho, pairs, alpha
-        )
+        new_state = LbfgsState(safe_increment(state.count), theta, g, mem_s, mem_y, rho, pairs, alpha)
         return unravel(alpha * direction), new_state
 
     return GradientTransformation(init_fn, update_fn)

@@ -137,9 +137,7 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> Gradient
         del params
         rate = rate_at(state.count)
         updates = _tree_map(lambda g: jnp.array(sign * rate, dtype=g.dtype) * g, updates)
-        new_state = ScaleByLearningRateState(
-            safe_increment(state.count), jnp.asarray(rate, jnp.float32)
-        )
+        new_state = ScaleByLearningRateState(safe_increment(state.count), jnp.asarray(rate, jnp.float32))
         return updates, new_state
 
     return GradientTransformation(init_fn, update_fn)
@@ -213,9 +211,7 @@ class ScaleByRssState(NamedTuple):
     sum_of_squares: Any
 
 
-def scale_by_rss(
-    initial_accumulator_value: float = 0.1, eps: float = 1e-7
-) -> GradientTransformation:
+def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> GradientTransformation:
     """Adagrad: G ← G + g²; u = g / √(G + ε) where G > 0, else 0. G starts at the initial value.
 
     The notes' Adagrad θ ← θ − η·g/√(G + ε) is ``initial_accumulator_value=0``.
@@ -281,9 +277,7 @@ def scale_by_rms(
         nu = _ema(updates, state.nu, decay, 2)
         count = safe_increment(state.count) if bias_correction else state.count
         nu_hat = _bias_correction(nu, decay, count) if bias_correction else nu
-        updates = _tree_map(
-            lambda n, g: _rsqrt_denominator(n, eps, eps_in_sqrt) * g, nu_hat, updates
-        )
+        updates = _tree_map(lambda n, g: _rsqrt_denominator(n, eps, eps_in_sqrt) * g, nu_hat, updates)
         return updates, ScaleByRmsState(count, nu)
 
     return GradientTransformation(init_fn, update_fn)
@@ -494,17 +488,13 @@ def _masked_weight_term(strength, term, mask, owner):
             raise FnlearnError(f"{owner} needs the parameters: call update(grads, state, params).")
         if isinstance(strength, int | float) and strength == 0:
             return updates, state  # nothing to add (optax skips this case too)
-        selected = (
-            _tree_map(lambda _: True, params) if mask is None else _expand_mask(mask, params, owner)
-        )
+        selected = _tree_map(lambda _: True, params) if mask is None else _expand_mask(mask, params, owner)
         if callable(strength):
             s = strength(state.count)
             state = WeightDecayState(safe_increment(state.count))
         else:
             s = strength
-        updates = _tree_map(
-            lambda g, p, on: g + s * term(p) if on else g, updates, params, selected
-        )
+        updates = _tree_map(lambda g, p, on: g + s * term(p) if on else g, updates, params, selected)
         return updates, state
 
     return GradientTransformation(init_fn, update_fn)
@@ -555,9 +545,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
         leaves = jax.tree_util.tree_leaves(updates)
         norm = jnp.sqrt(sum(jnp.sum(_abs_sq(g)) for g in leaves))
         keep = norm < max_norm
-        updates = _tree_map(
-            lambda g: jax.lax.select(keep, g, (g / norm.astype(g.dtype)) * max_norm), updates
-        )
+        updates = _tree_map(lambda g: jax.lax.select(keep, g, (g / norm.astype(g.dtype)) * max_norm), updates)
         return updates, state
 
     return GradientTransformation(init_empty_state, update_fn)
@@ -581,9 +569,7 @@ class ApplyIfFiniteState(NamedTuple):
     inner_state: Any
 
 
-def apply_if_finite(
-    inner: GradientTransformation, max_consecutive_errors: int
-) -> GradientTransformation:
+def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) -> GradientTransformation:
     """Skip non-finite updates: if any g is NaN/±inf, u = 0 and the inner state is kept.
 
     After more than ``max_consecutive_errors`` non-finite updates in a row the update is let
@@ -608,9 +594,7 @@ def apply_if_finite(
         return new_updates, ApplyIfFiniteState(
             notfinite_count=notfinite_count,
             last_finite=finite,
-            total_notfinite=jnp.where(
-                finite, state.total_notfinite, safe_increment(state.total_notfinite)
-            ),
+            total_notfinite=jnp.where(finite, state.total_notfinite, safe_increment(state.total_notfinite)),
             skipped=jnp.where(accept, state.skipped, safe_increment(state.skipped)),
             inner_state=inner_state,
         )

@@ -87,7 +87,9 @@ def multi_steps(
         inner_updates, inner_state = tx.update(mean, state.inner_opt_state, params, **extra_args)
         inner_state = cast_like(inner_state, state.inner_opt_state)
         new_updates = jax.tree.map(lambda u: jnp.where(emit, u, jnp.zeros_like(u)), inner_updates)
-        inner_state = jax.tree.map(lambda new, old: jnp.where(emit, new, old), inner_state, state.inner_opt_state)
+        inner_state = jax.tree.map(
+            lambda new, old: jnp.where(emit, new, old), inner_state, state.inner_opt_state
+        )
         new_state = MultiStepsState(
             mini_step=safe_increment(state.mini_step) % k,
             gradient_step=jnp.where(emit, safe_increment(state.gradient_step), state.gradient_step),
@@ -97,4 +99,3 @@ def multi_steps(
         return new_updates, new_state
 
     return GradientTransformation(init_fn, update_fn)
-

@@ -8,7 +8,6 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from fnlearn.errors import FnlearnError
 from fnlearn.config.parse import INT32_MAX, _error, _key_path, _show, _type_name
 from fnlearn.config.schema import (
     AugmentConfig,
@@ -20,6 +19,7 @@ from fnlearn.config.schema import (
     ScheduleConfig,
     TrainingConfig,
 )
+from fnlearn.errors import FnlearnError
 
 # ------------------------------------------------------------------------------------------------
 # Building the objects a run needs, each through its registry
@@ -102,9 +102,7 @@ def build_head(loss: LossConfig, train) -> tuple[Any, int]:
         event = train.num_classes
     else:
         event = train.target_dim
-    with _in_section(
-        f"loss.distribution = {_show(loss.distribution)} does not fit dataset {train.name!r}"
-    ):
+    with _in_section(f"loss.distribution = {_show(loss.distribution)} does not fit dataset {train.name!r}"):
         num_outputs = head.num_outputs(event)
         head.check_targets(train.y, num_outputs)
     return head, int(num_outputs)
@@ -174,9 +172,7 @@ def resolve_schedule(optimizer: OptimizerConfig, total_steps: int) -> ScheduleCo
                 f"Its options: {', '.join(parameters)}."
             )
     if "boundaries_and_scales" in options and isinstance(options["boundaries_and_scales"], dict):
-        options["boundaries_and_scales"] = {
-            str(k): v for k, v in options["boundaries_and_scales"].items()
-        }
+        options["boundaries_and_scales"] = {str(k): v for k, v in options["boundaries_and_scales"].items()}
     return dataclasses.replace(schedule, options=options)
 
 
@@ -266,9 +262,7 @@ def build_optimizer(optimizer: OptimizerConfig):
         parts.append(optim.clip_by_global_norm(optimizer.clip_norm))
     if optimizer.weight_decay > 0 and not accepts_decay:
         parts.append(
-            optim.add_decayed_weights(
-                optimizer.weight_decay, mask=_mask(optimizer.weight_decay_mask)
-            )
+            optim.add_decayed_weights(optimizer.weight_decay, mask=_mask(optimizer.weight_decay_mask))
         )
     tx = optim.chain(*parts, tx) if parts else tx
     return optim.apply_if_finite(tx, optimizer.skip_nonfinite) if optimizer.skip_nonfinite else tx
@@ -304,9 +298,7 @@ def _steps(training: TrainingConfig, n_train: int) -> tuple[int, int]:
             f"training.batch_size = {training.batch_size}: out of range: expected an integer <= "
             f"{n_train}, the number of training examples."
         )
-    per_epoch = (
-        n_train // training.batch_size if training.drop_last else -(-n_train // training.batch_size)
-    )
+    per_epoch = n_train // training.batch_size if training.drop_last else -(-n_train // training.batch_size)
     total = training.steps or training.epochs * per_epoch
     if total > INT32_MAX:
         raise FnlearnError(
@@ -358,7 +350,4 @@ def build(config: Config, *, cache: dict | None = None) -> Built:
     optimizer = build_optimizer(optimizer_config)
     augment = build_augment(config.data.augment, train.image_shape)
     resolved = dataclasses.replace(config, loss=loss, optimizer=optimizer_config)
-    return Built(
-        resolved, splits, standardizer, head, model, penalty, optimizer, augment, per_epoch, total
-    )
-
+    return Built(resolved, splits, standardizer, head, model, penalty, optimizer, augment, per_epoch, total)

@@ -44,9 +44,21 @@ from fnlearn.runs.rundir import Claim, check_resumable, output_directory
 from fnlearn.train import TrainState
 from fnlearn.tree import num_params
 
-__all__ = ["Plan", "Done", "plan_runs", "build_all", "run_all", "run_command", "resume_config", "exit_status", "summary_line"]
+__all__ = [
+    "Plan",
+    "Done",
+    "plan_runs",
+    "build_all",
+    "run_all",
+    "run_command",
+    "resume_config",
+    "exit_status",
+    "summary_line",
+]
 
-DIVERGED_HINT = " In the config: lower optimizer.learning_rate, set optimizer.clip_norm, or optimizer.skip_nonfinite."
+DIVERGED_HINT = (
+    " In the config: lower optimizer.learning_rate, set optimizer.clip_norm, or optimizer.skip_nonfinite."
+)
 
 
 class Plan(NamedTuple):
@@ -111,7 +123,9 @@ def _write_config(run_dir: Path, config) -> None:
 def untouched(run_dir: Path) -> bool:
     """Nothing trained yet: no metrics record and no checkpoint."""
     checkpoints = run_dir / "checkpoints"
-    return not report.read_metrics(run_dir / "metrics.jsonl") and not (checkpoints.is_dir() and any(checkpoints.iterdir()))
+    return not report.read_metrics(run_dir / "metrics.jsonl") and not (
+        checkpoints.is_dir() and any(checkpoints.iterdir())
+    )
 
 
 @contextlib.contextmanager
@@ -135,7 +149,9 @@ def _early_stopping(config) -> EarlyStopping | None:
     es = config.training.early_stopping
     if not es.enabled:
         return None
-    return EarlyStopping(es.monitor, patience=es.patience, min_delta=es.min_delta, mode=es.mode, restore_best=es.restore_best)
+    return EarlyStopping(
+        es.monitor, patience=es.patience, min_delta=es.min_delta, mode=es.mode, restore_best=es.restore_best
+    )
 
 
 def _epoch_printer(total_epochs: int):
@@ -145,7 +161,11 @@ def _epoch_printer(total_epochs: int):
     def show(ctx):
         if ctx.epoch % every and ctx.epoch != total_epochs:
             return
-        shown = {k: v for k, v in ctx.record.items() if k.startswith(("train_", "val_")) and not report.is_bookkeeping(k)}
+        shown = {
+            k: v
+            for k, v in ctx.record.items()
+            if k.startswith(("train_", "val_")) and not report.is_bookkeeping(k)
+        }
         metrics = "  ".join(f"{k} {v:.4g}" for k, v in shown.items())
         print(f"  epoch {ctx.epoch:>4}  {metrics}", flush=True)
 
@@ -162,14 +182,28 @@ def _fit_run(built, run_dir: Path, *, resume: bool, quiet: bool):
     splits = built.splits
     state = TrainState.create(built.model, built.optimizer, jax.random.key(t.seeds[0]))
     state, history = fit(
-        state, (splits.train.x, splits.train.y), loss=built.head, epochs=t.epochs or None, steps=t.steps or None,
-        batch_size=t.batch_size, eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
-        eval_batch_size=t.eval_batch_size, penalty=built.penalty, augment=built.augment,
-        callbacks=[cb for cb in (early, printer, board) if cb is not None], run_dir=run_dir,
-        log_every=config.logging.every or None, drop_last=t.drop_last,
-        on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop", log_norms=config.logging.norms,
-        progress=config.logging.progress, devices=fbuild.fit_devices(t), checkpoint_every=t.checkpoint.every or None,
-        keep_checkpoints=t.checkpoint.keep, resume=resume, config=fconfig.to_dict(config),
+        state,
+        (splits.train.x, splits.train.y),
+        loss=built.head,
+        epochs=t.epochs or None,
+        steps=t.steps or None,
+        batch_size=t.batch_size,
+        eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
+        eval_batch_size=t.eval_batch_size,
+        penalty=built.penalty,
+        augment=built.augment,
+        callbacks=[cb for cb in (early, printer, board) if cb is not None],
+        run_dir=run_dir,
+        log_every=config.logging.every or None,
+        drop_last=t.drop_last,
+        on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop",
+        log_norms=config.logging.norms,
+        progress=config.logging.progress,
+        devices=fbuild.fit_devices(t),
+        checkpoint_every=t.checkpoint.every or None,
+        keep_checkpoints=t.checkpoint.keep,
+        resume=resume,
+        config=fconfig.to_dict(config),
     )
     return state, history, early
 
@@ -179,8 +213,12 @@ def _finish(built, run_dir: Path, label: str, state, history, extra: dict, start
     config = built.config
     test = None
     if built.splits.test is not None:
-        test = evaluate(state, (built.splits.test.x, built.splits.test.y), loss=built.head,
-                        batch_size=config.training.eval_batch_size)
+        test = evaluate(
+            state,
+            (built.splits.test.x, built.splits.test.y),
+            loss=built.head,
+            batch_size=config.training.eval_batch_size,
+        )
     summary = _summary(built, label, state, history, test) | extra
     summary["wall_time_s"] = time.perf_counter() - start
     _write_json(run_dir / "summary.json", summary)
@@ -208,8 +246,10 @@ def _train_sequential(claim: Claim, plan: Plan, *, resume: bool, quiet: bool) ->
     except NonFiniteError as error:
         summary = _diverged_summary(built.config, run_dir, label, str(error))
     else:
-        extra = {"stopped_early": bool(early is not None and early.stopped_epoch is not None),
-                 "best_epoch": None if early is None else early.best_epoch}
+        extra = {
+            "stopped_early": bool(early is not None and early.stopped_epoch is not None),
+            "best_epoch": None if early is None else early.best_epoch,
+        }
         summary = _finish(built, run_dir, label, state, history, extra, start)
     _say(quiet, summary_line(run_dir, summary))
     return Done(run_dir, summary)
@@ -219,12 +259,21 @@ def _diverged_summary(config, run_dir: Path, label: str, message: str) -> dict:
     """summary.json of a run that diverged; the message says whether a checkpoint is there."""
     rows = report.read_metrics(run_dir / "metrics.jsonl")
     newest = checkpoint.latest_step(run_dir / "checkpoints" / "last")
-    kept = (f" Its last checkpoint (step {newest}) is in {run_dir / 'checkpoints' / 'last'}." if newest is not None
-            else " No checkpoint was written before it.")
+    kept = (
+        f" Its last checkpoint (step {newest}) is in {run_dir / 'checkpoints' / 'last'}."
+        if newest is not None
+        else " No checkpoint was written before it."
+    )
     summary = {
-        "name": config.name, "label": label, "seed": config.training.seeds[0], "status": "diverged",
-        "error": message + kept, "epochs": rows[-1].get("epoch", 0) if rows else 0,
-        "final": report.final_metrics(rows), "best": report.best_metrics(rows), "test": None,
+        "name": config.name,
+        "label": label,
+        "seed": config.training.seeds[0],
+        "status": "diverged",
+        "error": message + kept,
+        "epochs": rows[-1].get("epoch", 0) if rows else 0,
+        "final": report.final_metrics(rows),
+        "best": report.best_metrics(rows),
+        "test": None,
         "train_time_s": rows[-1].get("time", 0.0) if rows else 0.0,
     }
     _write_json(run_dir / "summary.json", summary)
@@ -269,11 +318,22 @@ def _replica_groups(plans: list[Plan], resume: bool) -> list[list[Plan]]:
     groups: list[list[Plan]] = []
     for plan in plans:
         config = plan.config.config
-        eligible = (not resume and config.training.replicas and config.training.devices == 1
-                    and not config.logging.every and not config.optimizer.skip_nonfinite)
+        eligible = (
+            not resume
+            and config.training.replicas
+            and config.training.devices == 1
+            and not config.logging.every
+            and not config.optimizer.skip_nonfinite
+        )
         last = groups[-1] if groups else None
-        if (eligible and last and last[0].label == plan.label and last[0].run_dir.parent == plan.run_dir.parent
-                and last[0].run_dir.name.startswith("seed_") and plan.run_dir.name.startswith("seed_")):
+        if (
+            eligible
+            and last
+            and last[0].label == plan.label
+            and last[0].run_dir.parent == plan.run_dir.parent
+            and last[0].run_dir.name.startswith("seed_")
+            and plan.run_dir.name.startswith("seed_")
+        ):
             last.append(plan)
         else:
             groups.append([plan])
@@ -291,43 +351,79 @@ def _train_replicas(claim: Claim, group: list[Plan], *, quiet: bool) -> list[Don
     for plan in group:
         claim.lock(plan.run_dir)
         _write_config(plan.run_dir, plan.config.config)
-    _say(quiet, f"training {len(group)} seeds as vmapped replicas: {', '.join(str(p.run_dir) for p in group)}")
+    _say(
+        quiet, f"training {len(group)} seeds as vmapped replicas: {', '.join(str(p.run_dir) for p in group)}"
+    )
     early = _early_stopping(built.config)
     splits = built.splits
-    states, info = replicas.create(built.model, built.optimizer, [p.config.config.training.seeds[0] for p in group])
+    states, info = replicas.create(
+        built.model, built.optimizer, [p.config.config.training.seeds[0] for p in group]
+    )
     states, history = replicas.fit(
-        states, (splits.train.x, splits.train.y), loss=built.head, epochs=t.epochs or None, steps=t.steps or None,
-        batch_size=t.batch_size, eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
-        eval_batch_size=t.eval_batch_size, penalty=built.penalty, augment=built.augment, early_stopping=early,
-        info=info, drop_last=t.drop_last, progress=built.config.logging.progress,
+        states,
+        (splits.train.x, splits.train.y),
+        loss=built.head,
+        epochs=t.epochs or None,
+        steps=t.steps or None,
+        batch_size=t.batch_size,
+        eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
+        eval_batch_size=t.eval_batch_size,
+        penalty=built.penalty,
+        augment=built.augment,
+        early_stopping=early,
+        info=info,
+        drop_last=t.drop_last,
+        progress=built.config.logging.progress,
     )
     done = []
     for i, plan in enumerate(group):
-        rows = [{k: v for k, v in r.items() if k not in ("replica", "seed", "active", "diverged")}
-                for r in history if r["replica"] == i and r.get("train_loss") is not None]  # epochs it trained
-        summary = _write_replica(plan, replicas.replica(states, i), rows, early, len(group), start,
-                                 diverged=any(r["replica"] == i and r["diverged"] for r in history))
+        rows = [
+            {k: v for k, v in r.items() if k not in ("replica", "seed", "active", "diverged")}
+            for r in history
+            if r["replica"] == i and r.get("train_loss") is not None
+        ]  # epochs it trained
+        summary = _write_replica(
+            plan,
+            replicas.replica(states, i),
+            rows,
+            early,
+            len(group),
+            start,
+            diverged=any(r["replica"] == i and r["diverged"] for r in history),
+        )
         _say(quiet, summary_line(plan.run_dir, summary))
         done.append(Done(plan.run_dir, summary))
     return done
 
 
-def _write_replica(plan: Plan, state, rows: list[dict], early, count: int, start: float, *, diverged: bool) -> dict:
+def _write_replica(
+    plan: Plan, state, rows: list[dict], early, count: int, start: float, *, diverged: bool
+) -> dict:
     run_dir, built, label = plan
     config = built.config
     write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     if config.logging.tensorboard:
         TensorBoard.write_history(run_dir / "tensorboard", rows)
     if diverged:
-        return _diverged_summary(config, run_dir, label,
-                                 "training diverged: a loss or gradient turned non-finite; the replica was frozen at its last finite state.")
+        return _diverged_summary(
+            config,
+            run_dir,
+            label,
+            "training diverged: a loss or gradient turned non-finite; the replica was frozen at its last finite state.",
+        )
     if config.training.checkpoint.every:
-        checkpoint.save(run_dir / "checkpoints" / "last", state, extra={"history": rows, "config": fconfig.to_dict(config)})
+        checkpoint.save(
+            run_dir / "checkpoints" / "last",
+            state,
+            extra={"history": rows, "config": fconfig.to_dict(config)},
+        )
     extra = {}
     if early is not None and rows:
         best = (min if early.mode == "min" else max)(rows, key=lambda r: r.get(early.monitor, float("nan")))
-        extra = {"best_epoch": best["epoch"],
-                 "stopped_early": rows[-1]["epoch"] < (config.training.epochs or rows[-1]["epoch"])}
+        extra = {
+            "best_epoch": best["epoch"],
+            "stopped_early": rows[-1]["epoch"] < (config.training.epochs or rows[-1]["epoch"]),
+        }
     return _finish(built, run_dir, label, state, rows, extra | {"replicas": count}, start)
 
 
@@ -354,10 +450,17 @@ def environment() -> dict:
     """Versions, device and host, for summary.json."""
     device = jax.devices()[0]
     return {
-        "versions": {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
-                     "fnlearn": __version__},
-        "device": {"platform": device.platform, "kind": getattr(device, "device_kind", str(device)),
-                   "count": jax.device_count()},
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "fnlearn": __version__,
+        },
+        "device": {
+            "platform": device.platform,
+            "kind": getattr(device, "device_kind", str(device)),
+            "count": jax.device_count(),
+        },
         "host": platform.node(),
     }
 
@@ -366,9 +469,13 @@ def resume_config(out: Path, overrides: Sequence[str]):
     """The config of the run (or multi-seed folder) ``out``, with ``--set`` applied, for
     ``train --resume`` without CONFIG."""
     check_resumable(out)
-    paths = [out / "config.toml"] if (out / "config.toml").is_file() else sorted(out.glob("seed_*/config.toml"))
+    paths = (
+        [out / "config.toml"] if (out / "config.toml").is_file() else sorted(out.glob("seed_*/config.toml"))
+    )
     if not paths:
-        raise FnlearnError(f"--resume: {str(out)!r} holds no config.toml. Pass the CONFIG the run was started with.")
+        raise FnlearnError(
+            f"--resume: {str(out)!r} holds no config.toml. Pass the CONFIG the run was started with."
+        )
     configs = []
     for path in paths:
         try:
@@ -381,8 +488,9 @@ def resume_config(out: Path, overrides: Sequence[str]):
     return dataclasses.replace(first, training=dataclasses.replace(first.training, seeds=seeds))
 
 
-def run_command(out_arg: str | None, default: Path, plans_for, *, resume: bool, quiet: bool,
-                announce=None, claimed=None) -> list[Done]:
+def run_command(
+    out_arg: str | None, default: Path, plans_for, *, resume: bool, quiet: bool, announce=None, claimed=None
+) -> list[Done]:
     """Claim the output directory (``--out``, else ``default`` or the first free ``default-N``),
     build every plan ``plans_for(out)``, train them. A command that fails leaves behind only what
     trained: what it made for nothing is removed."""

@@ -66,7 +66,9 @@ def _config_toml(run_dir: Path) -> dict | None:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise FnlearnError(f"--resume: {path} is damaged ({error}). Restore it, or resume with the CONFIG the run started with.") from None
+        raise FnlearnError(
+            f"--resume: {path} is damaged ({error}). Restore it, or resume with the CONFIG the run started with."
+        ) from None
 
 
 def _total_steps(training: dict, steps_per_epoch: int) -> int:
@@ -81,8 +83,10 @@ def _check_length(saved: dict, built, trained_step: int) -> None:
     length = f"training.{'steps' if t.steps else 'epochs'} = {t.steps or t.epochs}"
     if new_total < trained_step:
         trained = f"{trained_step} steps" if t.steps else f"{trained_step // built.steps_per_epoch} epochs"
-        raise FnlearnError(f"--resume: {length} is below the {trained} this run has already trained. "
-                           "Ask for at least that length, or train into a new --out.")
+        raise FnlearnError(
+            f"--resume: {length} is below the {trained} this run has already trained. "
+            "Ask for at least that length, or train into a new --out."
+        )
     schedule = saved.get("optimizer", {}).get("schedule", {})
     options = schedule.get("options", {})
     warmup = int(schedule.get("warmup_steps", 0) or 0)
@@ -109,7 +113,10 @@ def decide(run_dir: Path, built) -> Decision:
         _check_same(extra["config"], given, f"the value its checkpoint (step {step}) was trained with")
     summary = read_summary(run_dir)
     finished = summary is not None and summary.get("status") in ("finished", "diverged")
-    if finished and (summary.get("status") == "diverged" or summary.get("stopped_early")
-                     or int(summary.get("steps") or 0) >= built.total_steps):
+    if finished and (
+        summary.get("status") == "diverged"
+        or summary.get("stopped_early")
+        or int(summary.get("steps") or 0) >= built.total_steps
+    ):
         return Decision("skip", step, summary)
     return Decision("resume" if meta is not None else "fresh", step)

@@ -111,7 +111,9 @@ class Claim:
         path = directory.absolute()
         while not path.exists():
             if path.is_symlink():  # a dangling link: mkdir would fail anyway, say why
-                raise FnlearnError(f"{path} is a symbolic link to a missing folder. Remove it or choose another path.")
+                raise FnlearnError(
+                    f"{path} is a symbolic link to a missing folder. Remove it or choose another path."
+                )
             missing.append(path)
             path = path.parent
         if not path.is_dir():
@@ -121,7 +123,9 @@ class Claim:
                 path.mkdir()
             except FileExistsError:
                 if not path.is_dir():
-                    raise NotADirectoryError(errno.ENOTDIR, "a file is in the way (not a folder)", str(path)) from None
+                    raise NotADirectoryError(
+                        errno.ENOTDIR, "a file is in the way (not a folder)", str(path)
+                    ) from None
                 continue  # made by someone else just now: not ours to remove
             self.created.append(path)
 
@@ -183,7 +187,9 @@ def output_directory(claim: Claim, given: str | None, default: Path, resume: boo
     if given is not None:
         out = Path(given)
         if out.exists() and not out.is_dir():
-            raise FnlearnError(f"--out {given}: is a file, not a folder. Choose a folder path for the run directory.")
+            raise FnlearnError(
+                f"--out {given}: is a file, not a folder. Choose a folder path for the run directory."
+            )
         if is_taken(out):
             _refuse_taken(given, out)
         claim.lock(out)
@@ -205,7 +211,9 @@ def check_resumable(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise FnlearnError(f"--resume --out {out}: is a file, not a run directory. Pass the run's folder.")
     if not out.is_dir():
-        raise FnlearnError(f"--resume: {str(out)!r} does not exist. Pass the run directory to continue with --out DIR.")
+        raise FnlearnError(
+            f"--resume: {str(out)!r} does not exist. Pass the run directory to continue with --out DIR."
+        )
     return out
 
 
