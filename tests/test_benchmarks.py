@@ -1,7 +1,10 @@
 """The train-loop benchmark measures what it claims: every competitor trains the same network the
-same way (their losses agree with the hand-written jax + optax loop), the FLOP formula matches XLA's
-own count, donation is detected, and vmapped replicas equal sequential runs. No timings are checked."""
+same way (their losses agree with the hand-written jax + optax loop: here for fnlearn's and the jax
+loops, through the script's --smoke check that also covers flax, equinox and torch where installed),
+the FLOP formula matches XLA's own count, donation is detected, and vmapped replicas equal
+sequential runs. No timings are checked."""
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -12,8 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-import fnlearn as fl
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"
 
@@ -28,39 +29,44 @@ def load(name):
 
 tl = load("train_loop")
 
-# Full-batch (batch = n): every epoch is one step on all examples, so the batch order cannot make
-# competitors differ and five Adam steps must give the same loss up to float32 rounding.
-TINY = tl.Workload("tiny", (8, 16, 16, 3), batch=48, n=48, epochs=5)
+# The competitors that need nothing beyond the test extra. flax, equinox and torch are not test
+# dependencies: `python experiments/benchmarks/train_loop.py --smoke` checks them where installed.
+JAX_COMPETITORS = [name for name, (package, _) in tl.COMPETITORS.items() if package in (None, "fnlearn")]
 
 
-def needs(competitor):
-    package = tl.COMPETITORS[competitor][0]
-    if package == "fnlearn":
-        if not hasattr(fl, "fit"):
-            pytest.skip("fnlearn has no fl.fit yet")
-    elif package is not None:
-        pytest.importorskip(package)
+def test_smoke_trains_every_jax_competitor_like_the_handwritten_loop(capsys):
+    """`train_loop.py --smoke` on fnlearn's and the hand-written jax loops: each trains the tiny
+    full-batch workload from the same weights, and its loss falls and agrees with the scan's."""
+    rows = {r["competitor"]: r for r in tl.main(["--smoke", "--competitors", ",".join(JAX_COMPETITORS)])}
+    assert sorted(rows) == sorted(set(JAX_COMPETITORS) - {"jax scan"})
+    assert "DIFFERS" not in capsys.readouterr().out
+    fit = rows["fnlearn fit"]
+    for name, r in rows.items():
+        # 2 calls × 5 full-batch Adam steps from the same weights: the loss went down and agrees
+        assert r["agrees"] and r["final_loss"] < 0.9 * r["initial_loss"], name
+        np.testing.assert_allclose(r["final_loss"], r["reference_loss"], rtol=tl.SMOKE_RTOL)
+        assert r["steps_per_s"] > 0 and r["gflops"] > 0
+        # fnlearn fit ÷ this: the one round's time of this competitor over fit's in the same round
+        assert r["baseline"] == "fnlearn fit"
+        np.testing.assert_allclose(r["baseline_over_this"], r["times_s"][0] / fit["times_s"][0], rtol=1e-12)
 
 
-@pytest.mark.parametrize("competitor", [name for name in tl.COMPETITORS if name != "jax scan"])
-def test_competitor_trains_like_the_handwritten_loop(competitor):
-    needs(competitor)
-    factories = {name: tl.COMPETITORS[name][1] for name in ("jax scan", competitor)}
-    rows = {r["competitor"]: r for r in tl.bench_workload(TINY, factories, repeats=1)}
-    reference, theirs = rows["jax scan"], rows[competitor]
-    # both ran 2 calls × 5 steps from the same weights; the loss went down and agrees
-    assert reference["final_loss"] < 0.9 * reference["initial_loss"]
-    np.testing.assert_allclose(theirs["final_loss"], reference["final_loss"], rtol=2e-5)
-    assert theirs["steps_per_s"] > 0 and theirs["gflops"] > 0
-    baseline = "fnlearn fit" if competitor == "fnlearn fit" else "jax scan"
-    assert theirs["baseline"] == baseline
-    np.testing.assert_allclose(rows[baseline]["baseline_over_this"], 1.0)
+def test_smoke_exits_non_zero_when_a_competitor_trains_differently(monkeypatch, capsys):
+    """A loop that starts from other weights (the scan from 1.01 × the shared ones) must fail the
+    smoke check, with the competitor's name in the message."""
+    def shifted_scan(problem):
+        return tl.make_jax_scan(dataclasses.replace(problem, layers=[(1.01 * w, b) for w, b in problem.layers]))
+
+    monkeypatch.setitem(tl.COMPETITORS, "shifted scan", (None, shifted_scan))
+    with pytest.raises(SystemExit, match="shifted scan did not train like the hand-written"):
+        tl.main(["--smoke", "--competitors", "shifted scan"])
+    line = next(line for line in capsys.readouterr().out.splitlines() if "shifted scan" in line)
+    assert line.endswith("DIFFERS")
 
 
 def test_fit_takes_the_same_minibatches_as_the_handwritten_scan():
     """Minibatches of 8 from 48 examples: the losses agree only if fit and the scan visit the
     examples in the same order (every competitor draws fit's epoch order)."""
-    needs("fnlearn fit")
     workload = tl.Workload("minibatch", (8, 16, 16, 3), batch=8, n=48, epochs=3)
     factories = {name: tl.COMPETITORS[name][1] for name in ("fnlearn fit", "jax scan")}
     rows = {r["competitor"]: r for r in tl.bench_workload(workload, factories, repeats=1)}
@@ -112,8 +118,6 @@ def test_epoch_batches_is_a_permutation_without_replacement():
 
 @pytest.mark.parametrize("variant, donated", [("jax donate", True), ("jax no donate", False), ("fnlearn fit", True)])
 def test_memory_probe_detects_donation(variant, donated):
-    if variant == "fnlearn fit":
-        needs("fnlearn fit")
     row = tl.memory_probe(variant, [8, 16, 4], steps=2, batch=4)
     assert row["donated"] is donated
     assert row["num_params"] == 8 * 16 + 16 + 16 * 4 + 4
@@ -124,13 +128,10 @@ def test_reference_sizes_keep_the_depth():
 
 
 def test_vmapped_replicas_equal_sequential_runs():
-    """Replica i of one vmapped program ends where run i alone ends (fnlearn's replicas when present,
-    and the hand-written vmap of the scan), and the seeds make the replicas differ."""
+    """Replica i of one vmapped program ends where run i alone ends (fnlearn's replicas and the
+    hand-written vmap of the scan), and the seeds make the replicas differ."""
     rows = tl.bench_replicas(tl.Workload("tiny", (8, 16, 3), batch=8, n=40, epochs=3), replicas=3, repeats=1)
-    expected = ["jax: vmap of the hand-written scan"]
-    if hasattr(fl, "replicas") and hasattr(fl, "fit"):
-        expected.insert(0, "fnlearn replicas.fit (vmapped)")
-    assert [r["vmapped"] for r in rows] == expected
+    assert [r["vmapped"] for r in rows] == ["fnlearn replicas.fit (vmapped)", "jax: vmap of the hand-written scan"]
     for r in rows:
         assert r["max_loss_difference"] < 1e-5
         assert len(np.unique(np.round(r["final_losses"], 6))) == 3

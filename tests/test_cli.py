@@ -583,43 +583,21 @@ def test_train_kill_resume_compare(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sweep_runs_every_combination(tmp_path):
-    (tmp_path / "s.toml").write_text(
-        SMALL.replace("epochs = 2", "epochs = 1").replace("every = 1", "every = 0")
-    )
-    result = fnlearn(
-        "sweep",
-        "s.toml",
-        "--grid",
-        "optimizer.learning_rate=1e-3,1e-2",
-        "--seeds",
-        "2",
-        "--out",
-        "sw",
-        "--quiet",
-        cwd=tmp_path,
-    )
-    runs = sorted(
-        str(p.parent.relative_to(tmp_path / "sw")) for p in (tmp_path / "sw").rglob("summary.json")
-    )
+def test_sweep_runs_every_combination(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # in this process: what runs in a real process is tested above
+    Path("s.toml").write_text(SMALL.replace("epochs = 2", "epochs = 1").replace("every = 1", "every = 0"))
+    sweep = ["sweep", "s.toml", "--grid", "optimizer.learning_rate=1e-3,1e-2", "--seeds", "2", "--out", "sw"]
+    code, out, err = run_main([*sweep, "--quiet"], capsys)
+    assert code == 0, err
+    runs = sorted(str(p.parent.relative_to(tmp_path / "sw")) for p in (tmp_path / "sw").rglob("summary.json"))
     assert runs == [f"learning_rate={lr}/seed_{s}" for lr in ("0.001", "0.01") for s in (0, 1)]
-    table = result.stdout.strip().splitlines()
+    table = out.strip().splitlines()
     assert len(table) == 4 and all("| 2 |" in row for row in table[2:])
     assert {row.split("|")[1].strip() for row in table[2:]} == {
         "learning_rate=0.001",
         "learning_rate=0.01",
     }  # the sweep's labels
     # --resume on a finished sweep trains nothing
-    again = fnlearn(
-        "sweep",
-        "s.toml",
-        "--grid",
-        "optimizer.learning_rate=1e-3,1e-2",
-        "--seeds",
-        "2",
-        "--out",
-        "sw",
-        "--resume",
-        cwd=tmp_path,
-    )
-    assert again.stdout.count("already finished, skipped") == 4
+    code, out, err = run_main([*sweep, "--resume"], capsys)
+    assert code == 0, err
+    assert out.count("already finished, skipped") == 4

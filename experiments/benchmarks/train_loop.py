@@ -31,6 +31,10 @@ vmapped program (fl.replicas.fit; and vmap of the hand-written scan) against 16 
 
     python experiments/benchmarks/train_loop.py [--quick] [--workload small|large|all]
         [--sections throughput,memory,replicas] [--repeats 7] [--out DIR] [--json PATH]
+    python experiments/benchmarks/train_loop.py --smoke [--competitors NAME,...]
+
+``--smoke`` times nothing: it trains every installed competitor on a tiny full-batch workload and
+exits with status 1 unless each one's final loss agrees with the hand-written jax + optax loop's.
 """
 
 from __future__ import annotations
@@ -482,7 +486,7 @@ def make_torch_one_thread(problem: Problem) -> Runner:
     return make_torch_eager(problem, threads=1)
 
 
-# name -> (the package it needs, its factory); "fnlearn" means fl.fit and fl.train are exported
+# name -> (the package it needs beyond jax and optax, its factory)
 COMPETITORS: dict[str, tuple[str | None, Callable]] = {
     "fnlearn fit": ("fnlearn", make_fnlearn_fit),
     "fnlearn fit epoch by epoch": ("fnlearn", make_fnlearn_fit_per_epoch),
@@ -501,16 +505,10 @@ def available_competitors() -> tuple[dict[str, Callable], dict[str, str]]:
 
     present, missing = {}, {}
     for name, (package, factory) in COMPETITORS.items():
-        if package == "fnlearn":
-            found = hasattr(fl, "fit") and hasattr(fl, "train")
-            why = "this fnlearn has no fl.fit / fl.train yet"
-        else:
-            found = package is None or importlib.util.find_spec(package) is not None
-            why = f"{package} is not installed (pip install -e '.[bench]')"
-        if found:
+        if package in (None, "fnlearn") or importlib.util.find_spec(package) is not None:
             present[name] = factory
         else:
-            missing[name] = why
+            missing[name] = f"{package} is not installed (pip install -e '.[bench]')"
     return present, missing
 
 
@@ -614,6 +612,45 @@ def bench_workload(workload: Workload, factories: dict[str, Callable], repeats: 
 
 def with_fraction_of_peak(rows: list[dict], peak_gflops: float) -> list[dict]:
     return [r if "missing" in r else {**r, "fraction_of_peak": r["gflops"] / peak_gflops} for r in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# --smoke: does every competitor train the same network the same way?
+
+# Full-batch (batch = n): every epoch is one step on all examples, so the batch order cannot make
+# competitors differ, and 2 calls × 5 Adam steps must give the same loss up to float32 rounding.
+SMOKE = Workload("smoke", (8, 16, 16, 3), batch=48, n=48, epochs=5)
+SMOKE_RTOL = 2e-5
+
+
+def smoke(factories: dict[str, Callable]) -> list[dict]:
+    """Every competitor of ``factories`` and the hand-written scan train SMOKE from the same weights.
+    Returns each competitor's ``bench_workload`` row (the scan's left out) with ``reference_loss``
+    (the scan's final loss) and ``agrees``: |final − reference| ≤ SMOKE_RTOL·|reference|, and the
+    scan's loss fell below 0.9 × the initial loss (so agreeing means having trained)."""
+    rows = bench_workload(SMOKE, {"jax scan": COMPETITORS["jax scan"][1]} | factories, repeats=1)
+    reference = next(r for r in rows if r["competitor"] == "jax scan")
+    learned = reference["final_loss"] < 0.9 * reference["initial_loss"]
+    close = lambda r: abs(r["final_loss"] - reference["final_loss"]) <= SMOKE_RTOL * abs(reference["final_loss"])
+    return [{**r, "reference_loss": reference["final_loss"], "agrees": learned and close(r)}
+            for r in rows if r["competitor"] != "jax scan"]
+
+
+def run_smoke(factories: dict[str, Callable], missing: dict[str, str]) -> list[dict]:
+    """``--smoke``: print one line per competitor; exit with status 1 (SystemExit naming the
+    competitors) if any did not train like the hand-written jax + optax loop."""
+    rows = smoke(factories)
+    print(f"smoke: {SMOKE.describe()} per call, 2 calls, full batch; final loss against the hand-written jax scan's (rtol {SMOKE_RTOL:g})")
+    for r in rows:
+        verdict = "agrees" if r["agrees"] else "DIFFERS"
+        print(f"  {r['competitor']:28s} {r['final_loss']:.7g} vs {r['reference_loss']:.7g} (initial {r['initial_loss']:.4g}): {verdict}")
+    for name, why in missing.items():
+        print(f"  {name:28s} not run: {why}")
+    bad = [r["competitor"] for r in rows if not r["agrees"]]
+    if bad:
+        raise SystemExit(f"smoke: {', '.join(bad)} did not train like the hand-written jax + optax loop "
+                         f"(final loss off by more than rtol {SMOKE_RTOL:g}, or the loss did not fall); see the lines above")
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -834,14 +871,12 @@ def handwritten_replicas(problem: Problem, seeds) -> dict[str, Callable[[], list
 
 
 def bench_replicas(workload: Workload, replicas: int, repeats: int) -> list[dict]:
-    """Median time of S vmapped replicas vs S sequential runs, for fnlearn (when it has replicas)
-    and for the hand-written scan, all interleaved; each pair's final training-set losses must agree
-    replica by replica (same seeds, same batch orders)."""
+    """Median time of S vmapped replicas vs S sequential runs, for fnlearn and for the hand-written
+    scan, all interleaved; each pair's final training-set losses must agree replica by replica (same
+    seeds, same batch orders)."""
     problem = make_problem(workload)
     seeds = np.arange(replicas)
-    pairs = [handwritten_replicas(problem, seeds)]
-    if hasattr(fl, "replicas") and hasattr(fl, "fit"):
-        pairs.insert(0, fnlearn_replicas(problem, seeds))
+    pairs = [fnlearn_replicas(problem, seeds), handwritten_replicas(problem, seeds)]
     runs = {name: run for pair in pairs for name, run in pair.items()}
     timings = interleaved_medians(runs, repeats)
     rows = []
@@ -1136,6 +1171,12 @@ def parse_args(argv):
     parser.add_argument(
         "--json", default=None, help="where to write the numbers (default OUT/train_loop.json)"
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="no timing: train each installed competitor (of --competitors) on a tiny full-batch workload and exit 1 "
+        "unless its final loss agrees with the hand-written jax + optax loop's",
+    )
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
@@ -1153,6 +1194,12 @@ def main(argv=None):
         spec = json.loads(args.memory_probe)
         print(json.dumps(memory_probe(spec["variant"], spec["sizes"])))
         return None
+    factories, missing = available_competitors()
+    wanted = args.competitors.split(",")
+    factories = {name: f for name, f in factories.items() if name in wanted}
+    missing = {name: why for name, why in missing.items() if name in wanted}
+    if args.smoke:
+        return run_smoke(factories, missing)
     sections = args.sections.split(",")
     repeats = args.repeats or (1 if args.quick else 7)
     out = Path(args.out)
@@ -1161,10 +1208,6 @@ def main(argv=None):
     chosen = workloads(args.quick)
     if args.workload != "all":
         chosen = {args.workload: chosen[args.workload]}
-    factories, missing = available_competitors()
-    wanted = args.competitors.split(",")
-    factories = {name: f for name, f in factories.items() if name in wanted}
-    missing = {name: why for name, why in missing.items() if name in wanted}
 
     info = machine()
     print(

@@ -14,17 +14,21 @@ import numpy as np
 
 import fnlearn as fl
 
+EPOCHS = 20  # tests/test_checkpoint.py reads it from here
+# each epoch sleeps this long, so the run outlasts the test's random wait (≤ 1 s) after epoch 3
+EPOCH_SLEEP_S = 0.1
+
 
 def main(run_dir, out, resume):
     digits = fl.data.load("digits")
     parts, _ = fl.data.standardize(fl.data.split(digits, val=0.1, test=0.2, seed=0))
     model = fl.nn.mlp([64, 64, 64, 10], dropout=0.2, norm="batch_norm")
-    tx = fl.optim.adam(fl.optim.schedules.cosine_decay_schedule(3e-3, 40 * 40))
+    tx = fl.optim.adam(fl.optim.schedules.cosine_decay_schedule(3e-3, EPOCHS * 40))
     state = fl.TrainState.create(model, tx, jax.random.key(0))
-    slow = fl.callbacks.LambdaCallback(on_epoch_end=lambda ctx: __import__("time").sleep(0.05))
+    slow = fl.callbacks.LambdaCallback(on_epoch_end=lambda ctx: __import__("time").sleep(EPOCH_SLEEP_S))
     early = fl.callbacks.EarlyStopping("val_loss", patience=100, min_delta=0.05, restore_best=True)
     state, history = fl.fit(
-        state, (parts.train.x, parts.train.y), loss=fl.distributions.get("categorical"), epochs=40,
+        state, (parts.train.x, parts.train.y), loss=fl.distributions.get("categorical"), epochs=EPOCHS,
         batch_size=32, eval=(parts.val.x, parts.val.y), run_dir=run_dir, resume=resume, callbacks=[slow, early],
         best_metric="val_loss",
     )
