@@ -54,8 +54,11 @@ def test_smoke_trains_every_jax_competitor_like_the_handwritten_loop(capsys):
 def test_smoke_exits_non_zero_when_a_competitor_trains_differently(monkeypatch, capsys):
     """A loop that starts from other weights (the scan from 1.01 × the shared ones) must fail the
     smoke check, with the competitor's name in the message."""
+
     def shifted_scan(problem):
-        return tl.make_jax_scan(dataclasses.replace(problem, layers=[(1.01 * w, b) for w, b in problem.layers]))
+        return tl.make_jax_scan(
+            dataclasses.replace(problem, layers=[(1.01 * w, b) for w, b in problem.layers])
+        )
 
     monkeypatch.setitem(tl.COMPETITORS, "shifted scan", (None, shifted_scan))
     with pytest.raises(SystemExit, match="shifted scan did not train like the hand-written"):
@@ -78,7 +81,7 @@ def test_interleaved_rounds_run_everyone_once_in_varying_order():
     runs = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
     results = tl.interleaved_medians(runs, repeats=6)
     assert calls[:4] == list("abcd") and all(len(r["times_s"]) == 6 for r in results.values())
-    rounds = [tuple(calls[4 + 4 * i: 8 + 4 * i]) for i in range(6)]
+    rounds = [tuple(calls[4 + 4 * i : 8 + 4 * i]) for i in range(6)]
     assert all(sorted(r) == list("abcd") for r in rounds) and len(set(rounds)) > 1
 
 
@@ -116,7 +119,9 @@ def test_epoch_batches_is_a_permutation_without_replacement():
     assert not np.array_equal(order, other)  # a fresh permutation each epoch
 
 
-@pytest.mark.parametrize("variant, donated", [("jax donate", True), ("jax no donate", False), ("fnlearn fit", True)])
+@pytest.mark.parametrize(
+    "variant, donated", [("jax donate", True), ("jax no donate", False), ("fnlearn fit", True)]
+)
 def test_memory_probe_detects_donation(variant, donated):
     row = tl.memory_probe(variant, [8, 16, 4], steps=2, batch=4)
     assert row["donated"] is donated
@@ -131,7 +136,10 @@ def test_vmapped_replicas_equal_sequential_runs():
     """Replica i of one vmapped program ends where run i alone ends (fnlearn's replicas and the
     hand-written vmap of the scan), and the seeds make the replicas differ."""
     rows = tl.bench_replicas(tl.Workload("tiny", (8, 16, 3), batch=8, n=40, epochs=3), replicas=3, repeats=1)
-    assert [r["vmapped"] for r in rows] == ["fnlearn replicas.fit (vmapped)", "jax: vmap of the hand-written scan"]
+    assert [r["vmapped"] for r in rows] == [
+        "fnlearn replicas.fit (vmapped)",
+        "jax: vmap of the hand-written scan",
+    ]
     for r in rows:
         assert r["max_loss_difference"] < 1e-5
         assert len(np.unique(np.round(r["final_losses"], 6))) == 3
@@ -160,7 +168,15 @@ def test_handwritten_step_is_optax_adam_on_the_cross_entropy():
 def test_quick_run_writes_table_figure_and_json(tmp_path):
     out = tmp_path / "out"
     json_path = tmp_path / "numbers.json"
-    argv = ["--quick", "--workload", "small", "--sections", "throughput", "--competitors", "jax scan,jax jit loop"]
+    argv = [
+        "--quick",
+        "--workload",
+        "small",
+        "--sections",
+        "throughput",
+        "--competitors",
+        "jax scan,jax jit loop",
+    ]
     tl.main([*argv, "--out", str(out), "--json", str(json_path)])
     results = json.loads(json_path.read_text())
     rows = results["workloads"]["small"]["rows"]
@@ -176,11 +192,20 @@ def test_quick_run_writes_table_figure_and_json(tmp_path):
 
 def test_targets_read_the_issue_thresholds_from_the_table():
     def rows(**ratios):  # fnlearn fit ÷ each competitor, as bench_workload's paired ratios
-        return [{"competitor": k.replace("_", " "), "baseline": "fnlearn fit", "baseline_over_this": v, "fraction_of_peak": 0.5}
-                for k, v in ratios.items()]
+        return [
+            {
+                "competitor": k.replace("_", " "),
+                "baseline": "fnlearn fit",
+                "baseline_over_this": v,
+                "fraction_of_peak": 0.5,
+            }
+            for k, v in ratios.items()
+        ]
 
     results = {
-        "workloads": {"small": {"rows": rows(fnlearn_fit=1.0, jax_scan=0.96, flax_linen=3.2, torch_eager=9.6)}},
+        "workloads": {
+            "small": {"rows": rows(fnlearn_fit=1.0, jax_scan=0.96, flax_linen=3.2, torch_eager=9.6)}
+        },
         "memory": [{"variant": "fnlearn fit", "donated": True}],
     }
     by_name = {t["target"]: t for t in tl.targets(results)}
@@ -188,5 +213,9 @@ def test_targets_read_the_issue_thresholds_from_the_table():
     assert scan["measured"] == pytest.approx(0.96) and scan["met"] is True
     assert by_name["small: fnlearn fit ÷ flax linen ≈ 3"]["measured"] == pytest.approx(3.2)
     assert by_name["small: fnlearn fit ÷ torch eager ≈ 8"]["met"] is True
-    assert by_name["large: fnlearn fit ÷ jax scan ≥ 0.95"] == {"target": "large: fnlearn fit ÷ jax scan ≥ 0.95", "measured": None, "met": None}
+    assert by_name["large: fnlearn fit ÷ jax scan ≥ 0.95"] == {
+        "target": "large: fnlearn fit ÷ jax scan ≥ 0.95",
+        "measured": None,
+        "met": None,
+    }
     assert by_name["memory: fnlearn fit donates its buffers"]["met"] is True

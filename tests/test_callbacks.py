@@ -32,8 +32,17 @@ def _data():
 def _fit(callbacks, tx=TX, **options):
     train, val = _data()
     state = fl.TrainState.create(MODEL, tx, jax.random.key(0))
-    return fl.fit(state, train, loss=HEAD, epochs=EPOCHS, batch_size=16, eval=val, callbacks=callbacks,
-                  progress=False, **options)
+    return fl.fit(
+        state,
+        train,
+        loss=HEAD,
+        epochs=EPOCHS,
+        batch_size=16,
+        eval=val,
+        callbacks=callbacks,
+        progress=False,
+        **options,
+    )
 
 
 def simulate(values, rate, *, patience, factor, cooldown, min_delta, min_lr=0.0):
@@ -69,8 +78,9 @@ def test_rate_changes_at_the_epochs_the_rule_gives_and_the_records_show_the_rate
     used, reductions = simulate([r["val_loss"] for r in history], 0.05, **RULE)
     assert len(reductions) >= 2, "the problem no longer plateaus; the test would prove nothing"
     assert [r["epoch"] for r in callback.reductions] == [r["epoch"] for r in reductions]
-    np.testing.assert_allclose([r["learning_rate"] for r in callback.reductions],
-                               [r["learning_rate"] for r in reductions], rtol=1e-7)
+    np.testing.assert_allclose(
+        [r["learning_rate"] for r in callback.reductions], [r["learning_rate"] for r in reductions], rtol=1e-7
+    )
     # train_learning_rate is read from the state of the update itself: the rate the steps used.
     np.testing.assert_allclose([r["train_learning_rate"] for r in history], used, rtol=1e-7)
     assert float(fl.optim.learning_rate(state.opt_state)) == pytest.approx(used[-1])
@@ -117,7 +127,9 @@ def test_an_optimizer_without_an_injected_rate_is_one_clear_error_at_the_start_o
     ctx = fl.callbacks.FitContext(state=_Opt(opt_state), epoch=0, step=0, history=[])
     with pytest.raises(FnlearnError, match=r"inject_hyperparams\(fl.optim.adam\)"):
         ReduceLROnPlateau().on_fit_start(ctx)
-    schedule = fl.optim.inject_hyperparams(fl.optim.adam)(learning_rate=fl.optim.linear_schedule(0.1, 0.0, 10))
+    schedule = fl.optim.inject_hyperparams(fl.optim.adam)(
+        learning_rate=fl.optim.linear_schedule(0.1, 0.0, 10)
+    )
     ctx.state = _Opt(schedule.init({"w": np.ones(2)}))
     with pytest.raises(FnlearnError, match="not a schedule"):
         ReduceLROnPlateau().on_fit_start(ctx)
@@ -132,8 +144,13 @@ class _Opt:
 
 @pytest.mark.parametrize(
     "options, name",
-    [({"factor": 1.0}, "factor"), ({"patience": 0}, "patience"), ({"cooldown": -1}, "cooldown"),
-     ({"min_lr": -1.0}, "min_lr"), ({"mode": "up"}, "mode")],
+    [
+        ({"factor": 1.0}, "factor"),
+        ({"patience": 0}, "patience"),
+        ({"cooldown": -1}, "cooldown"),
+        ({"min_lr": -1.0}, "min_lr"),
+        ({"mode": "up"}, "mode"),
+    ],
 )
 def test_bad_arguments_raise_naming_the_argument(options, name):
     with pytest.raises(FnlearnError, match=name):

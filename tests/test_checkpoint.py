@@ -37,8 +37,10 @@ def test_round_trip_restores_every_leaf(tmp_path):
     fl.checkpoint.save(tmp_path, state, extra={"note": "hello", "epoch": 3})
     template = fl.TrainState.create(state.model, state.tx, jax.random.key(99))
     restored, extra = fl.checkpoint.restore(tmp_path, template)
-    chex.assert_trees_all_equal((restored.step, restored.params, restored.model_state, restored.opt_state),
-                                (state.step, state.params, state.model_state, state.opt_state))
+    chex.assert_trees_all_equal(
+        (restored.step, restored.params, restored.model_state, restored.opt_state),
+        (state.step, state.params, state.model_state, state.opt_state),
+    )
     assert np.array_equal(jax.random.key_data(restored.key), jax.random.key_data(state.key))
     assert extra == {"note": "hello", "epoch": 3}
     assert fl.checkpoint.latest_step(tmp_path) == 3
@@ -46,10 +48,16 @@ def test_round_trip_restores_every_leaf(tmp_path):
 
 def test_restoring_into_a_different_model_names_the_first_mismatching_leaf(tmp_path):
     fl.checkpoint.save(tmp_path, _trained_state())
-    other = fl.TrainState.create(fl.nn.mlp([4, 9, 3], norm="batch_norm"), fl.optim.adam(1e-2), jax.random.key(0))
-    with pytest.raises(CheckpointError, match=r"first mismatching leaf is 'model_state/0/1/mean' \(state: shape \(9,\)"):
+    other = fl.TrainState.create(
+        fl.nn.mlp([4, 9, 3], norm="batch_norm"), fl.optim.adam(1e-2), jax.random.key(0)
+    )
+    with pytest.raises(
+        CheckpointError, match=r"first mismatching leaf is 'model_state/0/1/mean' \(state: shape \(9,\)"
+    ):
         fl.checkpoint.restore(tmp_path, other)
-    different_optimizer = fl.TrainState.create(fl.nn.mlp([4, 8, 3], norm="batch_norm"), fl.optim.sgd(0.1), jax.random.key(0))
+    different_optimizer = fl.TrainState.create(
+        fl.nn.mlp([4, 8, 3], norm="batch_norm"), fl.optim.sgd(0.1), jax.random.key(0)
+    )
     with pytest.raises(CheckpointError, match="does not fit this state"):
         fl.checkpoint.restore(tmp_path, different_optimizer)
 
@@ -107,7 +115,9 @@ def test_a_resumed_run_does_not_replace_the_best_by_a_worse_one(tmp_path):
     resumed = RunCheckpoints(tmp_path, keep=3)
     assert int(resumed.restore_latest(state)[0].step) == 2
     resumed.save(state.replace(step=np.int32(3)), 3, {"epoch": 3}, best=("val_loss", 2.0))
-    resumed.save(state.replace(step=np.int32(4)), 4, {"epoch": 4}, best=("val_accuracy", 0.5))  # higher is better, from None
+    resumed.save(
+        state.replace(step=np.int32(4)), 4, {"epoch": 4}, best=("val_accuracy", 0.5)
+    )  # higher is better, from None
     resumed.close()
     _, extra = fl.checkpoint.restore(tmp_path / "best", state)
     assert extra["best"] == {"val_loss": 1.0}

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from fnlearn import cli
-from fnlearn.runs import rundir
 from fnlearn import config as C
-from fnlearn.runs.build import build
 from fnlearn.runs import build as B
+from fnlearn.runs import rundir
+from fnlearn.runs.build import build
 
 ROOT = Path(__file__).parent.parent
 
@@ -408,20 +408,13 @@ def test_train_writes_a_complete_run_directory(tmp_path, monkeypatch, capsys):
     resolved = C.from_dict(tomllib.loads((run / "config.toml").read_text()))
     assert resolved.optimizer.learning_rate == 3e-3 and resolved.loss.distribution == "categorical"
     assert (
-        resolved
-        == build(
-            C.load("small.toml", ["logging.plots=true", "optimizer.learning_rate=3e-3"])
-        ).config
+        resolved == build(C.load("small.toml", ["logging.plots=true", "optimizer.learning_rate=3e-3"])).config
     )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["seed"] == 0
-    assert (
-        set(summary["test"]) >= {"loss", "accuracy"} and 0.0 <= summary["test"]["accuracy"] <= 1.0
-    )
+    assert set(summary["test"]) >= {"loss", "accuracy"} and 0.0 <= summary["test"]["accuracy"] <= 1.0
     assert summary["examples"] == {"train": 1258, "val": 180, "test": 359}
-    assert {"python", "jax", "numpy", "fnlearn"} <= set(summary["versions"]) and summary["device"][
-        "platform"
-    ]
+    assert {"python", "jax", "numpy", "fnlearn"} <= set(summary["versions"]) and summary["device"]["platform"]
     assert summary["best"]["val_loss"]["value"] == min(
         r["val_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
     )
@@ -469,12 +462,23 @@ def test_seeds_as_replicas_equal_the_seeds_one_after_another(tmp_path, monkeypat
     results = {}
     for replicas in ("true", "false"):
         code, out, err = run_main(
-            ["train", "small.toml", "--set", "training.seeds=[3,4]", "--set", f"training.replicas={replicas}", "--out", replicas],
+            [
+                "train",
+                "small.toml",
+                "--set",
+                "training.seeds=[3,4]",
+                "--set",
+                f"training.replicas={replicas}",
+                "--out",
+                replicas,
+            ],
             capsys,
         )
         assert code == 0, err
         assert ("as vmapped replicas" in out) == (replicas == "true")
-        results[replicas] = {s: json.loads(Path(f"{replicas}/seed_{s}/summary.json").read_text()) for s in (3, 4)}
+        results[replicas] = {
+            s: json.loads(Path(f"{replicas}/seed_{s}/summary.json").read_text()) for s in (3, 4)
+        }
     for seed in (3, 4):
         together, alone = results["true"][seed], results["false"][seed]
         assert together["test"]["loss"] == pytest.approx(alone["test"]["loss"], rel=1e-4)
@@ -488,9 +492,7 @@ def test_resume_refuses_a_different_config(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text(SMALL)
     assert (
-        run_main(
-            ["train", "small.toml", "--quiet", "--out", "r", "--set", "training.epochs=1"], capsys
-        )[0]
+        run_main(["train", "small.toml", "--quiet", "--out", "r", "--set", "training.epochs=1"], capsys)[0]
         == 0
     )
     Path("r/summary.json").unlink()  # as if it had been interrupted
@@ -511,9 +513,7 @@ def _epoch_lines(path):
 
 @pytest.mark.slow
 def test_train_kill_resume_compare(tmp_path, capsys):
-    config = SMALL.replace("epochs = 2", "epochs = 12").replace(
-        "batch_size = 64", "batch_size = 32"
-    )
+    config = SMALL.replace("epochs = 2", "epochs = 12").replace("batch_size = 64", "batch_size = 32")
     (tmp_path / "c.toml").write_text(config)
     os.chdir(tmp_path)  # the uninterrupted reference run, in this process
     try:
@@ -534,8 +534,7 @@ def test_train_kill_resume_compare(tmp_path, capsys):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if checkpoints.is_dir() and any(
-            p.name.isdigit() and (p / "commit_success.txt").exists()
-            for p in checkpoints.glob("last/*")
+            p.name.isdigit() and (p / "commit_success.txt").exists() for p in checkpoints.glob("last/*")
         ):
             break  # a finished checkpoint (orbax renames its temporary directory to the step number)
         time.sleep(0.02)
@@ -546,12 +545,8 @@ def test_train_kill_resume_compare(tmp_path, capsys):
     done_before = len(_epoch_lines(tmp_path / "killed" / "metrics.jsonl"))
     assert done_before < 12
 
-    fnlearn(
-        "train", "--resume", "--out", "killed", "--quiet", cwd=tmp_path
-    )  # the config comes from the run
-    reference, resumed = (
-        _epoch_lines(tmp_path / d / "metrics.jsonl") for d in ("reference", "killed")
-    )
+    fnlearn("train", "--resume", "--out", "killed", "--quiet", cwd=tmp_path)  # the config comes from the run
+    reference, resumed = (_epoch_lines(tmp_path / d / "metrics.jsonl") for d in ("reference", "killed"))
     assert [r["epoch"] for r in resumed] == list(range(1, 13))
     for a, b in zip(reference, resumed):
         assert {k: v for k, v in a.items() if k not in ("time", "examples_per_second")} == {
@@ -575,9 +570,7 @@ def test_train_kill_resume_compare(tmp_path, capsys):
     )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and lines[2].startswith(
-        "| small | 2 |"
-    )  # the same config: one group of 2
+    assert len(lines) == 3 and lines[2].startswith("| small | 2 |")  # the same config: one group of 2
     assert "± 0 |" in lines[2]  # identical results, zero spread
     assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "t.csv").is_file()
 

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnlearn import config as C
-from fnlearn.runs.build import build
-from fnlearn.config.parse import _set_path
 from fnlearn import optim
+from fnlearn.config.parse import _set_path
 from fnlearn.errors import FnlearnError
+from fnlearn.runs.build import build
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
 
@@ -36,9 +36,7 @@ def test_default_config_round_trips_through_toml():
     assert tomllib.loads(text) == C.to_dict(config)
 
 
-keys = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8
-)
+keys = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8)
 scalars = (
     st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -203,7 +201,9 @@ def test_steps_without_epochs_means_train_for_steps():
 def test_toml_syntax_error_names_the_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[model\nsizes = [1]\n")
-    with pytest.raises(FnlearnError, match=r"config file .*bad.toml' is not valid TOML at line 1, column 7: Expected"):
+    with pytest.raises(
+        FnlearnError, match=r"config file .*bad.toml' is not valid TOML at line 1, column 7: Expected"
+    ):
         C.load(path)
 
 
@@ -219,35 +219,25 @@ def test_build_digits_infers_widths_and_standardises_on_train():
     assert built.config.loss.distribution == "categorical"  # "auto" resolved for class labels
     mean = train.x.mean(axis=0)
     np.testing.assert_allclose(mean, 0.0, atol=1e-5)
-    assert built.total_steps == 20 * math.ceil(1258 / 32) and built.steps_per_epoch == math.ceil(
-        1258 / 32
-    )
+    assert built.total_steps == 20 * math.ceil(1258 / 32) and built.steps_per_epoch == math.ceil(1258 / 32)
 
 
 def test_learned_variance_head_gets_two_outputs_per_target():
-    built = build(
-        C.loads('[data]\nname = "heteroscedastic"\n[loss]\noptions = {scale = "learned"}\n')
-    )
+    built = build(C.loads('[data]\nname = "heteroscedastic"\n[loss]\noptions = {scale = "learned"}\n'))
     assert built.config.loss.distribution == "gaussian"
     assert built.model.output_shape == (2,)
-    np.testing.assert_allclose(
-        built.splits.train.y.std(axis=0), 1.0, rtol=1e-5
-    )  # targets standardised
+    np.testing.assert_allclose(built.splits.train.y.std(axis=0), 1.0, rtol=1e-5)  # targets standardised
 
 
 def test_bernoulli_reads_one_output_for_binary_labels_and_rejects_three_classes():
     built = build(C.loads('[data]\nname = "breast_cancer"\n[loss]\ndistribution = "bernoulli"\n'))
     assert built.model.output_shape == (1,)
-    with pytest.raises(
-        FnlearnError, match=r"^loss.distribution = \"bernoulli\" does not fit dataset 'iris'"
-    ):
+    with pytest.raises(FnlearnError, match=r"^loss.distribution = \"bernoulli\" does not fit dataset 'iris'"):
         build(C.loads('[data]\nname = "iris"\n[loss]\ndistribution = "bernoulli"\n'))
 
 
 def test_mlp_options_reach_the_model():
-    built = build(
-        C.loads('[model]\nsizes = [16, 16]\nnorm = "batch_norm"\nresidual = true\ndropout = 0.1\n')
-    )
+    built = build(C.loads('[model]\nsizes = [16, 16]\nnorm = "batch_norm"\nresidual = true\ndropout = 0.1\n'))
     params, state = built.model.init(jax.random.key(0))
     # block 0 maps 64 → 16 (not residual), block 1 16 → 16 (residual), then the output layer
     assert built.model.layer.sublayers[1].name.startswith("residual")
@@ -260,13 +250,9 @@ def test_penalty_is_the_masked_elastic_net(l1, l2):
     built = build(C.loads(f"[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\n"))
     params, _ = built.model.init(jax.random.key(1))
     weights = [np.asarray(layer["w"]) for layer in (params[0][0], params[1])]
-    expected = sum(
-        l1 * np.abs(w).sum() + l2 * 0.5 * (w**2).sum() for w in weights
-    )  # biases excluded
+    expected = sum(l1 * np.abs(w).sum() + l2 * 0.5 * (w**2).sum() for w in weights)  # biases excluded
     np.testing.assert_allclose(built.penalty(params), expected, rtol=1e-5)
-    everything = build(
-        C.loads(f'[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\npenalty_mask = "all"\n')
-    )
+    everything = build(C.loads(f'[model]\nsizes = [8]\n[loss]\nl1 = {l1}\nl2 = {l2}\npenalty_mask = "all"\n'))
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
     expected_all = sum(l1 * np.abs(x).sum() + l2 * 0.5 * (x**2).sum() for x in leaves)
     np.testing.assert_allclose(everything.penalty(params), expected_all, rtol=1e-5)
@@ -282,7 +268,7 @@ def _run_updates(tx, params, steps=12, seed=0):
     out = []
     for i in range(steps):
         grads = jax.tree_util.tree_map(
-            lambda p: 3.0 * jax.random.normal(jax.random.fold_in(grads_key, i), p.shape), params
+            lambda p, i=i: 3.0 * jax.random.normal(jax.random.fold_in(grads_key, i), p.shape), params
         )
         updates, state = tx.update(grads, state, params)
         params = optax.apply_updates(params, updates)
@@ -406,9 +392,7 @@ def test_augmentation_switches_map_to_make_augment():
     built = build(C.loads("[data.augment]\nmax_shift = 1\nflip = true\n"))
     x = jnp.asarray(built.splits.train.x[:4])
     reference = augment.make_augment(image_shape=(8, 8), max_shift=1, flip=True)
-    np.testing.assert_array_equal(
-        built.augment(jax.random.key(3), x), reference(jax.random.key(3), x)
-    )
+    np.testing.assert_array_equal(built.augment(jax.random.key(3), x), reference(jax.random.key(3), x))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -417,9 +401,7 @@ def test_augmentation_switches_map_to_make_augment():
 
 def test_sweep_grid_is_the_product_with_labels_and_seeds():
     config = C.loads('[sweep.grid]\n"model.norm" = ["none", "batch_norm"]\n')
-    runs = C.expand_sweep(
-        config, ["optimizer.learning_rate=1e-3,1e-2", "model.sizes=[64,32],[8]"], seeds=3
-    )
+    runs = C.expand_sweep(config, ["optimizer.learning_rate=1e-3,1e-2", "model.sizes=[64,32],[8]"], seeds=3)
     assert len(runs) == 2 * 2 * 2
     labels = [label for label, _ in runs]
     assert len(set(labels)) == 8 and "norm=batch_norm_learning_rate=0.01_sizes=64-32" in labels

@@ -31,7 +31,7 @@ def numpy_candidates(image, kind, amount):
     padded = np.pad(image, [(amount, amount), (amount, amount)] + [(0, 0)] * (image.ndim - 2))
     h, w = image.shape[:2]
     offsets = range(2 * amount + 1)
-    return [padded[oy:oy + h, ox:ox + w] for oy, ox in itertools.product(offsets, offsets)]
+    return [padded[oy : oy + h, ox : ox + w] for oy, ox in itertools.product(offsets, offsets)]
 
 
 @pytest.mark.parametrize(

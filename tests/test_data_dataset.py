@@ -17,7 +17,13 @@ def test_sound_input_passes_and_keeps_contract_dtypes():
     x, y = _xy()
     check_dataset(x, y, num_classes=2)
     ds = from_arrays(x.astype(np.float64), y.astype(np.int64), task="classification")
-    assert (ds.x.dtype, ds.y.dtype, ds.num_classes, len(ds), ds.num_features) == (np.float32, np.int32, 2, 5, 3)
+    assert (ds.x.dtype, ds.y.dtype, ds.num_classes, len(ds), ds.num_features) == (
+        np.float32,
+        np.int32,
+        2,
+        5,
+        3,
+    )
     reg = from_arrays(x, np.arange(5.0), task="regression")
     assert reg.y.shape == (5, 1) and reg.y.dtype == np.float32 and reg.num_classes is None
 
@@ -26,13 +32,23 @@ def test_sound_input_passes_and_keeps_contract_dtypes():
     "x, y, kwargs, needle",
     [
         (np.zeros((0, 3), np.float32), np.zeros(0, np.int32), {"num_classes": 2}, "empty"),
-        (np.zeros((5, 3), np.float32), np.zeros(4, np.int32), {"num_classes": 2}, "x has 5 examples but y has 4"),
+        (
+            np.zeros((5, 3), np.float32),
+            np.zeros(4, np.int32),
+            {"num_classes": 2},
+            "x has 5 examples but y has 4",
+        ),
         (np.zeros((5, 3), np.uint8), np.zeros(5, np.int32), {"num_classes": 2}, "x has dtype uint8"),
         (np.zeros(5, np.float32), np.zeros(5, np.int32), {"num_classes": 2}, "x[:, None]"),
         (np.zeros((5, 3), np.float32), np.zeros(5, np.float32), {"num_classes": 2}, "integer class ids"),
         (np.zeros((5, 3), np.float32), np.zeros((5, 2), np.int32), {"num_classes": 2}, "argmax"),
         (np.zeros((5, 3), np.float32), np.zeros(5, np.float32), {}, "y[:, None]"),
-        (np.zeros((5, 3), np.float32), np.zeros((5, 1), np.int64), {"task": "regression"}, "regression targets"),
+        (
+            np.zeros((5, 3), np.float32),
+            np.zeros((5, 1), np.int64),
+            {"task": "regression"},
+            "regression targets",
+        ),
         (np.zeros((5, 3), np.float32), np.array([0, 1, 2, 1, 0], np.int32), {"num_classes": 2}, "y[2] = 2"),
         (np.zeros((5, 3), np.float32), np.array([0, -1, 0, 1, 0], np.int32), {"num_classes": 2}, "y[1] = -1"),
         (np.zeros((5, 3), np.float32), np.zeros(5, np.int32), {"num_classes": 0}, "positive integer"),
@@ -89,8 +105,13 @@ def test_from_arrays_rejects_non_integral_and_text_labels():
 
 
 def test_take_keeps_metadata():
-    ds = from_arrays(np.arange(12.0).reshape(6, 2), np.arange(6) % 3, task="classification", name="t",
-                     feature_names=["a", "b"])
+    ds = from_arrays(
+        np.arange(12.0).reshape(6, 2),
+        np.arange(6) % 3,
+        task="classification",
+        name="t",
+        feature_names=["a", "b"],
+    )
     part = ds.take([4, 1])
     np.testing.assert_array_equal(part.x, [[8.0, 9.0], [2.0, 3.0]])
     np.testing.assert_array_equal(part.y, [1, 1])

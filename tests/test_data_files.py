@@ -10,7 +10,12 @@ import pytest
 from fnlearn.data import idx, load
 from fnlearn.errors import FnlearnError
 
-STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+STEMS = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08, big_endian_dtype: str = ">u1") -> bytes:
@@ -42,9 +47,13 @@ def make_set(directory, n_train=6, n_test=4, gz=True, seed=0, rows=28, cols=28):
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_reader_round_trips_every_element_type(tmp_path, gz):
     rng = np.random.default_rng(1)
-    cases = [(0x08, ">u1", rng.integers(0, 256, (3, 4, 5))), (0x0B, ">i2", rng.integers(-300, 300, (7,))),
-             (0x0C, ">i4", rng.integers(-10**6, 10**6, (2, 3))), (0x0D, ">f4", rng.standard_normal((4, 2))),
-             (0x0E, ">f8", rng.standard_normal((2, 2, 2, 2)))]
+    cases = [
+        (0x08, ">u1", rng.integers(0, 256, (3, 4, 5))),
+        (0x0B, ">i2", rng.integers(-300, 300, (7,))),
+        (0x0C, ">i4", rng.integers(-(10**6), 10**6, (2, 3))),
+        (0x0D, ">f4", rng.standard_normal((4, 2))),
+        (0x0E, ">f8", rng.standard_normal((2, 2, 2, 2))),
+    ]
     for code, dtype, array in cases:
         file = write(tmp_path / f"a{code}", idx_bytes(array, code, dtype), gz)
         out = idx.read_idx(file)
@@ -188,7 +197,11 @@ def test_csv_regression_with_two_targets_and_integer_classes(tmp_path):
         ("a,y\n1,2\n", {"target": "y", "task": "regresion"}, "expected one of classification, regression"),
         ("a,y\n1,2\n", {"task": "regression"}, "'target' is required"),
         ("a,y\n1,2\n3\n", {"target": "y", "task": "regression"}, "line 3 of"),
-        ("a,y\n1,2\n,4\n", {"target": "y", "task": "regression"}, "line 3 of .* column 'a': '' is not a number"),
+        (
+            "a,y\n1,2\n,4\n",
+            {"target": "y", "task": "regression"},
+            "line 3 of .* column 'a': '' is not a number",
+        ),
         ("a,y\n1,2.5\n", {"target": "y", "task": "classification"}, "not a whole"),
         ("a,y\n1,\n", {"target": "y", "task": "classification"}, "missing"),
         ("", {"target": "y", "task": "regression"}, "empty"),

@@ -23,8 +23,13 @@ def ids(part):
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(20, 300), val=st.floats(0.05, 0.4), test=st.floats(0.05, 0.4), seed=st.integers(0, 1000),
-       stratify=st.booleans())
+@given(
+    n=st.integers(20, 300),
+    val=st.floats(0.05, 0.4),
+    test=st.floats(0.05, 0.4),
+    seed=st.integers(0, 1000),
+    stratify=st.booleans(),
+)
 def test_disjoint_covering_sized_and_deterministic(n, val, test, seed, stratify):
     ds = indexed(n)
     parts = split(ds, val=val, test=test, seed=seed, stratify=stratify)
@@ -92,7 +97,9 @@ def test_standardizer_matches_sklearn_and_uses_train_statistics_only():
     scaled, scaler = standardize(parts)
     reference = preprocessing.StandardScaler().fit(parts.train.x.astype(np.float64))
     for ours, raw in zip(scaled, parts):
-        np.testing.assert_allclose(ours.x, reference.transform(raw.x.astype(np.float64)), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            ours.x, reference.transform(raw.x.astype(np.float64)), rtol=1e-4, atol=1e-4
+        )
         assert ours.x.dtype == np.float32
     # blank border pixels (constant on train) are only centred: their scale is 1
     constant = parts.train.x.std(axis=0) == 0

@@ -70,7 +70,9 @@ def test_spirals_follow_the_stated_parametrisation():
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(1, 60), noise=st.floats(0, 2), seed=st.integers(0, 2**31), name=st.sampled_from(GENERATORS))
+@given(
+    n=st.integers(1, 60), noise=st.floats(0, 2), seed=st.integers(0, 2**31), name=st.sampled_from(GENERATORS)
+)
 def test_any_valid_options_give_a_valid_dataset(n, noise, seed, name):
     ds = load(name, n=n, noise=noise, seed=seed)
     assert len(ds) == n and np.isfinite(ds.x).all()

@@ -75,7 +75,11 @@ def ref_von_mises(o, y):
 
 
 def ref_mixture(o, y, k=2):
-    logits, locs, z = o[:, :k], o[:, k : k + k * DIM].reshape(-1, k, DIM), o[:, k + k * DIM :].reshape(-1, k, DIM)
+    logits, locs, z = (
+        o[:, :k],
+        o[:, k : k + k * DIM].reshape(-1, k, DIM),
+        o[:, k + k * DIM :].reshape(-1, k, DIM),
+    )
     log_w = sps.log_softmax(logits, axis=-1)
     comp = st.norm(locs, np.sqrt(softplus(z) + FLOOR)).logpdf(y[:, None, :]).sum(-1)
     return sps.logsumexp(log_w + comp, axis=-1)
@@ -118,7 +122,9 @@ def test_categorical_log_prob_matches_scipy_float64():
         np.testing.assert_allclose(head.log_prob(jnp.asarray(logits), jnp.asarray(labels)), want, rtol=1e-6)
         one_hot = np.eye(5)[labels]
         np.testing.assert_allclose(head.log_prob(jnp.asarray(logits), jnp.asarray(one_hot)), want, rtol=1e-6)
-        np.testing.assert_allclose(head.log_prob(jnp.asarray(logits), jnp.asarray(labels[:, None])), want, rtol=1e-6)
+        np.testing.assert_allclose(
+            head.log_prob(jnp.asarray(logits), jnp.asarray(labels[:, None])), want, rtol=1e-6
+        )
 
 
 def test_product_is_the_sum_of_its_parts_notes_example():
@@ -129,13 +135,20 @@ def test_product_is_the_sum_of_its_parts_notes_example():
     with jax.enable_x64(True):
         f = r.normal(size=(N, 4))
         y = np.concatenate([r.normal(size=(N, 2)), r.integers(0, 2, (N, 1))], axis=1)
-        want = st.norm(f[:, :2], 1.0).logpdf(y[:, :2]).sum(-1) + sps.log_softmax(f[:, 2:], -1)[np.arange(N), y[:, 2].astype(int)]
+        want = (
+            st.norm(f[:, :2], 1.0).logpdf(y[:, :2]).sum(-1)
+            + sps.log_softmax(f[:, 2:], -1)[np.arange(N), y[:, 2].astype(int)]
+        )
         np.testing.assert_allclose(head.log_prob(jnp.asarray(f), jnp.asarray(y)), want, rtol=1e-6)
         as_tuple = (jnp.asarray(y[:, :2]), jnp.asarray(np.eye(2)[y[:, 2].astype(int)]))
         np.testing.assert_allclose(head.log_prob(jnp.asarray(f), as_tuple), want, rtol=1e-6)
     params = head.params(jnp.asarray(f, jnp.float32))
     assert set(params) == {"gaussian", "categorical"}
-    assert set(head.metrics(jnp.asarray(f), jnp.asarray(y))) == {"gaussian.mse", "gaussian.mae", "categorical.accuracy"}
+    assert set(head.metrics(jnp.asarray(f), jnp.asarray(y))) == {
+        "gaussian.mse",
+        "gaussian.mae",
+        "categorical.accuracy",
+    }
     twice = D.product((D.gaussian(), 1), (D.gaussian(scale="learned"), 1))
     assert set(twice.params(jnp.zeros((2, 3)))) == {"gaussian_0", "gaussian_1"}
 
@@ -159,20 +172,26 @@ def test_categorical_is_optax_softmax_cross_entropy():
     want = optax.softmax_cross_entropy_with_integer_labels(z, labels)
     np.testing.assert_allclose(-D.categorical().log_prob(z, labels), want, rtol=1e-5, atol=1e-6)
     soft = jax.nn.softmax(jnp.asarray(r.normal(size=(N, 7)), jnp.float32))
-    np.testing.assert_allclose(-D.categorical().log_prob(z, soft), optax.softmax_cross_entropy(z, soft), rtol=1e-5)
+    np.testing.assert_allclose(
+        -D.categorical().log_prob(z, soft), optax.softmax_cross_entropy(z, soft), rtol=1e-5
+    )
 
 
 def test_gaussian_unit_scale_is_half_mse_plus_constant():
     r = rng(6)
     f, y = jnp.asarray(r.normal(size=(N, 1))), jnp.asarray(r.normal(size=N))
     loss = L.nll(D.gaussian())(f, y)
-    np.testing.assert_allclose(loss, jnp.mean(optax.l2_loss(f[:, 0], y)) + 0.5 * math.log(2 * math.pi), rtol=1e-6)
+    np.testing.assert_allclose(
+        loss, jnp.mean(optax.l2_loss(f[:, 0], y)) + 0.5 * math.log(2 * math.pi), rtol=1e-6
+    )
 
 
 def test_laplace_unit_scale_is_mae_plus_log2():
     r = rng(7)
     f, y = jnp.asarray(r.normal(size=(N, 1))), jnp.asarray(r.normal(size=N))
-    np.testing.assert_allclose(L.nll(D.laplace())(f, y), jnp.mean(jnp.abs(f[:, 0] - y)) + math.log(2), rtol=1e-6)
+    np.testing.assert_allclose(
+        L.nll(D.laplace())(f, y), jnp.mean(jnp.abs(f[:, 0] - y)) + math.log(2), rtol=1e-6
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,14 +218,22 @@ def test_extreme_logits_are_finite(name, z):
 @pytest.mark.parametrize("z", [-1e3, 1e3])
 @pytest.mark.parametrize(
     "head",
-    [D.gaussian(scale="learned"), D.laplace(scale="learned"), D.student_t(df="learned"), D.von_mises(), D.gaussian_mixture(2)],
+    [
+        D.gaussian(scale="learned"),
+        D.laplace(scale="learned"),
+        D.student_t(df="learned"),
+        D.von_mises(),
+        D.gaussian_mixture(2),
+    ],
     ids=lambda h: h.name,
 )
 def test_extreme_variance_outputs_are_finite(head, z):
     width = head.num_outputs(2)
     outputs = jnp.full((4, width), z, jnp.float32)
     loc = jnp.asarray(rng(8).normal(size=(4, width)), jnp.float32)
-    outputs = outputs.at[:, : width // 3].set(loc[:, : width // 3])  # keep locations / mixture logits moderate
+    outputs = outputs.at[:, : width // 3].set(
+        loc[:, : width // 3]
+    )  # keep locations / mixture logits moderate
     y = jnp.asarray(rng(9).normal(size=(4, 2)), jnp.float32)
     loss, grad = jax.jit(jax.value_and_grad(lambda o: L.nll(head)(o, y)))(outputs)
     assert jnp.isfinite(loss), (head.spec, z, loss)
@@ -238,7 +265,11 @@ def _mixture_std(head, o):
 SAMPLING = {
     "gaussian": (D.gaussian(scale="learned"), [0.5, 0.3], st.norm(0.5, math.sqrt(softplus(0.3) + FLOOR))),
     "laplace": (D.laplace(scale="learned"), [-1.0, 0.0], st.laplace(-1.0, softplus(0.0) + FLOOR)),
-    "student_t": (D.student_t(df="learned"), [2.0, -0.5, 1.5], st.t(softplus(1.5) + FLOOR, 2.0, softplus(-0.5) + FLOOR)),
+    "student_t": (
+        D.student_t(df="learned"),
+        [2.0, -0.5, 1.5],
+        st.t(softplus(1.5) + FLOOR, 2.0, softplus(-0.5) + FLOOR),
+    ),
     "poisson": (D.poisson(), [1.2], st.poisson(math.exp(1.2))),
     "bernoulli": (D.bernoulli(), [0.7], st.bernoulli(sps.expit(0.7))),
     "gaussian_mixture": (D.gaussian_mixture(2), [0.3, -0.3, -2.0, 1.5, -1.0, 0.5], None),
@@ -381,7 +412,9 @@ def test_recovery_student_t_matches_scipy_fit():
     head = D.student_t(df="learned")
     p = head.params(fit_shared_outputs(head, y, 3, steps=3000, init=[0.0, 0.0, 2.0]))
     df, loc, scale = st.t.fit(y.astype(np.float64))
-    np.testing.assert_allclose([p["df"][0, 0], p["loc"][0, 0], p["scale"][0, 0]], [df, loc, scale], rtol=0.03, atol=0.01)
+    np.testing.assert_allclose(
+        [p["df"][0, 0], p["loc"][0, 0], p["scale"][0, 0]], [df, loc, scale], rtol=0.03, atol=0.01
+    )
     np.testing.assert_allclose(p["scale"][0, 0], 0.5, rtol=0.1)
 
 
@@ -515,12 +548,16 @@ def test_shapes_factorisation_and_finiteness(name, learned, batch, d, spread, se
 
 
 @settings(max_examples=6, deadline=None)
-@given(batch=hs.integers(1, 6), classes=hs.integers(2, 6), spread=hs.floats(0.1, 1e4), seed=hs.integers(0, 2**16))
+@given(
+    batch=hs.integers(1, 6), classes=hs.integers(2, 6), spread=hs.floats(0.1, 1e4), seed=hs.integers(0, 2**16)
+)
 def test_categorical_is_normalised_and_jit_vmap_consistent(batch, classes, spread, seed):
     head = D.categorical()
     logits = jnp.asarray(spread * rng(seed).normal(size=(batch, classes)), jnp.float32)
     every_class = jax.jit(jax.vmap(lambda k: head.log_prob(logits, jnp.full((batch,), k)), out_axes=-1))
-    np.testing.assert_allclose(jax.scipy.special.logsumexp(every_class(jnp.arange(classes)), axis=-1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(
+        jax.scipy.special.logsumexp(every_class(jnp.arange(classes)), axis=-1), 0.0, atol=1e-5
+    )
     labels = jnp.arange(batch) % classes
     vmapped = jax.jit(jax.vmap(lambda o, t: head.log_prob(o[None], t[None])[0]))(logits, labels)
     np.testing.assert_allclose(jax.jit(head.log_prob)(logits, labels), vmapped, rtol=1e-6)

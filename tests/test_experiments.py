@@ -6,9 +6,6 @@ import numpy as np
 from experiment_loader import load  # tests/ is on sys.path
 
 
-
-
-
 def test_init_variance(tmp_path):
     load("init_variance").main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "init_variance.png").stat().st_size > 10_000
@@ -23,5 +20,9 @@ def test_init_variance(tmp_path):
     # Xavier's compromise: LeCun keeps the forward variance, He(fan_out) the backward one
     comp = results["xavier_compromise"]["variances"]
     spread = lambda v: np.ptp(np.log(v))  # noqa: E731
-    assert spread(comp["LeCun (fan_in)"]["forward_variance"]) < spread(comp["He fan_out, gain 1"]["forward_variance"])
-    assert spread(comp["He fan_out, gain 1"]["backward_variance"]) < spread(comp["LeCun (fan_in)"]["backward_variance"])
+    assert spread(comp["LeCun (fan_in)"]["forward_variance"]) < spread(
+        comp["He fan_out, gain 1"]["forward_variance"]
+    )
+    assert spread(comp["He fan_out, gain 1"]["backward_variance"]) < spread(
+        comp["LeCun (fan_in)"]["backward_variance"]
+    )

@@ -13,9 +13,6 @@ import pytest
 from experiment_loader import load  # tests/ is on sys.path
 
 
-
-
-
 def run_quick(name, tmp_path):
     load(name).main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / f"{name}.png").stat().st_size > 10_000
@@ -97,8 +94,12 @@ def test_schedules_warmup(tmp_path):
         assert c["cosine"][t] == pytest.approx(0.5 * a0 * (1 + math.cos(math.pi * t / T)), rel=1e-4, abs=1e-7)
         assert c["linear"][t] == pytest.approx(a0 * (1 - t / T), rel=1e-4, abs=1e-7)
         assert c["inverse sqrt"][t] == pytest.approx(a0 / math.sqrt(1 + t), rel=1e-4)
-        assert c["step (×0.1 at 30/60/90%)"][t] == pytest.approx(a0 * 0.1 ** sum(t >= b for b in (300, 600, 900)), rel=1e-5)
-    assert c["warmup 100 + cosine"][0] == 0.0 and c["warmup 100 + cosine"][50] == pytest.approx(a0 / 2, rel=1e-5)
+        assert c["step (×0.1 at 30/60/90%)"][t] == pytest.approx(
+            a0 * 0.1 ** sum(t >= b for b in (300, 600, 900)), rel=1e-5
+        )
+    assert c["warmup 100 + cosine"][0] == 0.0 and c["warmup 100 + cosine"][50] == pytest.approx(
+        a0 / 2, rel=1e-5
+    )
     assert max(c["warmup 100 + cosine"]) == pytest.approx(a0, rel=1e-5)
     sgd = r["warmup_experiment"]["sgd"]
     constant, warm = sgd["constant"]["rows"], sgd["warmup"]["rows"]
@@ -109,7 +110,8 @@ def test_schedules_warmup(tmp_path):
     high_warm, high_constant = warm[-1], constant[-1]
     assert high_warm["stable_seeds"] == 1
     assert high_constant["stable_seeds"] == 0 or (
-        high_warm["last_epoch_loss"]["mean"] < high_constant["last_epoch_loss"]["mean"] - 0.5)
+        high_warm["last_epoch_loss"]["mean"] < high_constant["last_epoch_loss"]["mean"] - 0.5
+    )
 
 
 def test_second_order(tmp_path):

@@ -11,9 +11,6 @@ import pytest
 from experiment_loader import load  # tests/ is on sys.path
 
 
-
-
-
 def _no_constants(name):
     raise AssertionError(f"the JSON holds {name}: strict JSON has no NaN or Infinity")
 
@@ -75,8 +72,12 @@ def test_loss_landscape(tmp_path):
     plain, res = nets["plain"], nets["residual"]
     for r in nets.values():
         s = np.asarray(r["surface"])
-        assert s[len(s) // 2, len(s) // 2] == pytest.approx(r["loss_at_theta_star"], rel=1e-3)  # the centre is θ*
-    assert plain["rise_at_radius_0.25"] > 2 * res["rise_at_radius_0.25"]  # the plain net sits in a sharper well
+        assert s[len(s) // 2, len(s) // 2] == pytest.approx(
+            r["loss_at_theta_star"], rel=1e-3
+        )  # the centre is θ*
+    assert (
+        plain["rise_at_radius_0.25"] > 2 * res["rise_at_radius_0.25"]
+    )  # the plain net sits in a sharper well
 
 
 def test_universal_approximation(tmp_path):

@@ -21,8 +21,6 @@ import fnlearn as fl
 NOTEBOOKS = EXPERIMENTS / "notebooks"
 
 
-
-
 lr = load("linear_regions")
 bp = load("backprop_by_hand")
 
@@ -41,12 +39,20 @@ def test_forward_equals_the_library():
     x = np.linspace(-3, 3, 41)
     zs, f = lr.forward(params, x)
     state = model.init(jax.random.key(0))[1]
-    ref = [np.asarray(h) for name, h in fl.nn.intermediates(model, params, state, x[:, None].astype(np.float32))
-           if name.startswith("dense_")]
+    ref = [
+        np.asarray(h)
+        for name, h in fl.nn.intermediates(model, params, state, x[:, None].astype(np.float32))
+        if name.startswith("dense_")
+    ]
     assert len(zs) == len(ref) == 3
     for z, r in zip(zs, ref, strict=True):
         np.testing.assert_allclose(z, r, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(f, np.asarray(model.apply(params, state, x[:, None].astype(np.float32))[0])[:, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        f,
+        np.asarray(model.apply(params, state, x[:, None].astype(np.float32))[0])[:, 0],
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("D", [1, 3, 8])
@@ -92,7 +98,12 @@ def test_sawtooth_reaches_D_to_the_K(K, D):
 
 
 @settings(max_examples=15, deadline=None)
-@given(K=st.integers(1, 4), D=st.integers(1, 6), seed=st.integers(0, 10_000), bias_std=st.sampled_from([0.1, 1.0, 3.0]))
+@given(
+    K=st.integers(1, 4),
+    D=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+    bias_std=st.sampled_from([0.1, 1.0, 3.0]),
+)
 def test_counts_never_exceed_the_bound(K, D, seed, bias_std):
     _, params = random_net(K, D, seed, bias_std)
     c = lr.count_regions(params)
@@ -132,7 +143,11 @@ def test_linear_regions_quick(tmp_path):
 def toy_three_ways(key):
     """The toy problem's gradient: hand backward pass, jax.grad, the notes' closed form of ∂L/∂ω₀."""
     phi, x, y = jax.tree.map(lambda a: a.astype(jnp.float64), bp.random_toy_problem(key))
-    return bp.toy_backward(phi, x, y, bp.toy_forward(phi, x)), jax.grad(bp.toy_loss)(phi, x, y), bp.notes_d_omega0(phi, x, y)
+    return (
+        bp.toy_backward(phi, x, y, bp.toy_forward(phi, x)),
+        jax.grad(bp.toy_loss)(phi, x, y),
+        bp.notes_d_omega0(phi, x, y),
+    )
 
 
 @settings(max_examples=20, deadline=None)
@@ -160,12 +175,16 @@ def test_toy_backward_against_finite_differences():
                 np.testing.assert_allclose((up - down) / 2e-6, hand[group][k], rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize(("sizes", "activation"), [([3, 2], "relu"), ([4, 8, 8, 2], "relu"), ([5, 16, 16, 3], "tanh")])
+@pytest.mark.parametrize(
+    ("sizes", "activation"), [([3, 2], "relu"), ([4, 8, 8, 2], "relu"), ([5, 16, 16, 3], "tanh")]
+)
 def test_mlp_backward_equals_jax_grad_and_finite_differences(sizes, activation):
     with jax.enable_x64(True):
         model = fl.nn.mlp(sizes, activation=activation)
         params, state = model.init(jax.random.key(0))
-        params = bp.with_random_biases(jax.random.key(1), jax.tree.map(lambda p: p.astype(jnp.float64), params))
+        params = bp.with_random_biases(
+            jax.random.key(1), jax.tree.map(lambda p: p.astype(jnp.float64), params)
+        )
         x = jax.random.normal(jax.random.key(2), (7, sizes[0]), jnp.float64)
         y = jax.random.normal(jax.random.key(3), (7, sizes[-1]), jnp.float64)
         hand = jax.jit(bp.mlp_backward, static_argnums=3)(params, x, y, activation)
@@ -185,7 +204,9 @@ def test_backprop_by_hand_quick(tmp_path):
     saved = json.loads((tmp_path / "backprop_by_hand.json").read_text())
     toy, toy64 = saved["toy"]["comparison"], saved["toy"]["comparison_float64"]
     assert max(toy["max_rel_err_beta"], toy["max_rel_err_omega"]) < 1e-5
-    assert max(toy64["max_rel_err_beta"], toy64["max_rel_err_omega"], toy64["max_rel_err_notes_omega0"]) < 1e-9
+    assert (
+        max(toy64["max_rel_err_beta"], toy64["max_rel_err_omega"], toy64["max_rel_err_notes_omega0"]) < 1e-9
+    )
     for run in saved["mlp"]:
         assert run["max_rel_err"] < (1e-5 if run["dtype"] == "float32" else 1e-12)
     fd = saved["finite_differences"]

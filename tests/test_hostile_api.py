@@ -107,12 +107,20 @@ CASES = [
     (lambda: sch.cosine_decay_schedule(0.1, 100, alpha=NAN), "cosine_decay_schedule", "alpha"),
     (lambda: sch.exponential_decay(0.1, 10, decay_rate=NAN), "exponential_decay", "decay_rate"),
     (lambda: sch.exponential_decay(0.1, 10, 0.5, staircase="yes"), "exponential_decay", "staircase"),
-    (lambda: sch.warmup_cosine_decay_schedule(0.0, 0.1, 10, 5), "warmup_cosine_decay_schedule", "decay_steps"),
+    (
+        lambda: sch.warmup_cosine_decay_schedule(0.0, 0.1, 10, 5),
+        "warmup_cosine_decay_schedule",
+        "decay_steps",
+    ),
     (lambda: sch.warmup_cosine_decay_schedule(0.0, INF, 1, 5), "warmup_cosine_decay_schedule", "peak_value"),
     (lambda: sch.inverse_sqrt_schedule(0.1, timescale=0.0), "inverse_sqrt_schedule", "timescale"),
     (lambda: sch.linear_warmup(sch.constant_schedule(0.1), -1), "linear_warmup", "warmup_steps"),
     (lambda: sch.linear_warmup(0.1, 5), "linear_warmup", "schedule"),
-    (lambda: sch.piecewise_constant_schedule(0.1, {10: NAN}), "piecewise_constant_schedule", "boundaries_and_scales"),
+    (
+        lambda: sch.piecewise_constant_schedule(0.1, {10: NAN}),
+        "piecewise_constant_schedule",
+        "boundaries_and_scales",
+    ),
     (lambda: sch.piecewise_constant_schedule(0.1, {"ten": 0.1}), "piecewise_constant_schedule", "boundary"),
     (lambda: sch.join_schedules([sch.constant_schedule(1.0), 2.0], [5]), "join_schedules", "schedules[1]"),
     # init rules
@@ -161,8 +169,11 @@ CASES = [
     (lambda: losses.l1(INF), "l1", "strength"),
     (lambda: losses.elastic_net(-1.0, 1.0), "elastic_net", "l1_strength"),
     (lambda: losses.top_k_accuracy(jnp.zeros((2, 3)), jnp.zeros(2, jnp.int32), k=0), "top_k_accuracy", "k"),
-    (lambda: losses.expected_calibration_error(jnp.zeros((2, 3)), jnp.zeros(2, jnp.int32), num_bins=2.5),
-     "expected_calibration_error", "num_bins"),
+    (
+        lambda: losses.expected_calibration_error(jnp.zeros((2, 3)), jnp.zeros(2, jnp.int32), num_bins=2.5),
+        "expected_calibration_error",
+        "num_bins",
+    ),
     # callbacks
     (lambda: fl.callbacks.EarlyStopping(patience=NAN), "EarlyStopping", "patience"),
     (lambda: fl.callbacks.EarlyStopping(patience=2.5), "EarlyStopping", "patience"),
@@ -175,7 +186,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("build, owner, argument", CASES, ids=[f"{c[1]}-{c[2]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "build, owner, argument", CASES, ids=[f"{c[1]}-{c[2]}-{i}" for i, c in enumerate(CASES)]
+)
 def test_bad_argument_is_one_line_naming_function_and_argument(build, owner, argument):
     with pytest.raises(FnlearnError) as error:
         build()
@@ -186,7 +199,9 @@ def test_bad_argument_is_one_line_naming_function_and_argument(build, owner, arg
 # hypothesis: any bad learning rate, β or epsilon, for every optimizer
 
 BAD_RATES = st.one_of(
-    st.sampled_from([NAN, INF, -INF, 0.0, -0.0, True, False, "0.1", None, [0.1], np.float32(NAN), np.int64(-3)]),
+    st.sampled_from(
+        [NAN, INF, -INF, 0.0, -0.0, True, False, "0.1", None, [0.1], np.float32(NAN), np.int64(-3)]
+    ),
     st.floats(max_value=0.0, allow_nan=False),
 )
 BAD_BETAS = st.one_of(
@@ -206,8 +221,11 @@ def test_any_bad_learning_rate_is_refused_by_every_optimizer(name, value):
 
 
 @settings(max_examples=60, deadline=None)
-@given(name=st.sampled_from(["adam", "nadam", "adamw", "amsgrad", "lion"]), which=st.sampled_from(["b1", "b2"]),
-       value=BAD_BETAS)
+@given(
+    name=st.sampled_from(["adam", "nadam", "adamw", "amsgrad", "lion"]),
+    which=st.sampled_from(["b1", "b2"]),
+    value=BAD_BETAS,
+)
 def test_any_bad_beta_is_refused(name, which, value):
     with pytest.raises(FnlearnError) as error:
         fo.get(name, learning_rate=1e-3, **{which: value})
@@ -223,11 +241,18 @@ def test_any_bad_epsilon_is_refused(name, value):
 
 
 @settings(max_examples=60, deadline=None)
-@given(value=st.one_of(st.sampled_from([0, -1, True, False, 1.5, 2.0, NAN, INF, "3", None]),
-                       st.integers(max_value=0), st.floats(allow_nan=True)))
+@given(
+    value=st.one_of(
+        st.sampled_from([0, -1, True, False, 1.5, 2.0, NAN, INF, "3", None]),
+        st.integers(max_value=0),
+        st.floats(allow_nan=True),
+    )
+)
 def test_any_bad_count_is_refused(value):
-    for build, argument in ((lambda v: nn.dense(v), "out_features"),
-                            (lambda v: checks.positive_int("fit", "epochs", v), "epochs")):
+    for build, argument in (
+        (lambda v: nn.dense(v), "out_features"),
+        (lambda v: checks.positive_int("fit", "epochs", v), "epochs"),
+    ):
         with pytest.raises(FnlearnError) as error:
             build(value)
         assert_one_line(error, argument)
@@ -276,7 +301,9 @@ FIT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("change, argument", FIT_CASES, ids=[a + str(i) for i, (_, a) in enumerate(FIT_CASES)])
+@pytest.mark.parametrize(
+    "change, argument", FIT_CASES, ids=[a + str(i) for i, (_, a) in enumerate(FIT_CASES)]
+)
 def test_fit_arguments(problem, change, argument):
     state, x, y = problem
     kwargs = {"loss": HEAD, "epochs": 1, "batch_size": 4} | change
@@ -293,15 +320,33 @@ def test_fit_arguments(problem, change, argument):
         (lambda s, x, y: fl.evaluate(None, (x, y), HEAD), ["evaluate", "state"]),
         (lambda s, x, y: fl.fit(s, (x, y, y), loss=HEAD, epochs=1), ["fit", "train"]),
         (lambda s, x, y: fl.fit(s, (x.astype(np.complex64), y), loss=HEAD, epochs=1), ["x", "complex"]),
-        (lambda s, x, y: fl.fit(s, ([[1.0, 2.0, 3.0], [1.0]], y[:2]), loss=HEAD, epochs=1), ["x", "rectangular"]),
+        (
+            lambda s, x, y: fl.fit(s, ([[1.0, 2.0, 3.0], [1.0]], y[:2]), loss=HEAD, epochs=1),
+            ["x", "rectangular"],
+        ),
         (lambda s, x, y: fl.evaluate(s, (x, y + 0.5j), HEAD), ["y holds complex numbers"]),
-        (lambda s, x, y: fl.evaluate(s, (x, np.where(np.arange(12) == 7, 2.5, y).astype(np.float32)), HEAD),
-         ["class ids must be integers 0..2, got 2.5 at index 7"]),
-        (lambda s, x, y: fl.fit(s, (x, y.astype(np.float32) - 1.0), loss=HEAD, epochs=1),
-         ["class ids must be integers 0..2, got -1.0 at index 0"]),
+        (
+            lambda s, x, y: fl.evaluate(
+                s, (x, np.where(np.arange(12) == 7, 2.5, y).astype(np.float32)), HEAD
+            ),
+            ["class ids must be integers 0..2, got 2.5 at index 7"],
+        ),
+        (
+            lambda s, x, y: fl.fit(s, (x, y.astype(np.float32) - 1.0), loss=HEAD, epochs=1),
+            ["class ids must be integers 0..2, got -1.0 at index 0"],
+        ),
     ],
-    ids=["evaluate-batch_size-0", "evaluate-not-a-pair", "evaluate-no-state", "fit-train-triple", "fit-complex-x",
-         "fit-ragged-x", "evaluate-complex-y", "evaluate-float-class-id", "fit-negative-float-class-id"],
+    ids=[
+        "evaluate-batch_size-0",
+        "evaluate-not-a-pair",
+        "evaluate-no-state",
+        "fit-train-triple",
+        "fit-complex-x",
+        "fit-ragged-x",
+        "evaluate-complex-y",
+        "evaluate-float-class-id",
+        "fit-negative-float-class-id",
+    ],
 )
 def test_fit_and_evaluate_data(problem, call, culprits):
     state, x, y = problem
@@ -340,8 +385,16 @@ def test_train_state_create(make, culprit):
         ({"seeds": [0, 1], "hyperparams": {"learning_rate": 0.1}}, ["hyperparams['learning_rate']", "list"]),
         ({"seeds": [0, 1], "hyperparams": [0.1, 0.2]}, ["hyperparams", "dict"]),
     ],
-    ids=["float-seed", "negative-seed", "huge-seed", "seeds-int", "nan-value", "dropout-1.2", "not-a-list",
-         "not-a-dict"],
+    ids=[
+        "float-seed",
+        "negative-seed",
+        "huge-seed",
+        "seeds-int",
+        "nan-value",
+        "dropout-1.2",
+        "not-a-list",
+        "not-a-dict",
+    ],
 )
 def test_replicas_create(kwargs, culprits):
     tx = fo.inject_hyperparams(fo.sgd)(learning_rate=0.1)
@@ -352,8 +405,12 @@ def test_replicas_create(kwargs, culprits):
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"epochs": 0}, "epochs"), ({"epochs": 1, "batch_size": 2.5}, "batch_size"),
-     ({"epochs": 1, "early_stopping": "patience=3"}, "early_stopping"), ({"steps": True}, "steps")],
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 1, "batch_size": 2.5}, "batch_size"),
+        ({"epochs": 1, "early_stopping": "patience=3"}, "early_stopping"),
+        ({"steps": True}, "steps"),
+    ],
 )
 def test_replicas_fit(problem, replica_states, kwargs, argument):
     _, x, y = problem
@@ -375,8 +432,16 @@ def test_replicas_fit(problem, replica_states, kwargs, argument):
         (lambda d: Standardizer.fit(d, min_std=INF), "min_std"),
         (lambda d: Standardizer.fit(d, targets="no"), "targets"),
     ],
-    ids=["val-nan", "test-inf", "val-bool", "seed-negative", "stratify-str", "not-a-dataset", "min_std-inf",
-         "targets-str"],
+    ids=[
+        "val-nan",
+        "test-inf",
+        "val-bool",
+        "seed-negative",
+        "stratify-str",
+        "not-a-dataset",
+        "min_std-inf",
+        "targets-str",
+    ],
 )
 def test_splits(call, argument):
     dataset = from_arrays(np.zeros((20, 2)), np.arange(20) % 2, task="classification")

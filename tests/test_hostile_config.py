@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fnlearn import config as C
-from fnlearn.runs.build import build
 from fnlearn.config.parse import _set_path
 from fnlearn.config.toml import _deep_copy, _toml_string
 from fnlearn.errors import FnlearnError
+from fnlearn.runs.build import build
 
 # A valid config that would train quickly, so each case below differs from it by one mistake.
 OK = """\
@@ -63,43 +63,106 @@ CLI_CASES = [
     ('[[sweep.variants]]\nlabel = "/etc"\n', "sweep", ['sweep.variants[0].label = "/etc": ' + LABEL_RULE]),
     ('[[sweep.variants]]\nlabel = ".."\n', "sweep", ['sweep.variants[0].label = "..": ' + LABEL_RULE]),
     ('[[sweep.variants]]\nlabel = ""\n', "sweep", ['sweep.variants[0].label = "": ' + LABEL_RULE]),
-    ('[[sweep.variants]]\nlabel = "a"\n[[sweep.variants]]\nlabel = "b c"\n', "sweep",
-     ['sweep.variants[1].label = "b c": ' + LABEL_RULE, 'Fix: sweep.variants[1].label = "b-c"']),
-    ("[[sweep.variants]]\nlabel = 3\n", "sweep", ["sweep.variants[0].label = 3: expected a run label (a string)"]),
+    (
+        '[[sweep.variants]]\nlabel = "a"\n[[sweep.variants]]\nlabel = "b c"\n',
+        "sweep",
+        ['sweep.variants[1].label = "b c": ' + LABEL_RULE, 'Fix: sweep.variants[1].label = "b-c"'],
+    ),
+    (
+        "[[sweep.variants]]\nlabel = 3\n",
+        "sweep",
+        ["sweep.variants[0].label = 3: expected a run label (a string)"],
+    ),
     ("[sweep]\nvariants = 5\n", "sweep", ["sweep.variants = 5: expected a list of tables"]),
-    ('[sweep.grid]\n"model.dropout" = 0.5\n', "sweep", ['sweep.grid."model.dropout" = 0.5: expected a non-empty list']),
+    (
+        '[sweep.grid]\n"model.dropout" = 0.5\n',
+        "sweep",
+        ['sweep.grid."model.dropout" = 0.5: expected a non-empty list'],
+    ),
     ("[sweep]\nvariants = [{training = 5}]\nseeds = 2\n", "sweep", ["training = 5 is a value, not a table"]),
-    ("", ["sweep", "--seeds", "20000"], ["sweep: 1 configurations x 20000 seeds = 20000 runs; at most 10000"]),
-    ("", ["sweep", "--grid", "model.dropout=" + ",".join(f"0.{i:03d}" for i in range(101)),
-          "--grid", "loss.l2=" + ",".join(str(i) for i in range(100))], ["= 10100 runs; at most 10000"]),
+    (
+        "",
+        ["sweep", "--seeds", "20000"],
+        ["sweep: 1 configurations x 20000 seeds = 20000 runs; at most 10000"],
+    ),
+    (
+        "",
+        [
+            "sweep",
+            "--grid",
+            "model.dropout=" + ",".join(f"0.{i:03d}" for i in range(101)),
+            "--grid",
+            "loss.l2=" + ",".join(str(i) for i in range(100)),
+        ],
+        ["= 10100 runs; at most 10000"],
+    ),
     # pathological TOML
-    ("a = " + "[" * 10_000 + "]" * 10_000 + "\n", [], ["config file 'bad.toml': arrays or tables nested too deeply"]),
+    (
+        "a = " + "[" * 10_000 + "]" * 10_000 + "\n",
+        [],
+        ["config file 'bad.toml': arrays or tables nested too deeply"],
+    ),
     ("a = " + "[" * 40 + "]" * 40 + "\n", [], ["a[0][0]", "nested more than 32 deep"]),
     ("", ["--set", "model.sizes=" + "[" * 10_000], ["--set", "nested too deeply to read"]),
-    ("[training]\nepochs = 99999999999999999999999\n", [],
-     ["training.epochs = 99999999999999999999999: expected an integer in the 64-bit range"]),
+    (
+        "[training]\nepochs = 99999999999999999999999\n",
+        [],
+        ["training.epochs = 99999999999999999999999: expected an integer in the 64-bit range"],
+    ),
     ("", ["--set", "training.epochs=99999999999999999999999"], ["training.epochs = 99999999999999999999999"]),
-    ("[optimizer.options]\nb1 = -99999999999999999999\n", [], ["optimizer.options.b1 = -99999999999999999999"]),
+    (
+        "[optimizer.options]\nb1 = -99999999999999999999\n",
+        [],
+        ["optimizer.options.b1 = -99999999999999999999"],
+    ),
     ("[training]\nseeds = [1, 99999999999999999999]\n", [], ["training.seeds[1] = 99999999999999999999"]),
-    ("[training]\nepochs = " + "9" * 5000 + "\n", [], ["config file 'bad.toml': a number is too long to read"]),
+    (
+        "[training]\nepochs = " + "9" * 5000 + "\n",
+        [],
+        ["config file 'bad.toml': a number is too long to read"],
+    ),
     ("[training]\nepochs = 2147483648\n", [], ["training.epochs = 2147483648: out of range", "2^31-1"]),
     ("[model]\nsizes = [4, 2147483648]\n", [], ["model.sizes = [4, 2147483648]: out of range", "2^31-1"]),
     ("[training]\nepochs = 2147483647\n", [], ["training.epochs = 2147483647: out of range", "steps = "]),
-    ("[optimizer]\nlearning_rate = 1e999\n", [], ["optimizer.learning_rate = inf: out of range: expected a finite number"]),
-    ("[optimizer]\nlearning_rate = nan\n", [], ["optimizer.learning_rate = nan: out of range: expected a finite number"]),
+    (
+        "[optimizer]\nlearning_rate = 1e999\n",
+        [],
+        ["optimizer.learning_rate = inf: out of range: expected a finite number"],
+    ),
+    (
+        "[optimizer]\nlearning_rate = nan\n",
+        [],
+        ["optimizer.learning_rate = nan: out of range: expected a finite number"],
+    ),
     ("", ["--set", "loss.l2=-inf"], ["loss.l2 = -inf: out of range: expected a finite number"]),
     ("", ["--set", "data.val=nan"], ["data.val = nan: out of range: expected a finite number"]),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", [], ["config file 'bad.toml' is not UTF-8 text (byte 0 is b'\\x89')"]),
+    (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe",
+        [],
+        ["config file 'bad.toml' is not UTF-8 text (byte 0 is b'\\x89')"],
+    ),
     (b"name = 'a'\nx = 1\x00\n", [], ["config file 'bad.toml' is not valid TOML at line 2, column 6"]),
     ("[training]\nepochs = 3\nbatch = = 4\n", [], ["is not valid TOML at line 3, column 9: Invalid value"]),
     ('name = "unterminated\n', [], ["is not valid TOML at line 1, column 21: Illegal character '\\n'"]),
     ('name = """x\n', [], ["is not valid TOML at end of document: Unterminated string"]),
     ("[model\nsizes = [1]\n", [], ["is not valid TOML at line 1, column 7"]),
-    ("[training]\nepochs = 1979-05-27\n", [], ["training.epochs = 1979-05-27: expected a string, number", "dates and times"]),
-    ("[optimizer.options]\nb1 = 07:32:00\n", [], ["optimizer.options.b1 = 07:32:00: expected a string, number"]),
+    (
+        "[training]\nepochs = 1979-05-27\n",
+        [],
+        ["training.epochs = 1979-05-27: expected a string, number", "dates and times"],
+    ),
+    (
+        "[optimizer.options]\nb1 = 07:32:00\n",
+        [],
+        ["optimizer.options.b1 = 07:32:00: expected a string, number"],
+    ),
     # config mistakes of every kind
     ("[optimiser]\nname = 'adam'\n", [], ["optimiser: unknown key. Did you mean 'optimizer'?"]),
-    ("[training.early_stopping]\npatence = 3\n", [], ["training.early_stopping.patence: unknown key. Did you mean 'patience'?"]),
+    (
+        "[training.early_stopping]\npatence = 3\n",
+        [],
+        ["training.early_stopping.patence: unknown key. Did you mean 'patience'?"],
+    ),
     ('"a\\nb" = 1\n', [], ['"a\\nb": unknown key']),
     ('[model]\n"size\\u0000s" = [1]\n', [], ['model."size\\u0000s": unknown key']),
     ("[training]\nepochs = 'ten'\n", [], ['training.epochs = "ten": expected an integer, got a string']),
@@ -109,25 +172,68 @@ CLI_CASES = [
     ("training = 5\n", [], ["training = 5: expected a table [training], got an integer"]),
     ("[model]\nresidual = 1\n", [], ["model.residual = 1: expected true or false, got an integer"]),
     ("[optimizer]\nname = 'adamm'\n", [], ['optimizer.name = "adamm": unknown optimizer. Did you mean']),
-    ("[model]\nactivation = 'rellu'\n", [], ['model.activation = "rellu": unknown activation. Did you mean \'relu\'?']),
-    ("[loss]\npenalty_mask = 'weight_only'\n", [], ["loss.penalty_mask = \"weight_only\": out of range: expected one of"]),
-    ("[model]\nsizes = [-1]\n", [], ["model.sizes = [-1]: out of range: expected a list of integers each >= 1"]),
+    (
+        "[model]\nactivation = 'rellu'\n",
+        [],
+        ["model.activation = \"rellu\": unknown activation. Did you mean 'relu'?"],
+    ),
+    (
+        "[loss]\npenalty_mask = 'weight_only'\n",
+        [],
+        ['loss.penalty_mask = "weight_only": out of range: expected one of'],
+    ),
+    (
+        "[model]\nsizes = [-1]\n",
+        [],
+        ["model.sizes = [-1]: out of range: expected a list of integers each >= 1"],
+    ),
     ("[training]\nbatch_size = 0\n", [], ["training.batch_size = 0: out of range: expected an integer >= 1"]),
     ("[model]\ndropout = 1.5\n", [], ["model.dropout = 1.5: out of range: expected a number in [0, 1)"]),
-    ("[training]\nbatch_size = 5000\n", [], ["training.batch_size = 5000: out of range: expected an integer <= "]),
-    ('[optimizer]\noptions = {b1 = "x"}\n', [], ['optimizer.options.b1 = "x": expected a number, got a string']),
-    ("[optimizer]\noptions = {nesterov = 1}\n", [], ["optimizer.options.nesterov = 1: expected true or false"]),
-    ("[optimizer.schedule]\nname = 'cosine_decay'\noptions = {decay_steps = 1.5}\n", [],
-     ["optimizer.schedule.options.decay_steps = 1.5: expected an integer, got a number"]),
+    (
+        "[training]\nbatch_size = 5000\n",
+        [],
+        ["training.batch_size = 5000: out of range: expected an integer <= "],
+    ),
+    (
+        '[optimizer]\noptions = {b1 = "x"}\n',
+        [],
+        ['optimizer.options.b1 = "x": expected a number, got a string'],
+    ),
+    (
+        "[optimizer]\noptions = {nesterov = 1}\n",
+        [],
+        ["optimizer.options.nesterov = 1: expected true or false"],
+    ),
+    (
+        "[optimizer.schedule]\nname = 'cosine_decay'\noptions = {decay_steps = 1.5}\n",
+        [],
+        ["optimizer.schedule.options.decay_steps = 1.5: expected an integer, got a number"],
+    ),
     ("", ["--set", "optimizer.learning_rate"], ["--set 'optimizer.learning_rate': expected KEY=VALUE"]),
     ("", ["--set", "a..b=1"], ["--set 'a..b=1': the key 'a..b' has an empty part"]),
     ("", ["--set", "model.sizes=[1,"], ['--set "model.sizes=[1,": the value is not a TOML literal']),
     ("", ["--set", "name=two words"], ['--set "name=two words": the value is not a TOML literal']),
-    ("[optimizer]\nname = 'sgd'\n", ["--set", "optimizer.name.x=1"], ['optimizer.name = "sgd" is a value, not a table']),
-    ("", ["--set", "loss.options={a = \"\udcff\"}"], ['loss.options.a = "\\uDCFF": expected text that is valid Unicode']),
-    ("", ["sweep", "--grid", "optimizer.learning_rate"], ["--grid 'optimizer.learning_rate': expected KEY=V1,V2"]),
+    (
+        "[optimizer]\nname = 'sgd'\n",
+        ["--set", "optimizer.name.x=1"],
+        ['optimizer.name = "sgd" is a value, not a table'],
+    ),
+    (
+        "",
+        ["--set", 'loss.options={a = "\udcff"}'],
+        ['loss.options.a = "\\uDCFF": expected text that is valid Unicode'],
+    ),
+    (
+        "",
+        ["sweep", "--grid", "optimizer.learning_rate"],
+        ["--grid 'optimizer.learning_rate': expected KEY=V1,V2"],
+    ),
     ("", ["sweep", "--grid", "optimizer.learning_rat=1,2"], ["optimizer.learning_rat: unknown key"]),
-    ("", ["sweep", "--grid", "optimizer.learning_rate=1e-3,-1"], ["optimizer.learning_rate = -1: out of range"]),
+    (
+        "",
+        ["sweep", "--grid", "optimizer.learning_rate=1e-3,-1"],
+        ["optimizer.learning_rate = -1: out of range"],
+    ),
     ("", ["sweep", "--grid", "model.sizes=[4],[" + "[" * 50], ["--set", "the value is not a TOML literal"]),
     ("", ["sweep", "--seeds", "-1"], ["--seeds = -1: expected a positive number of seeds"]),
 ]
@@ -177,7 +283,9 @@ def test_name_from_an_unsafe_file_name_says_where_it_came_from(tmp_path, monkeyp
     before = snapshot(tmp_path)
     code, _, err = run_cli(["train", "my run.toml"], capsys)
     assert code == 2
-    assert_one_error_line(err, "name (the config file's name; set name in the file) = \"my run\"", 'Fix: name = "my-run".')
+    assert_one_error_line(
+        err, 'name (the config file\'s name; set name in the file) = "my run"', 'Fix: name = "my-run".'
+    )
     assert snapshot(tmp_path) == before
 
 
@@ -242,7 +350,8 @@ def test_safe_names(good):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", ".", "..", "../x", "/x", "a/b", "a\\b", "-x", ".x", "a b", "a\x00", "é", "a" * 201, "C:", 3, None]
+    "bad",
+    ["", ".", "..", "../x", "/x", "a/b", "a\\b", "-x", ".x", "a b", "a\x00", "é", "a" * 201, "C:", 3, None],
 )
 def test_unsafe_names(bad):
     assert not C.is_safe_name(bad)
@@ -255,10 +364,13 @@ def test_grid_labels_of_hostile_values_are_safe_and_distinct():
     grid = ['training.early_stopping.monitor="..","/etc/passwd","-rf","a\\u0000b"', "loss.l2=0,1"]
     runs = C.expand_sweep(C.loads(OK), grid)
     labels = [label for label, _ in runs]
-    assert labels == [
-        f"monitor={m}_l2={v}" for m in ("x", "etc-passwd", "rf", "a-b") for v in (0, 1)
+    assert labels == [f"monitor={m}_l2={v}" for m in ("x", "etc-passwd", "rf", "a-b") for v in (0, 1)]
+    assert [run.training.early_stopping.monitor for _, run in runs[::2]] == [
+        "..",
+        "/etc/passwd",
+        "-rf",
+        "a\x00b",
     ]
-    assert [run.training.early_stopping.monitor for _, run in runs[::2]] == ["..", "/etc/passwd", "-rf", "a\x00b"]
 
 
 def test_grid_labels_that_collide_after_slugging_are_one_error():
@@ -373,8 +485,10 @@ def _field_values(f: dataclasses.Field, annotation) -> st.SearchStrategy:
     elif annotation is float:
         plausible = st.floats(-0.5, 2.0) | st.sampled_from([0.0, 0.1, 1e-3])
     elif annotation is str:
-        plausible = st.sampled_from(sorted(names())) if names else st.sampled_from(
-            ["val_loss", "train_loss", "min", "max", "all", "weights_only"]
+        plausible = (
+            st.sampled_from(sorted(names()))
+            if names
+            else st.sampled_from(["val_loss", "train_loss", "min", "max", "all", "weights_only"])
         )
     elif annotation is dict:
         plausible = st.dictionaries(st.sampled_from(_option_names()), _SCALAR, max_size=3)
@@ -382,7 +496,9 @@ def _field_values(f: dataclasses.Field, annotation) -> st.SearchStrategy:
         plausible = st.lists(st.integers(-1, 8), max_size=3)
     else:  # sweep variants
         plausible = st.lists(
-            st.dictionaries(st.sampled_from(["label", "model.dropout", "training", "a..b"]), _SCALAR, max_size=2),
+            st.dictionaries(
+                st.sampled_from(["label", "model.dropout", "training", "a..b"]), _SCALAR, max_size=2
+            ),
             max_size=2,
         )
     return st.one_of(*[plausible] * 8, _JUNK)
@@ -406,16 +522,53 @@ _OVERRIDE = st.one_of(
     st.text(max_size=20),
     st.builds(
         "{}={}".format,
-        st.sampled_from(["training.epochs", "name", "model.sizes", "optimizer.options.b1", "a..b", "sweep.seeds"]),
-        st.text(max_size=8) | st.sampled_from(["[[[", "1e999", "nan", "99999999999999999999", "..", "{a = 1}"]),
+        st.sampled_from(
+            ["training.epochs", "name", "model.sizes", "optimizer.options.b1", "a..b", "sweep.seeds"]
+        ),
+        st.text(max_size=8)
+        | st.sampled_from(["[[[", "1e999", "nan", "99999999999999999999", "..", "{a = 1}"]),
     ),
 )
 _TOML_PIECES = st.sampled_from(
-    ["[", "]", "{", "}", "=", '"', "'", "\n", ",", ".", "name", "training", "epochs", "[training]",
-     "[[sweep.variants]]", "label", "1e999", "nan", "99999999999999999999", "1979-05-27", "true", "\x00",
-     "\ufeff", "#", '"""', "\\", " ", "sizes", "[model]", "-1", ".."]
+    [
+        "[",
+        "]",
+        "{",
+        "}",
+        "=",
+        '"',
+        "'",
+        "\n",
+        ",",
+        ".",
+        "name",
+        "training",
+        "epochs",
+        "[training]",
+        "[[sweep.variants]]",
+        "label",
+        "1e999",
+        "nan",
+        "99999999999999999999",
+        "1979-05-27",
+        "true",
+        "\x00",
+        "\ufeff",
+        "#",
+        '"""',
+        "\\",
+        " ",
+        "sizes",
+        "[model]",
+        "-1",
+        "..",
+    ]
 )
-_BASE = {"data": {"name": "two_moons", "options": {"n": 40}}, "model": {"sizes": [4]}, "training": {"batch_size": 4}}
+_BASE = {
+    "data": {"name": "two_moons", "options": {"n": 40}},
+    "model": {"sizes": [4]},
+    "training": {"batch_size": 4},
+}
 _CACHE: dict = {}
 
 
@@ -447,7 +600,9 @@ def test_junk_configs_raise_only_fnlearn_errors(settings_, sets, grid):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(_TOML_PIECES, max_size=25).map("".join) | st.text(max_size=40), st.lists(_OVERRIDE, max_size=2))
+@given(
+    st.lists(_TOML_PIECES, max_size=25).map("".join) | st.text(max_size=40), st.lists(_OVERRIDE, max_size=2)
+)
 def test_junk_toml_and_overrides_raise_only_fnlearn_errors(text, sets):
     _only_fnlearn_errors(lambda: C.expand_sweep(C.loads(text, sets)))
     for override in sets:

@@ -123,7 +123,9 @@ def csv_case(text: str | bytes, **options):
         file.write_bytes(text if isinstance(text, bytes) else text.encode())
         options.setdefault("target", "y")
         options.setdefault("task", "classification")
-        return (lambda: files.csv(path=str(file), **options)), [str(file)] if "features" not in options else []
+        return (lambda: files.csv(path=str(file), **options)), [
+            str(file)
+        ] if "features" not in options else []
 
     return setup
 
@@ -161,16 +163,37 @@ FILE_CASES = [
     ("csv-repeated-target", csv_case("a,y,y\n1,0,1\n2,1,0\n"), "'y' appears twice"),
     ("csv-empty-column-name", csv_case("a,,y\n1,2,0\n3,4,1\n"), "no name"),
     ("csv-trailing-delimiter", csv_case("a,b,y,\n1,2,0,\n3,4,1,\n"), "column 4"),
-    ("csv-target-twice-in-list", csv_option_case("target", target=["y", "y"], task="regression"), "appears twice"),
-    ("csv-features-repeat", csv_option_case("features", target="y", task="classification", features=["a", "a"]),
-     "appears twice"),
-    ("csv-target-is-a-feature", csv_option_case("'y'", target="y", task="classification", features=["a", "y"]),
-     "both a target and a feature"),
-    ("csv-target-wrong-type", csv_option_case("target", target=3, task="classification"), "name of the target column"),
-    ("csv-delimiter-two-chars", csv_option_case("delimiter", target="y", task="classification", delimiter=";;"),
-     "one character"),
+    (
+        "csv-target-twice-in-list",
+        csv_option_case("target", target=["y", "y"], task="regression"),
+        "appears twice",
+    ),
+    (
+        "csv-features-repeat",
+        csv_option_case("features", target="y", task="classification", features=["a", "a"]),
+        "appears twice",
+    ),
+    (
+        "csv-target-is-a-feature",
+        csv_option_case("'y'", target="y", task="classification", features=["a", "y"]),
+        "both a target and a feature",
+    ),
+    (
+        "csv-target-wrong-type",
+        csv_option_case("target", target=3, task="classification"),
+        "name of the target column",
+    ),
+    (
+        "csv-delimiter-two-chars",
+        csv_option_case("delimiter", target="y", task="classification", delimiter=";;"),
+        "one character",
+    ),
     # CSV: bytes
-    ("csv-latin1", csv_case("a,b,y\n1,2,0\n3,caf\xe9,1\n".encode("latin-1")), "not UTF-8 text: byte 0xe9 on line 3"),
+    (
+        "csv-latin1",
+        csv_case("a,b,y\n1,2,0\n3,caf\xe9,1\n".encode("latin-1")),
+        "not UTF-8 text: byte 0xe9 on line 3",
+    ),
     ("csv-utf16", csv_case(CSV_GOOD.encode("utf-16")), "not UTF-8"),
     ("csv-is-a-zip", csv_case(npz_bytes(x=np.zeros(3), y=np.zeros(3))), "not UTF-8"),
     ("csv-empty-file", csv_case(b""), "is empty"),
@@ -181,23 +204,49 @@ FILE_CASES = [
     ("npz-truncated", npz_case(good_npz()[:200]), "truncated"),
     ("npz-empty", npz_case(b""), "empty"),
     ("npz-text", npz_case(CSV_GOOD.encode()), "not a complete .npz"),
-    ("npz-complex-x", npz_case(npz_bytes(x=np.ones((3, 2)) * (1 + 2j), y=np.zeros(3)), extra=["'x'"]), "complex"),
-    ("npz-complex-y", npz_case(npz_bytes(x=np.ones((3, 2)), y=np.ones(3, np.complex64)), extra=["'y'"]), "complex"),
-    ("npz-objects", npz_case(npz_bytes(x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))), "without pickle"),
-    ("npz-missing-key", npz_case(npz_bytes(features=np.zeros((3, 2)), y=np.zeros(3)), extra=["'x'"]),
-     "Arrays: features, y"),
-    ("npz-key-typo", npz_case(npz_bytes(xx=np.zeros((3, 2)), y=np.zeros(3)), extra=["'x'"]), "Did you mean 'xx'"),
+    (
+        "npz-complex-x",
+        npz_case(npz_bytes(x=np.ones((3, 2)) * (1 + 2j), y=np.zeros(3)), extra=["'x'"]),
+        "complex",
+    ),
+    (
+        "npz-complex-y",
+        npz_case(npz_bytes(x=np.ones((3, 2)), y=np.ones(3, np.complex64)), extra=["'y'"]),
+        "complex",
+    ),
+    (
+        "npz-objects",
+        npz_case(npz_bytes(x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))),
+        "without pickle",
+    ),
+    (
+        "npz-missing-key",
+        npz_case(npz_bytes(features=np.zeros((3, 2)), y=np.zeros(3)), extra=["'x'"]),
+        "Arrays: features, y",
+    ),
+    (
+        "npz-key-typo",
+        npz_case(npz_bytes(xx=np.zeros((3, 2)), y=np.zeros(3)), extra=["'x'"]),
+        "Did you mean 'xx'",
+    ),
     ("npz-same-key", npz_case(good_npz(), x_key="x", y_key="x"), "both 'x'"),
     ("npz-header-lies", npz_case(npz_with_lying_header(), extra=["'x'"]), "corrupt"),
     ("npz-corrupt-deflate", npz_case(corrupt_compressed_npz()), "corrupt"),
     # IDX
     ("idx-truncated", idx_case(idx_bytes(np.zeros((4, 5, 5)))[:-7]), "truncated"),
     ("idx-wrong-magic", idx_case(b"\x12\x34" + idx_bytes(np.zeros((2, 2)))[2:]), "wrong magic"),
-    ("idx-absurd-dimensions", idx_case(idx_bytes(np.zeros(8), shape=(2**31 - 1, 2**31 - 1, 2**31 - 1))), "truncated"),
+    (
+        "idx-absurd-dimensions",
+        idx_case(idx_bytes(np.zeros(8), shape=(2**31 - 1, 2**31 - 1, 2**31 - 1))),
+        "truncated",
+    ),
     ("idx-empty", idx_case(b""), "too short"),
     ("idx-header-cut", idx_case(idx_bytes(np.zeros((2, 2, 2)))[:9]), "header needs"),
-    ("idx-gz-truncated", idx_case(gzip.compress(idx_bytes(np.zeros((4, 4))))[:-9], name="labels-idx1-ubyte.gz"),
-     "not a complete gzip"),
+    (
+        "idx-gz-truncated",
+        idx_case(gzip.compress(idx_bytes(np.zeros((4, 4))))[:-9], name="labels-idx1-ubyte.gz"),
+        "not a complete gzip",
+    ),
 ]
 
 
@@ -233,7 +282,9 @@ def test_a_directory_where_a_file_is_expected(loader, tmp_path):
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 def test_an_unreadable_file(loader, tmp_path, monkeypatch):
     file = tmp_path / "data.bin"
-    file.write_bytes({"csv": CSV_GOOD.encode(), "npz": good_npz(), "idx": idx_bytes(np.zeros((2, 2)))}[loader])
+    file.write_bytes(
+        {"csv": CSV_GOOD.encode(), "npz": good_npz(), "idx": idx_bytes(np.zeros((2, 2)))}[loader]
+    )
     before = snapshot(tmp_path)
     make_unreadable(file, monkeypatch)
     with pytest.raises(FnlearnError) as error:
@@ -304,22 +355,49 @@ def _ragged():
 
 
 ARRAY_CASES = [
-    ("complex-x", lambda: from_arrays(X.astype(np.complex64), np.zeros(4), task="regression"), ["x", "complex"]),
+    (
+        "complex-x",
+        lambda: from_arrays(X.astype(np.complex64), np.zeros(4), task="regression"),
+        ["x", "complex"],
+    ),
     ("complex-y", lambda: from_arrays(X, np.ones(4) * 1j, task="regression"), ["y", "complex"]),
-    ("complex-labels", lambda: from_arrays(X, np.array([0, 1, 0, 1]) + 0j, task="classification"), ["y", "complex"]),
+    (
+        "complex-labels",
+        lambda: from_arrays(X, np.array([0, 1, 0, 1]) + 0j, task="classification"),
+        ["y", "complex"],
+    ),
     ("check-dataset-complex", lambda: fl.data.check_dataset(X + 1j, np.zeros((4, 1))), ["x", "complex"]),
     ("ragged-x", lambda: from_arrays(_ragged(), [0, 1], task="classification"), ["x", "rectangular"]),
-    ("text-x", lambda: from_arrays(np.array([["a", "b"]] * 4), np.zeros(4), task="regression"), ["x", "numbers"]),
-    ("repeated-feature-names", lambda: from_arrays(X, np.zeros(4), task="regression", feature_names=["u", "u"]),
-     ["feature_names", "'u'"]),
-    ("num-classes-float", lambda: from_arrays(X, [0, 1, 0, 1], task="classification", num_classes=2.5),
-     ["num_classes", "2.5"]),
-    ("num-classes-bool", lambda: from_arrays(X, [0, 1, 0, 1], task="classification", num_classes=True),
-     ["num_classes", "True"]),
-    ("fractional-class-id", lambda: from_arrays(X, [0, 1, 2.5, 1], task="classification"),
-     ["class ids must be integers 0..K-1, got 2.5 at index 2"]),
-    ("image-shape-float", lambda: from_arrays(X, np.zeros(4), task="regression", image_shape=(1, 2.0)),
-     ["image_shape"]),
+    (
+        "text-x",
+        lambda: from_arrays(np.array([["a", "b"]] * 4), np.zeros(4), task="regression"),
+        ["x", "numbers"],
+    ),
+    (
+        "repeated-feature-names",
+        lambda: from_arrays(X, np.zeros(4), task="regression", feature_names=["u", "u"]),
+        ["feature_names", "'u'"],
+    ),
+    (
+        "num-classes-float",
+        lambda: from_arrays(X, [0, 1, 0, 1], task="classification", num_classes=2.5),
+        ["num_classes", "2.5"],
+    ),
+    (
+        "num-classes-bool",
+        lambda: from_arrays(X, [0, 1, 0, 1], task="classification", num_classes=True),
+        ["num_classes", "True"],
+    ),
+    (
+        "fractional-class-id",
+        lambda: from_arrays(X, [0, 1, 2.5, 1], task="classification"),
+        ["class ids must be integers 0..K-1, got 2.5 at index 2"],
+    ),
+    (
+        "image-shape-float",
+        lambda: from_arrays(X, np.zeros(4), task="regression", image_shape=(1, 2.0)),
+        ["image_shape"],
+    ),
     ("task-not-a-string", lambda: from_arrays(X, np.zeros(4), task=["regression"]), ["task"]),
 ]
 
@@ -335,11 +413,18 @@ def test_bad_arrays_are_refused_naming_them(make, culprits):
 # the size rule: refused before allocation, with the estimate in bytes
 
 SIZE_CASES = [
-    ("label-implies-2e9-classes",
-     lambda: from_arrays(np.zeros((1000, 2)), np.r_[np.zeros(999), 2**31 - 2], task="classification"),
-     ["the largest label, 2147483646, implies K = 2147483647 classes"]),
-    ("num-classes-2e12", lambda: fl.data.check_dataset(np.zeros((10, 2), np.float32), np.zeros(10, np.int32),
-                                                       num_classes=2 * 10**12), ["num_classes=2000000000000"]),
+    (
+        "label-implies-2e9-classes",
+        lambda: from_arrays(np.zeros((1000, 2)), np.r_[np.zeros(999), 2**31 - 2], task="classification"),
+        ["the largest label, 2147483646, implies K = 2147483647 classes"],
+    ),
+    (
+        "num-classes-2e12",
+        lambda: fl.data.check_dataset(
+            np.zeros((10, 2), np.float32), np.zeros(10, np.int32), num_classes=2 * 10**12
+        ),
+        ["num_classes=2000000000000"],
+    ),
     ("regression_1d-n", lambda: synthetic.regression_1d(n=10**13), ["regression_1d", "n=10000000000000"]),
     ("two_moons-n", lambda: fl.data.load("two_moons", n=10**13), ["two_moons", "n="]),
     ("spirals-n", lambda: synthetic.spirals(n=10**13), ["spirals", "n="]),

@@ -29,10 +29,20 @@ def make_run(directory: Path, *, lr=1e-3, seed=0, test=None, label=None, rows=No
     directory.mkdir(parents=True)
     config = C.loads("", [f"optimizer.learning_rate={lr}", f"training.seeds=[{seed}]"], name="hand")
     (directory / "config.toml").write_text(C.dumps(config))
-    rows = rows if rows is not None else [
-        {"step": 10 * e, "epoch": e, "train_loss": 1.0 / e, "val_loss": 0.5 / e, "val_accuracy": 0.5 + e / 10}
-        for e in (1, 2, 3)
-    ]
+    rows = (
+        rows
+        if rows is not None
+        else [
+            {
+                "step": 10 * e,
+                "epoch": e,
+                "train_loss": 1.0 / e,
+                "val_loss": 0.5 / e,
+                "val_accuracy": 0.5 + e / 10,
+            }
+            for e in (1, 2, 3)
+        ]
+    )
     (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = {"status": "finished", "test": test or {"accuracy": 0.9}, "wall_time_s": 1.0}
     if label is not None:
@@ -67,35 +77,86 @@ def _write(name: str, data):
 
 # (damage, text the one line must hold after "RUN/")
 DAMAGED = {
-    "summary-truncated": (_write("summary.json", '{"status": "fini'), "summary.json is not valid JSON (Unterminated"),
-    "summary-binary": (_write("summary.json", b"\x89PNG\r\n\x1a\n\xff\xfe"), "summary.json is not UTF-8 text (byte 0)"),
+    "summary-truncated": (
+        _write("summary.json", '{"status": "fini'),
+        "summary.json is not valid JSON (Unterminated",
+    ),
+    "summary-binary": (
+        _write("summary.json", b"\x89PNG\r\n\x1a\n\xff\xfe"),
+        "summary.json is not UTF-8 text (byte 0)",
+    ),
     "summary-list": (_write("summary.json", "[1, 2]"), "summary.json is not a JSON object (it holds list)"),
     "summary-string": (_write("summary.json", '"done"'), "summary.json is not a JSON object (it holds str)"),
     "summary-empty": (_write("summary.json", b""), "summary.json is not valid JSON (Expecting value"),
-    "summary-test-number": (_write("summary.json", '{"test": 5}'), "summary.json: 'test' is int, expected an object"),
-    "summary-label-list": (_write("summary.json", '{"label": [1]}'), "summary.json: 'label' is list, expected a string"),
+    "summary-test-number": (
+        _write("summary.json", '{"test": 5}'),
+        "summary.json: 'test' is int, expected an object",
+    ),
+    "summary-label-list": (
+        _write("summary.json", '{"label": [1]}'),
+        "summary.json: 'label' is list, expected a string",
+    ),
     "summary-status-number": (_write("summary.json", '{"status": 3}'), "summary.json: 'status' is int"),
     "summary-directory": (_write("summary.json", "dir"), "summary.json cannot be read: Is a directory"),
-    "summary-deep": (_write("summary.json", "[" * 100_000), "summary.json is not valid JSON (nested too deeply)"),
-    "summary-nul": (_write("summary.json", '{"label": "a\x00b"}'), "summary.json is not valid JSON (Invalid control"),
-    "summary-long-number": (_write("summary.json", '{"wall_time_s": 1' + "0" * 5000 + "}"),
-                            "summary.json is not valid JSON (a number too long to read)"),
-    "summary-dangling-link": (_write("summary.json", "dangling"), "summary.json cannot be read: No such file"),
-    "metrics-garbage": (_write("metrics.jsonl", '{}\nnot json\n{"step": 1}\n'),
-                        "metrics.jsonl: line 2 is not a JSON object: 'not json'."),
-    "metrics-list-line": (_write("metrics.jsonl", '[1, 2]\n{"step": 1}\n'), "metrics.jsonl: line 1 is not a JSON object"),
-    "metrics-number-line": (_write("metrics.jsonl", '{"step": 1}\n5\n{"step": 2}\n'), "metrics.jsonl: line 2 is not"),
-    "metrics-last-line-text": (_write("metrics.jsonl", '{"step": 1}\n"text"\n'), "metrics.jsonl: line 2 is not"),
+    "summary-deep": (
+        _write("summary.json", "[" * 100_000),
+        "summary.json is not valid JSON (nested too deeply)",
+    ),
+    "summary-nul": (
+        _write("summary.json", '{"label": "a\x00b"}'),
+        "summary.json is not valid JSON (Invalid control",
+    ),
+    "summary-long-number": (
+        _write("summary.json", '{"wall_time_s": 1' + "0" * 5000 + "}"),
+        "summary.json is not valid JSON (a number too long to read)",
+    ),
+    "summary-dangling-link": (
+        _write("summary.json", "dangling"),
+        "summary.json cannot be read: No such file",
+    ),
+    "metrics-garbage": (
+        _write("metrics.jsonl", '{}\nnot json\n{"step": 1}\n'),
+        "metrics.jsonl: line 2 is not a JSON object: 'not json'.",
+    ),
+    "metrics-list-line": (
+        _write("metrics.jsonl", '[1, 2]\n{"step": 1}\n'),
+        "metrics.jsonl: line 1 is not a JSON object",
+    ),
+    "metrics-number-line": (
+        _write("metrics.jsonl", '{"step": 1}\n5\n{"step": 2}\n'),
+        "metrics.jsonl: line 2 is not",
+    ),
+    "metrics-last-line-text": (
+        _write("metrics.jsonl", '{"step": 1}\n"text"\n'),
+        "metrics.jsonl: line 2 is not",
+    ),
     "metrics-directory": (_write("metrics.jsonl", "dir"), "metrics.jsonl cannot be read: Is a directory"),
-    "metrics-not-utf8": (_write("metrics.jsonl", b'{"step": 1}\n\xff\xfe\n'), "metrics.jsonl is not UTF-8 text (byte 12)"),
-    "metrics-deep": (_write("metrics.jsonl", "[" * 100_000 + '\n{"step": 1}\n'), "metrics.jsonl: line 1 is not a JSON"),
-    "metrics-long-number": (_write("metrics.jsonl", '{"val_loss": 1' + "0" * 5000 + '}\n{"step": 2}\n'),
-                            "metrics.jsonl: line 1 is not a JSON object"),
-    "metrics-dangling-link": (_write("metrics.jsonl", "dangling"), "metrics.jsonl cannot be read: No such file"),
+    "metrics-not-utf8": (
+        _write("metrics.jsonl", b'{"step": 1}\n\xff\xfe\n'),
+        "metrics.jsonl is not UTF-8 text (byte 12)",
+    ),
+    "metrics-deep": (
+        _write("metrics.jsonl", "[" * 100_000 + '\n{"step": 1}\n'),
+        "metrics.jsonl: line 1 is not a JSON",
+    ),
+    "metrics-long-number": (
+        _write("metrics.jsonl", '{"val_loss": 1' + "0" * 5000 + '}\n{"step": 2}\n'),
+        "metrics.jsonl: line 1 is not a JSON object",
+    ),
+    "metrics-dangling-link": (
+        _write("metrics.jsonl", "dangling"),
+        "metrics.jsonl cannot be read: No such file",
+    ),
     "config-invalid": (_write("config.toml", "[model\n"), "config.toml: not valid TOML (Expected ']'"),
     "config-not-utf8": (_write("config.toml", b"name = '\xff'\n"), "config.toml is not UTF-8 text (byte 8)"),
-    "config-deep": (_write("config.toml", "a = " + "[" * 10_000 + "]" * 10_000), "config.toml: not readable TOML"),
-    "config-long-number": (_write("config.toml", "a = " + "9" * 5000), "config.toml: not readable TOML (a number too long"),
+    "config-deep": (
+        _write("config.toml", "a = " + "[" * 10_000 + "]" * 10_000),
+        "config.toml: not readable TOML",
+    ),
+    "config-long-number": (
+        _write("config.toml", "a = " + "9" * 5000),
+        "config.toml: not readable TOML (a number too long",
+    ),
 }
 
 
@@ -106,7 +167,9 @@ def test_a_damaged_run_below_a_folder_is_skipped_with_one_warning(case, sweep, c
     before = snapshot(sweep.parent)
     code, out, err = run_cli(["compare", "runs", "--no-plot"], capsys)
     assert code == 0, err
-    assert err.count("\n") == 1 and err.startswith(f"fnlearn: warning: skipped runs/bad: runs/bad/{needle}"), err
+    assert err.count("\n") == 1 and err.startswith(
+        f"fnlearn: warning: skipped runs/bad: runs/bad/{needle}"
+    ), err
     assert "Traceback" not in err
     table = out.splitlines()
     assert len(table) == 3 and "| hand | 1 | 0.75 |" in table[2]  # the good run alone
@@ -142,7 +205,10 @@ def test_unreadable_files_are_skipped(sweep, monkeypatch, capsys):
     code, out, err = run_cli(["compare", "runs", "--no-plot"], capsys)
     (sweep / "bad" / "summary.json").chmod(0o644)
     assert code == 0 and "| hand | 1 | 0.75 |" in out
-    assert err == "fnlearn: warning: skipped runs/bad: runs/bad/summary.json cannot be read: Permission denied.\n"
+    assert (
+        err
+        == "fnlearn: warning: skipped runs/bad: runs/bad/summary.json cannot be read: Permission denied.\n"
+    )
 
 
 def test_every_run_damaged_is_an_error_after_one_warning_each(sweep, capsys):
@@ -201,8 +267,15 @@ def test_nan_infinite_and_huge_values_are_ignored(tmp_path, capsys, monkeypatch)
     code, out, err = run_cli(["compare", "r", "--no-plot"], capsys)
     assert code == 0 and err == "" and "| hand | 1 | 0.5 | 0.5 | 0.25 | 0.25 | 3 |" in out
     columns, rows = report.compare_table(report.find_runs([run]))
-    assert columns == ["run", "seeds", "final val_loss", "best val_loss", "final val_accuracy",
-                       "best val_accuracy", "epochs"]
+    assert columns == [
+        "run",
+        "seeds",
+        "final val_loss",
+        "best val_loss",
+        "final val_accuracy",
+        "best val_accuracy",
+        "epochs",
+    ]
     assert rows[0]["best val_loss"] == (0.5, None) and rows[0]["best val_accuracy"] == (0.25, None)
 
 
@@ -309,7 +382,9 @@ def test_plot_skips_a_damaged_run_below_a_folder(sweep, capsys):
     before = snapshot(sweep.parent)
     code, out, err = run_cli(["plot", "runs"], capsys)
     assert code == 0 and out == "runs/good/plots/training.png\n"
-    assert err.count("\n") == 1 and err.startswith("fnlearn: warning: skipped runs/bad: runs/bad/metrics.jsonl: line 1")
+    assert err.count("\n") == 1 and err.startswith(
+        "fnlearn: warning: skipped runs/bad: runs/bad/metrics.jsonl: line 1"
+    )
     after = snapshot(sweep.parent)
     assert set(after) - set(before) == {"runs/good/plots", "runs/good/plots/training.png"}
     assert all(after[k] == v for k, v in before.items())
@@ -373,9 +448,30 @@ def test_library_calls_raise_one_line_errors(tmp_path):
 def test_figures_leave_out_values_that_would_overflow_the_axes(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = [
-        {"step": 1, "epoch": 1, "train_loss": 1e308, "val_loss": 1.7e308, "val_accuracy": -1e308, "learning_rate": 1e308},
-        {"step": 2, "epoch": 2, "train_loss": 1e-308, "val_loss": 5e-324, "val_accuracy": 1e308, "learning_rate": -1e308},
-        {"step": 3, "epoch": 3, "train_loss": 1e100, "val_loss": -1e100, "val_accuracy": 0.5, "learning_rate": 1e-3},
+        {
+            "step": 1,
+            "epoch": 1,
+            "train_loss": 1e308,
+            "val_loss": 1.7e308,
+            "val_accuracy": -1e308,
+            "learning_rate": 1e308,
+        },
+        {
+            "step": 2,
+            "epoch": 2,
+            "train_loss": 1e-308,
+            "val_loss": 5e-324,
+            "val_accuracy": 1e308,
+            "learning_rate": -1e308,
+        },
+        {
+            "step": 3,
+            "epoch": 3,
+            "train_loss": 1e100,
+            "val_loss": -1e100,
+            "val_accuracy": 0.5,
+            "learning_rate": 1e-3,
+        },
         {"step": 1e308, "epoch": 1e300, "train_loss": 2, "val_loss": 3},
     ]
     make_run(tmp_path / "runs" / "a", rows=rows)
@@ -383,5 +479,7 @@ def test_figures_leave_out_values_that_would_overflow_the_axes(tmp_path, capsys,
     code, _, err = run_cli(["compare", "runs", "--out", "c.png"], capsys)
     assert code == 0 and err == "curves: c.png\n"  # no matplotlib or numpy warnings either
     code, out, err = run_cli(["plot", "runs"], capsys)
-    assert code == 0 and err == "" and out.split() == ["runs/a/plots/training.png", "runs/b/plots/training.png"]
+    assert (
+        code == 0 and err == "" and out.split() == ["runs/a/plots/training.png", "runs/b/plots/training.png"]
+    )
     assert report._curve(rows, "val_loss", "step") == ([2.0, 3.0], [5e-324, -1e100])

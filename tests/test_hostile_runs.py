@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import assert_one_error_line, run_cli, snapshot
 
 from fnlearn.runs.rundir import LOCK_NAME
-from hostile import assert_one_error_line, run_cli, snapshot
 
 TINY = """\
 name = "tiny"
@@ -72,8 +72,10 @@ def work(tmp_path, monkeypatch, trained):
 
 
 def records(run_dir) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "examples_per_second")}
-            for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in ("time", "examples_per_second")}
+        for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def summary(run_dir) -> dict:
@@ -149,7 +151,9 @@ def test_a_refused_run_removes_only_the_folders_it_made(work, capsys, made_by_us
     if made_by_user != "nothing":
         Path(made_by_user).mkdir(parents=True)
     before = snapshot(work)
-    code, _, err = run_cli(["train", "tiny.toml", "--out", "a/b/c", "--set", "training.batch_size=100000"], capsys)
+    code, _, err = run_cli(
+        ["train", "tiny.toml", "--out", "a/b/c", "--set", "training.batch_size=100000"], capsys
+    )
     assert code == 2
     assert_one_error_line(err, "training.batch_size")
     assert snapshot(work) == before
@@ -189,11 +193,14 @@ def held_lock(directory: Path, pid: int = 424242):
         yield
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "tiny.toml", "--out", "run"],
-    ["train", "--resume", "--out", "run"],
-    ["train", "tiny.toml", "--resume", "--out", "run"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "tiny.toml", "--out", "run"],
+        ["train", "--resume", "--out", "run"],
+        ["train", "tiny.toml", "--resume", "--out", "run"],
+    ],
+)
 def test_a_locked_run_directory_is_refused_naming_the_holder(work, capsys, args):
     with held_lock(work / "run"):
         before = snapshot(work)
@@ -226,14 +233,22 @@ def test_the_default_directory_skips_one_being_made_by_another_process(work, cap
 
 def test_a_lock_file_left_by_a_killed_process_does_not_block(work, capsys):
     (work / "run" / LOCK_NAME).write_text("99999\n")  # nobody holds it
-    code, _, err = run_cli(["train", "--resume", "--out", "run", "--set", "training.epochs=4", "--quiet"], capsys)
+    code, _, err = run_cli(
+        ["train", "--resume", "--out", "run", "--set", "training.epochs=4", "--quiet"], capsys
+    )
     assert code == 0, err
     assert summary("run")["epochs"] == 4 and not (work / "run" / LOCK_NAME).exists()
 
 
 def _start(args, cwd, **env):
-    return subprocess.Popen([sys.executable, "-m", "fnlearn", *args], cwd=cwd, env=os.environ | env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fnlearn", *args],
+        cwd=cwd,
+        env=os.environ | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate, timeout=120.0):
@@ -252,9 +267,16 @@ def test_two_real_processes_one_run_directory(tmp_path):
     (tmp_path / "long.toml").write_text(TINY.replace("epochs = 3", "epochs = 400"))
     first = _start(["train", "long.toml", "--out", "run", "--quiet"], tmp_path)
     run = tmp_path / "run"
-    assert _wait_for(lambda: (run / "checkpoints" / "last").is_dir() and any((run / "checkpoints" / "last").iterdir()))
-    second = subprocess.run([sys.executable, "-m", "fnlearn", "train", "--resume", "--out", "run"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+    assert _wait_for(
+        lambda: (run / "checkpoints" / "last").is_dir() and any((run / "checkpoints" / "last").iterdir())
+    )
+    second = subprocess.run(
+        [sys.executable, "-m", "fnlearn", "train", "--resume", "--out", "run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert second.returncode == 2, second.stderr
     assert_one_error_line(second.stderr, "in use by another fnlearn process", f"pid {first.pid}")
     first.send_signal(signal.SIGINT)
@@ -263,9 +285,24 @@ def test_two_real_processes_one_run_directory(tmp_path):
     assert_one_error_line(err, "interrupted", "fnlearn train --resume --out run")
     assert "absl" not in err and "WARNING" not in err
     trained = len(records(run))
-    done = subprocess.run([sys.executable, "-m", "fnlearn", "train", "--resume", "--out", "run", "--quiet",
-                           "--set", f"training.epochs={trained + 2}"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fnlearn",
+            "train",
+            "--resume",
+            "--out",
+            "run",
+            "--quiet",
+            "--set",
+            f"training.epochs={trained + 2}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert [r["epoch"] for r in records(run)] == list(range(1, trained + 3))
 
@@ -279,8 +316,11 @@ def test_ctrl_c_in_the_middle_of_a_checkpoint_write(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     Path("tiny.toml").write_text(TINY)
     writes = []
-    real = {name: getattr(handler.JsonCheckpointHandler, name) for name in ("save", "async_save")
-            if hasattr(handler.JsonCheckpointHandler, name)}
+    real = {
+        name: getattr(handler.JsonCheckpointHandler, name)
+        for name in ("save", "async_save")
+        if hasattr(handler.JsonCheckpointHandler, name)
+    }
 
     def interrupt_second(name):
         def save(self, *args, **kwargs):
@@ -315,15 +355,25 @@ def test_ctrl_c_in_the_middle_of_a_checkpoint_write(tmp_path, monkeypatch, capsy
 # 3. checkpoint integrity
 
 
-@pytest.mark.parametrize("how", ["bit flip", "truncated", "file deleted", "metadata edited", "metadata garbage"])
-def test_a_damaged_newest_checkpoint_resumes_from_the_one_before_and_ends_identical(work, trained, capsys, how):
+@pytest.mark.parametrize(
+    "how", ["bit flip", "truncated", "file deleted", "metadata edited", "metadata garbage"]
+)
+def test_a_damaged_newest_checkpoint_resumes_from_the_one_before_and_ends_identical(
+    work, trained, capsys, how
+):
     """The 3-epoch run lengthened to 5 with its epoch-3 checkpoint damaged: it reports the damage in
     one line, trains epochs 3-5 again from epoch 2's checkpoint and ends exactly as the 5-epoch run."""
     damage(work / "run" / "checkpoints" / "last" / str(3 * 6), how)
-    code, _, err = run_cli(["train", "--resume", "--out", "run", "--set", "training.epochs=5", "--quiet"], capsys)
+    code, _, err = run_cli(
+        ["train", "--resume", "--out", "run", "--set", "training.epochs=5", "--quiet"], capsys
+    )
     assert code == 0, err
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fnlearn: warning: checkpoint") and "resuming from step 12" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("fnlearn: warning: checkpoint")
+        and "resuming from step 12" in lines[0]
+    )
     assert (work / "run" / "checkpoints" / "damaged" / "last-18").is_dir()
     same_outcome(work / "run", trained / "five")
 
@@ -383,7 +433,9 @@ def test_a_damaged_best_checkpoint_is_moved_aside_and_replaced(tmp_path):
     resumed = RunCheckpoints(tmp_path, keep=2)
     with pytest.warns(FnlearnWarning, match="best"):
         assert int(resumed.restore_latest(state)[0].step) == 1
-    resumed.save(state.replace(step=np.int32(2)), 2, {"e": 2}, best=("val_loss", 2.0))  # worse, but the only best
+    resumed.save(
+        state.replace(step=np.int32(2)), 2, {"e": 2}, best=("val_loss", 2.0)
+    )  # worse, but the only best
     resumed.close()
     assert fl.checkpoint.restore(tmp_path / "best", state)[1]["best"] == {"val_loss": 2.0}
     assert (tmp_path / "damaged" / "best-1").is_dir()
@@ -405,7 +457,9 @@ def test_a_hand_edited_config_toml_is_refused_naming_the_key(work, capsys):
 
 def test_a_config_that_differs_from_the_run_is_refused_naming_the_key(work, capsys):
     before = snapshot(work)
-    code, _, err = run_cli(["train", "tiny.toml", "--resume", "--out", "run", "--set", "model.sizes=[9]"], capsys)
+    code, _, err = run_cli(
+        ["train", "tiny.toml", "--resume", "--out", "run", "--set", "model.sizes=[9]"], capsys
+    )
     assert code == 2
     assert_one_error_line(err, "model.sizes")
     assert snapshot(work) == before
@@ -425,14 +479,18 @@ def test_a_schedule_fitted_to_the_old_length_is_not_silently_lengthened(tmp_path
     assert run_cli(["train", "cos.toml", "--out", "run", "--quiet"], capsys)[0] == 0
     before = snapshot(tmp_path)
     for extra in ([], ["cos.toml"]):  # from the run's config.toml, and from the CONFIG file
-        code, _, err = run_cli(["train", *extra, "--resume", "--out", "run", "--set", "training.epochs=6"], capsys)
+        code, _, err = run_cli(
+            ["train", *extra, "--resume", "--out", "run", "--set", "training.epochs=6"], capsys
+        )
         assert code == 2
         assert_one_error_line(err, "optimizer.schedule 'cosine_decay'", "decay_steps = 18", "final rate")
     assert snapshot(tmp_path) == before
 
 
 def test_a_finished_run_trains_longer_and_equals_a_run_of_that_length(work, trained, capsys):
-    code, _, err = run_cli(["train", "--resume", "--out", "run", "--set", "training.epochs=5", "--quiet"], capsys)
+    code, _, err = run_cli(
+        ["train", "--resume", "--out", "run", "--set", "training.epochs=5", "--quiet"], capsys
+    )
     assert code == 0 and err == ""
     same_outcome(work / "run", trained / "five")
     config = tomllib.loads((work / "run" / "config.toml").read_text())
@@ -449,7 +507,9 @@ def test_a_finished_run_at_its_length_is_skipped_untouched(work, capsys):
 @pytest.mark.parametrize("garbage", [b"", b"{not json", b"[1, 2]", b"\xff\xfe"])
 def test_a_damaged_summary_does_not_stop_a_resume(work, trained, capsys, garbage):
     (work / "run" / "summary.json").write_bytes(garbage)
-    code, _, err = run_cli(["train", "--resume", "--out", "run", "--set", "training.epochs=5", "--quiet"], capsys)
+    code, _, err = run_cli(
+        ["train", "--resume", "--out", "run", "--set", "training.epochs=5", "--quiet"], capsys
+    )
     assert code == 0, err
     same_outcome(work / "run", trained / "five")
 
@@ -470,8 +530,20 @@ def test_a_damaged_config_toml_is_one_line(work, capsys, garbage):
 def test_a_diverged_run_exits_1_and_says_so_in_its_summary(tmp_path, monkeypatch, capsys, seeds):
     monkeypatch.chdir(tmp_path)
     Path("bad.toml").write_text(TINY)
-    code, _, err = run_cli(["train", "bad.toml", "--out", "run", "--quiet", "--set", "optimizer.learning_rate=1e30",
-                            "--set", f"training.seeds={seeds}"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "bad.toml",
+            "--out",
+            "run",
+            "--quiet",
+            "--set",
+            "optimizer.learning_rate=1e30",
+            "--set",
+            f"training.seeds={seeds}",
+        ],
+        capsys,
+    )
     assert code == 1
     lines = [line for line in err.splitlines() if line]
     assert lines and all(line.startswith("fnlearn: ") for line in lines) and "Traceback" not in err
@@ -568,7 +640,9 @@ def test_a_read_only_run_directory_on_resume_is_one_line(sandbox, capsys):
 def test_a_read_only_checkpoints_folder_is_one_line(sandbox, capsys):
     last = sandbox / "run" / "checkpoints" / "last"
     with without_write_permission(last, *last.iterdir()):
-        code, _, err = run_cli(["train", "--resume", "--out", "run", "--set", "training.epochs=5", "--quiet"], capsys)
+        code, _, err = run_cli(
+            ["train", "--resume", "--out", "run", "--set", "training.epochs=5", "--quiet"], capsys
+        )
     assert code == 1, err
     assert_one_error_line(err, "checkpoints", "Permission denied")
 
@@ -587,8 +661,13 @@ def disk_of(size_kib: int, where: Path):
     """``where`` becomes a folder that fills up after ``size_kib`` KiB: a tmpfs for root (a real
     ENOSPC); otherwise a per-file size limit (EFBIG), the nearest an ordinary user can get."""
     where.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)], capture_output=True).returncode == 0
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)], capture_output=True
+        ).returncode
+        == 0
+    )
     limits = resource.getrlimit(resource.RLIMIT_FSIZE)
     handler = None
     if not mounted:

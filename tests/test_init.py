@@ -94,7 +94,10 @@ def test_truncation_constant_is_the_truncated_normal_std():
 def test_dtype_is_respected():
     w = init.he_normal()(jax.random.key(0), (4, 5), jnp.bfloat16)
     assert w.dtype == jnp.bfloat16
-    assert init.variance_scaling(1.0, "fan_in", "uniform", dtype=jnp.float16)(jax.random.key(0), (4, 5)).dtype == jnp.float16
+    assert (
+        init.variance_scaling(1.0, "fan_in", "uniform", dtype=jnp.float16)(jax.random.key(0), (4, 5)).dtype
+        == jnp.float16
+    )
 
 
 @pytest.mark.parametrize("shape", [(64, 16), (16, 64), (3, 3, 8, 8), (5, 5)])

@@ -51,7 +51,9 @@ def test_whole_epochs_in_one_scan_give_the_same_run_as_epoch_by_epoch():
     scan; with a (no-op) callback it returns to the host every epoch. Same parameters, same records."""
     x, y = _problem()
     fast, fast_history = fl.fit(_state(), (x, y), loss=HEAD, steps=4 * 4 + 2, batch_size=16)
-    slow, slow_history = fl.fit(_state(), (x, y), loss=HEAD, steps=4 * 4 + 2, batch_size=16, callbacks=[LambdaCallback()])
+    slow, slow_history = fl.fit(
+        _state(), (x, y), loss=HEAD, steps=4 * 4 + 2, batch_size=16, callbacks=[LambdaCallback()]
+    )
     chex.assert_trees_all_close(fast.params, slow.params, rtol=1e-6, atol=1e-7)
     assert int(fast.step) == int(slow.step) == 18
     assert len(fast_history) == len(slow_history) == 5  # 4 whole epochs, then the 2 steps of the fifth
@@ -64,7 +66,9 @@ def test_whole_epochs_in_one_scan_give_the_same_run_as_epoch_by_epoch():
 @settings(max_examples=12, deadline=None)  # each n compiles its own program: few sizes, many keys each
 @given(n=st.integers(1, 5000), seed=st.integers(0, 2**31 - 1))
 def test_shuffled_range_is_a_permutation(n, seed):
-    perms = np.asarray(jax.jit(jax.vmap(lambda k: shuffled_range(k, n)))(jax.random.split(jax.random.key(seed), 16)))
+    perms = np.asarray(
+        jax.jit(jax.vmap(lambda k: shuffled_range(k, n)))(jax.random.split(jax.random.key(seed), 16))
+    )
     assert perms.dtype == np.int32 and all(np.array_equal(np.sort(p), np.arange(n)) for p in perms)
 
 
@@ -100,7 +104,9 @@ def test_every_example_once_per_epoch(drop_last):
     indices, weights = np.asarray(indices), np.asarray(weights)
     counts = np.bincount(indices.ravel(), weights=weights.ravel(), minlength=50)
     if drop_last:
-        assert indices.shape == (3, 16) and weights.min() == 1 and set(counts) == {0, 1} and counts.sum() == 48
+        assert (
+            indices.shape == (3, 16) and weights.min() == 1 and set(counts) == {0, 1} and counts.sum() == 48
+        )
     else:
         assert indices.shape == (4, 16) and np.array_equal(counts, np.ones(50))
     other, _ = epoch_order(KEY, 1, 50, 16, drop_last)
@@ -121,7 +127,16 @@ def test_fit_compiles_the_chunk_once():
 
 def test_log_every_writes_chunk_records_and_steps_stop_mid_epoch(tmp_path):
     x, y = _problem()
-    state, history = fl.fit(_state(), (x, y), loss=HEAD, steps=10, batch_size=16, log_every=2, run_dir=tmp_path, checkpoint_every=None)
+    state, history = fl.fit(
+        _state(),
+        (x, y),
+        loss=HEAD,
+        steps=10,
+        batch_size=16,
+        log_every=2,
+        run_dir=tmp_path,
+        checkpoint_every=None,
+    )
     assert int(state.step) == 10
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4, 6, 8, 10]
@@ -131,11 +146,23 @@ def test_log_every_writes_chunk_records_and_steps_stop_mid_epoch(tmp_path):
 
 def test_metrics_jsonl_is_the_history(tmp_path):
     x, y = _problem()
-    _, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, eval=(x, y), run_dir=tmp_path, log_norms=True)
+    _, history = fl.fit(
+        _state(), (x, y), loss=HEAD, epochs=3, batch_size=16, eval=(x, y), run_dir=tmp_path, log_norms=True
+    )
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines == history
-    assert {"epoch", "step", "time", "train_loss", "train_accuracy", "train_grad_norm", "train_update_norm",
-            "train_learning_rate", "val_loss", "val_accuracy"} <= set(lines[-1])
+    assert {
+        "epoch",
+        "step",
+        "time",
+        "train_loss",
+        "train_accuracy",
+        "train_grad_norm",
+        "train_update_norm",
+        "train_learning_rate",
+        "val_loss",
+        "val_accuracy",
+    } <= set(lines[-1])
     _, lean = fl.fit(_state(), (x, y), loss=HEAD, epochs=1, batch_size=16)
     assert "train_grad_norm" not in lean[-1] and "train_loss" in lean[-1]
 
@@ -186,8 +213,9 @@ def _interrupt_at(epoch):
 def _same_history(a, b):
     assert len(a) == len(b)
     for ra, rb in zip(a, b):
-        assert {k: v for k, v in ra.items() if k not in ("time", "examples_per_second")} == \
-               {k: v for k, v in rb.items() if k not in ("time", "examples_per_second")}
+        assert {k: v for k, v in ra.items() if k not in ("time", "examples_per_second")} == {
+            k: v for k, v in rb.items() if k not in ("time", "examples_per_second")
+        }
 
 
 def test_resume_continues_early_stopping_where_it_was(tmp_path):
@@ -200,8 +228,16 @@ def test_resume_continues_early_stopping_where_it_was(tmp_path):
 
     def run(run_dir, extra=(), resume=False):
         stopper = EarlyStopping("fake", patience=3)
-        state, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=8, batch_size=16, callbacks=[_FakeMetric(values), stopper, *extra],
-                                run_dir=run_dir, resume=resume)
+        state, history = fl.fit(
+            _state(),
+            (x, y),
+            loss=HEAD,
+            epochs=8,
+            batch_size=16,
+            callbacks=[_FakeMetric(values), stopper, *extra],
+            run_dir=run_dir,
+            resume=resume,
+        )
         return state, history, stopper
 
     reference, ref_history, ref_stopper = run(tmp_path / "ref")
@@ -221,16 +257,39 @@ def test_resume_continues_early_stopping_where_it_was(tmp_path):
 def test_early_stopping_counts_afresh_in_every_fit():
     x, y = _problem()
     stopper = EarlyStopping("fake", patience=1)
-    fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, callbacks=[_FakeMetric([1.0, 2.0, 3.0]), stopper])
+    fl.fit(
+        _state(),
+        (x, y),
+        loss=HEAD,
+        epochs=3,
+        batch_size=16,
+        callbacks=[_FakeMetric([1.0, 2.0, 3.0]), stopper],
+    )
     assert stopper.stopped_epoch == 2
-    fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, callbacks=[_FakeMetric([5.0, 4.0, 3.0]), stopper])
+    fl.fit(
+        _state(),
+        (x, y),
+        loss=HEAD,
+        epochs=3,
+        batch_size=16,
+        callbacks=[_FakeMetric([5.0, 4.0, 3.0]), stopper],
+    )
     assert stopper.stopped_epoch is None and stopper.best_epoch == 3 and stopper.best == 3.0
 
 
 def test_best_metric_must_be_a_recorded_metric(tmp_path):
     x, y = _problem()
     with pytest.raises(FnlearnError, match=r"best_metric monitors 'val_los'.*val_loss"):
-        fl.fit(_state(), (x, y), loss=HEAD, epochs=1, batch_size=16, eval=(x, y), run_dir=tmp_path, best_metric="val_los")
+        fl.fit(
+            _state(),
+            (x, y),
+            loss=HEAD,
+            epochs=1,
+            batch_size=16,
+            eval=(x, y),
+            run_dir=tmp_path,
+            best_metric="val_los",
+        )
 
 
 def test_early_stopping_names_the_available_metrics():
@@ -242,14 +301,23 @@ def test_early_stopping_names_the_available_metrics():
 def test_user_hook_sees_every_epoch():
     x, y = _problem()
     seen = []
-    fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, callbacks=[LambdaCallback(on_epoch_end=lambda ctx: seen.append(ctx.record["epoch"]))])
+    fl.fit(
+        _state(),
+        (x, y),
+        loss=HEAD,
+        epochs=3,
+        batch_size=16,
+        callbacks=[LambdaCallback(on_epoch_end=lambda ctx: seen.append(ctx.record["epoch"]))],
+    )
     assert seen == [1, 2, 3]
 
 
 def test_nonfinite_guard_names_the_step_and_metric():
     x, y = _problem()
     state = _state(tx=fl.optim.sgd(1e12))
-    with pytest.raises(NonFiniteError, match=r"(loss|grad_norm|update_norm|accuracy) = (nan|inf|-inf) at step \d+"):
+    with pytest.raises(
+        NonFiniteError, match=r"(loss|grad_norm|update_norm|accuracy) = (nan|inf|-inf) at step \d+"
+    ):
         fl.fit(state, (x * 1e3, y), loss=HEAD, epochs=20, batch_size=16)
 
 
@@ -270,7 +338,7 @@ def test_skip_mode_needs_apply_if_finite_and_then_keeps_going():
 
 def test_streaming_path_matches_the_plain_step():
     x, y = _problem(n=48)
-    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 48, 16)]
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 48, 16)]
     state, history = fl.fit(_state(), batches, loss=HEAD, epochs=2)
     reference = _state()
     step = fl.train.make_train_step(HEAD)
@@ -289,13 +357,18 @@ class _Batches:
 
     def __iter__(self):
         for i in range(0, len(self.x), self.size):
-            yield self.x[i:i + self.size], self.y[i:i + self.size]
+            yield self.x[i : i + self.size], self.y[i : i + self.size]
 
 
 def test_streaming_steps_count_from_the_state_and_log_every(tmp_path):
     x, y = _problem(n=48)
-    state, history = fl.fit(_state(), _Batches(x, y, 16), loss=HEAD, steps=4, log_every=2, run_dir=tmp_path, checkpoint_every=None)
-    assert int(state.step) == 4 and [r["step"] for r in history] == [3, 4]  # one pass of 3 batches, then 1 step
+    state, history = fl.fit(
+        _state(), _Batches(x, y, 16), loss=HEAD, steps=4, log_every=2, run_dir=tmp_path, checkpoint_every=None
+    )
+    assert int(state.step) == 4 and [r["step"] for r in history] == [
+        3,
+        4,
+    ]  # one pass of 3 batches, then 1 step
     state, _ = fl.fit(state, _Batches(x, y, 16), loss=HEAD, steps=6)  # trains on to step 6, not 4 more
     assert int(state.step) == 6
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -306,10 +379,28 @@ def test_streaming_steps_count_from_the_state_and_log_every(tmp_path):
 def test_streaming_resume_is_exact(tmp_path):
     x, y = _problem(n=48)
     model = fl.nn.mlp([6, 16, 3], dropout=0.3)  # the per-step keys must continue too
-    reference, ref_history = fl.fit(_state(model), _Batches(x, y, 16), loss=HEAD, epochs=5, eval=(x, y), run_dir=tmp_path / "ref")
+    reference, ref_history = fl.fit(
+        _state(model), _Batches(x, y, 16), loss=HEAD, epochs=5, eval=(x, y), run_dir=tmp_path / "ref"
+    )
     with pytest.raises(_Interrupt):
-        fl.fit(_state(model), _Batches(x, y, 16), loss=HEAD, epochs=5, eval=(x, y), run_dir=tmp_path / "cut", callbacks=[_interrupt_at(3)])
-    resumed, history = fl.fit(_state(model), _Batches(x, y, 16), loss=HEAD, epochs=5, eval=(x, y), run_dir=tmp_path / "cut", resume=True)
+        fl.fit(
+            _state(model),
+            _Batches(x, y, 16),
+            loss=HEAD,
+            epochs=5,
+            eval=(x, y),
+            run_dir=tmp_path / "cut",
+            callbacks=[_interrupt_at(3)],
+        )
+    resumed, history = fl.fit(
+        _state(model),
+        _Batches(x, y, 16),
+        loss=HEAD,
+        epochs=5,
+        eval=(x, y),
+        run_dir=tmp_path / "cut",
+        resume=True,
+    )
     chex.assert_trees_all_equal(resumed.params, reference.params)
     _same_history(history, ref_history)
 

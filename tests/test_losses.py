@@ -61,7 +61,10 @@ def test_zero_weight_padding_changes_nothing_including_gradients():
 
 
 @settings(max_examples=10, deadline=None)
-@given(counts=hs.lists(hs.integers(0, 3), min_size=2, max_size=6).filter(lambda c: sum(c) > 0), seed=hs.integers(0, 999))
+@given(
+    counts=hs.lists(hs.integers(0, 3), min_size=2, max_size=6).filter(lambda c: sum(c) > 0),
+    seed=hs.integers(0, 999),
+)
 def test_integer_weights_equal_repeated_rows(counts, seed):
     """mean_w(ℓ) with wᵢ ∈ ℕ is the plain mean over the data with row i repeated wᵢ times."""
     r = rng(seed)
@@ -77,7 +80,12 @@ def test_integer_weights_equal_repeated_rows(counts, seed):
 def test_nll_gradients_match_finite_differences():
     with jax.enable_x64(True):
         r = rng(2)
-        for head, width in [(D.gaussian(scale="learned"), 4), (D.student_t(df="learned"), 6), (D.von_mises(), 4), (D.gaussian_mixture(2), 10)]:
+        for head, width in [
+            (D.gaussian(scale="learned"), 4),
+            (D.student_t(df="learned"), 6),
+            (D.von_mises(), 4),
+            (D.gaussian_mixture(2), 10),
+        ]:
             o = jnp.asarray(r.normal(size=(5, width)))
             y = jnp.asarray(r.normal(size=(5, 2)))
             loss = jax.jit(lambda o, head=head, y=y: L.nll(head)(o, y))
@@ -102,7 +110,9 @@ def mlp_params():
     # Give every leaf (biases and norm parameters included) a non-trivial value.
     leaves, treedef = jax.tree_util.tree_flatten(params)
     r = rng(3)
-    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(r.normal(size=x.shape), jnp.float32) for x in leaves])
+    return jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(r.normal(size=x.shape), jnp.float32) for x in leaves]
+    )
 
 
 def test_weights_only_masks_biases_and_norm_parameters():
@@ -119,9 +129,13 @@ def test_penalty_values_follow_the_stated_conventions():
     leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(params)]
     np.testing.assert_allclose(L.l2(0.3)(params), 0.3 * 0.5 * sum(np.sum(x**2) for x in leaves), rtol=1e-5)
     np.testing.assert_allclose(L.l1(0.3)(params), 0.3 * sum(np.sum(np.abs(x)) for x in leaves), rtol=1e-5)
-    np.testing.assert_allclose(L.elastic_net(0.2, 0.7)(params), L.l1(0.2)(params) + L.l2(0.7)(params), rtol=1e-6)
+    np.testing.assert_allclose(
+        L.elastic_net(0.2, 0.7)(params), L.l1(0.2)(params) + L.l2(0.7)(params), rtol=1e-6
+    )
     mask = L.weights_only(params)
-    masked = [np.asarray(x) for x, m in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(mask)) if m]
+    masked = [
+        np.asarray(x) for x, m in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(mask)) if m
+    ]
     np.testing.assert_allclose(L.l2(1.0, mask)(params), 0.5 * sum(np.sum(x**2) for x in masked), rtol=1e-5)
     np.testing.assert_allclose(L.l2(1.0, L.weights_only)(params), L.l2(1.0, mask)(params), rtol=1e-6)
 
@@ -138,7 +152,9 @@ def test_l2_gradient_is_optax_weight_decay(mask):
 
 def test_penalties_work_under_jit_and_reject_bad_masks():
     params = mlp_params()
-    np.testing.assert_allclose(jax.jit(L.l1(0.5, L.weights_only))(params), L.l1(0.5, L.weights_only)(params), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(L.l1(0.5, L.weights_only))(params), L.l1(0.5, L.weights_only)(params), rtol=1e-6
+    )
     with pytest.raises(FnlearnError, match="structure of the parameters"):
         L.l2(1.0, mask={"w": True})(params)
     with pytest.raises(FnlearnError, match="strength must be a finite number >= 0"):
@@ -161,8 +177,12 @@ def test_accuracy_matches_sklearn():
     logits, labels, w = classification_data()
     pred = logits.argmax(-1)
     np.testing.assert_allclose(L.accuracy(logits, labels), skm.accuracy_score(labels, pred), rtol=1e-6)
-    np.testing.assert_allclose(L.accuracy(logits, labels, w), skm.accuracy_score(labels, pred, sample_weight=w), rtol=1e-5)
-    np.testing.assert_allclose(L.accuracy(logits, np.eye(5)[labels]), skm.accuracy_score(labels, pred), rtol=1e-6)
+    np.testing.assert_allclose(
+        L.accuracy(logits, labels, w), skm.accuracy_score(labels, pred, sample_weight=w), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        L.accuracy(logits, np.eye(5)[labels]), skm.accuracy_score(labels, pred), rtol=1e-6
+    )
     binary = logits[:, :1]
     y01 = (labels > 2).astype(int)
     np.testing.assert_allclose(L.accuracy(binary, y01), skm.accuracy_score(y01, binary[:, 0] > 0), rtol=1e-6)
@@ -174,7 +194,9 @@ def test_top_k_accuracy_matches_sklearn(k):
     want = skm.top_k_accuracy_score(labels, logits, k=k, labels=np.arange(5), sample_weight=w)
     np.testing.assert_allclose(L.top_k_accuracy(logits, labels, k=k, weights=w), want, rtol=1e-5)
     if k == 1:
-        np.testing.assert_allclose(L.top_k_accuracy(logits, labels, k=1), L.accuracy(logits, labels), rtol=1e-6)
+        np.testing.assert_allclose(
+            L.top_k_accuracy(logits, labels, k=1), L.accuracy(logits, labels), rtol=1e-6
+        )
 
 
 def test_mse_mae_match_sklearn():
@@ -183,8 +205,12 @@ def test_mse_mae_match_sklearn():
     w = r.uniform(size=50).astype(np.float32)
     np.testing.assert_allclose(L.mse(pred, target), skm.mean_squared_error(target, pred), rtol=1e-5)
     np.testing.assert_allclose(L.mae(pred, target), skm.mean_absolute_error(target, pred), rtol=1e-5)
-    np.testing.assert_allclose(L.mse(pred, target, w), skm.mean_squared_error(target, pred, sample_weight=w), rtol=1e-5)
-    np.testing.assert_allclose(L.mae(pred, target, w), skm.mean_absolute_error(target, pred, sample_weight=w), rtol=1e-5)
+    np.testing.assert_allclose(
+        L.mse(pred, target, w), skm.mean_squared_error(target, pred, sample_weight=w), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        L.mae(pred, target, w), skm.mean_absolute_error(target, pred, sample_weight=w), rtol=1e-5
+    )
     with pytest.raises(FnlearnError, match="differ"):
         L.mse(pred, target[:, :2])
 
@@ -210,7 +236,9 @@ def ece_reference(probs, labels, weights, bins):
         in_bin = (conf > lo) & (conf <= hi)
         if in_bin.any():
             wb = weights[in_bin]
-            total += wb.sum() * abs(np.average(correct[in_bin], weights=wb) - np.average(conf[in_bin], weights=wb))
+            total += wb.sum() * abs(
+                np.average(correct[in_bin], weights=wb) - np.average(conf[in_bin], weights=wb)
+            )
     return total / weights.sum()
 
 
@@ -218,8 +246,18 @@ def test_expected_calibration_error_matches_loop_reference():
     logits, labels, w = classification_data(seed=8, n=500)
     probs = scipy.special.softmax(logits.astype(np.float64), axis=-1)
     for bins in (1, 10, 15):
-        np.testing.assert_allclose(L.expected_calibration_error(logits, labels, bins), ece_reference(probs, labels, np.ones(500), bins), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(L.expected_calibration_error(logits, labels, 10, w), ece_reference(probs, labels, w.astype(float), 10), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            L.expected_calibration_error(logits, labels, bins),
+            ece_reference(probs, labels, np.ones(500), bins),
+            rtol=1e-4,
+            atol=1e-6,
+        )
+    np.testing.assert_allclose(
+        L.expected_calibration_error(logits, labels, 10, w),
+        ece_reference(probs, labels, w.astype(float), 10),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_expected_calibration_error_extremes():

@@ -4,12 +4,12 @@ import math
 
 import chex
 import jax
-from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jax.flatten_util import ravel_pytree
 
 from fnlearn import init, nn, tree
 from fnlearn.errors import FnlearnError
@@ -29,20 +29,30 @@ def test_batch_norm_matches_numpy_in_train_and_eval():
     layer = nn.batch_norm(momentum=0.8, eps=1e-3)
     shape, params, state = layer.init(KEY, (5,))
     rng = np.random.default_rng(0)
-    params = {"scale": jnp.asarray(rng.normal(size=5), jnp.float32), "shift": jnp.asarray(rng.normal(size=5), jnp.float32)}
+    params = {
+        "scale": jnp.asarray(rng.normal(size=5), jnp.float32),
+        "shift": jnp.asarray(rng.normal(size=5), jnp.float32),
+    }
     running_mean, running_var = np.zeros(5), np.ones(5)
     for _ in range(3):
         x = rng.normal(2.0, 3.0, size=(16, 5)).astype(np.float32)
         y, state = layer.apply(params, state, jnp.asarray(x), train=True)
         mean, var = x.mean(0), x.var(0)  # biased variance, as flax
-        np.testing.assert_allclose(y, _np_normalise(x, mean, var, 1e-3, params["scale"], params["shift"]), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            y, _np_normalise(x, mean, var, 1e-3, params["scale"], params["shift"]), rtol=1e-4, atol=1e-5
+        )
         running_mean = 0.8 * running_mean + 0.2 * mean
         running_var = 0.8 * running_var + 0.2 * var
         np.testing.assert_allclose(state["mean"], running_mean, rtol=1e-5)
         np.testing.assert_allclose(state["var"], running_var, rtol=1e-5)
     x = rng.normal(size=(7, 5)).astype(np.float32)
     y_eval, state_after = layer.apply(params, state, jnp.asarray(x), train=False)
-    np.testing.assert_allclose(y_eval, _np_normalise(x, running_mean, running_var, 1e-3, params["scale"], params["shift"]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        y_eval,
+        _np_normalise(x, running_mean, running_var, 1e-3, params["scale"], params["shift"]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     chex.assert_trees_all_equal(state_after, state)  # evaluation never moves the running statistics
 
 
@@ -50,11 +60,16 @@ def test_layer_norm_matches_numpy():
     layer = nn.layer_norm(eps=1e-5)
     _, params, state = layer.init(KEY, (6,))
     rng = np.random.default_rng(1)
-    params = {"scale": jnp.asarray(rng.normal(size=6), jnp.float32), "shift": jnp.asarray(rng.normal(size=6), jnp.float32)}
+    params = {
+        "scale": jnp.asarray(rng.normal(size=6), jnp.float32),
+        "shift": jnp.asarray(rng.normal(size=6), jnp.float32),
+    }
     x = rng.normal(1.0, 4.0, size=(3, 4, 6)).astype(np.float32)
     for train in (True, False):
         y, _ = layer.apply(params, state, jnp.asarray(x), train=train)
-        expected = _np_normalise(x, x.mean(-1, keepdims=True), x.var(-1, keepdims=True), 1e-5, params["scale"], params["shift"])
+        expected = _np_normalise(
+            x, x.mean(-1, keepdims=True), x.var(-1, keepdims=True), 1e-5, params["scale"], params["shift"]
+        )
         np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -162,8 +177,10 @@ def _pre_activation_second_moments(weight_std):
     keys = jax.random.split(KEY, SEEDS)
     he = jax.vmap(lambda k: moments(k, init.he_normal()))(keys)
     # N(0, s²) for a traced s: scale unit-normal weights, so one compilation serves every s
-    fixed = jax.vmap(lambda k, s: moments(k, lambda kk, shape, dtype=jnp.float32: s * init.normal(1.0)(kk, shape, dtype)),
-                     in_axes=(None, 0))
+    fixed = jax.vmap(
+        lambda k, s: moments(k, lambda kk, shape, dtype=jnp.float32: s * init.normal(1.0)(kk, shape, dtype)),
+        in_axes=(None, 0),
+    )
     return he, jax.vmap(fixed, in_axes=(0, None))(keys, weight_std)
 
 

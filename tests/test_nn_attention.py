@@ -17,8 +17,10 @@ B, T, D, H = 2, 5, 8, 2
 
 def _np_params(rng, width=D):
     """Random float64 attention parameters (biases too, so that a misplaced bias shows)."""
-    return {p: {"w": rng.normal(size=(width, width)) / math.sqrt(width), "b": rng.normal(size=width)}
-            for p in ("query", "key", "value", "out")}
+    return {
+        p: {"w": rng.normal(size=(width, width)) / math.sqrt(width), "b": rng.normal(size=width)}
+        for p in ("query", "key", "value", "out")
+    }
 
 
 def _as_f32(tree):
@@ -80,9 +82,9 @@ def test_causal_attention_never_lets_a_later_token_change_an_earlier_output():
     y, _ = layer.apply(params, {}, jnp.asarray(x, jnp.float32))
     for t in range(T - 1):
         changed = x.copy()
-        changed[:, t + 1:] = rng.normal(size=changed[:, t + 1:].shape) * 10
+        changed[:, t + 1 :] = rng.normal(size=changed[:, t + 1 :].shape) * 10
         y_changed, _ = layer.apply(params, {}, jnp.asarray(changed, jnp.float32))
-        np.testing.assert_allclose(y_changed[:, :t + 1], y[:, :t + 1], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(y_changed[:, : t + 1], y[:, : t + 1], rtol=1e-6, atol=1e-6)
         assert not np.allclose(y_changed[:, t + 1], y[:, t + 1])
 
 
@@ -98,9 +100,12 @@ def test_attention_softmax_runs_in_float32_for_bfloat16():
     rng = np.random.default_rng(5)
     params, x = _np_params(rng), rng.normal(size=(B, T, D))
     y, _ = nn.multi_head_attention(H, causal=True).apply(
-        jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), params), {}, jnp.asarray(x, jnp.bfloat16))
+        jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), params), {}, jnp.asarray(x, jnp.bfloat16)
+    )
     assert y.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(y, np.float32), _np_attention(x, params, H, True), rtol=0.1, atol=0.1)
+    np.testing.assert_allclose(
+        np.asarray(y, np.float32), _np_attention(x, params, H, True), rtol=0.1, atol=0.1
+    )
 
 
 def test_attention_dropout_drops_weights_in_training_only_and_needs_a_key():
@@ -144,7 +149,9 @@ def test_transformer_block_is_pre_norm_attention_then_mlp_each_residual():
     assert model.output_shape == (T, D)
     params, state = jax.eval_shape(model.init, KEY)
     rng = np.random.default_rng(6)
-    params = jax.tree.map(lambda a: rng.normal(size=a.shape) / math.sqrt(a.shape[0] if a.ndim == 2 else 1), params)
+    params = jax.tree.map(
+        lambda a: rng.normal(size=a.shape) / math.sqrt(a.shape[0] if a.ndim == 2 else 1), params
+    )
     (ln1, attention), (ln2, mlp_in, _, mlp_out) = params
     assert mlp_in["w"].shape == (D, 3 * D) and mlp_out["w"].shape == (3 * D, D)
     x = rng.normal(size=(B, T, D))

@@ -44,9 +44,16 @@ def test_cnn_shapes_and_parameter_count_by_hand():
     # dense 24·16 + 16, output 16·3 + 3
     assert _num_params(model) == 40 + 222 + 400 + 51
     assert _layer_outputs(model, (5, 8, 8, 1)) == [
-        ("conv_0", (5, 8, 8, 4)), ("relu", (5, 8, 8, 4)), ("max_pool", (5, 4, 4, 4)),
-        ("conv_1", (5, 4, 4, 6)), ("relu", (5, 4, 4, 6)), ("max_pool", (5, 2, 2, 6)),
-        ("flatten", (5, 24)), ("dense_0", (5, 16)), ("relu", (5, 16)), ("output", (5, 3)),
+        ("conv_0", (5, 8, 8, 4)),
+        ("relu", (5, 8, 8, 4)),
+        ("max_pool", (5, 4, 4, 4)),
+        ("conv_1", (5, 4, 4, 6)),
+        ("relu", (5, 4, 4, 6)),
+        ("max_pool", (5, 2, 2, 6)),
+        ("flatten", (5, 24)),
+        ("dense_0", (5, 16)),
+        ("relu", (5, 16)),
+        ("output", (5, 3)),
     ]
 
 
@@ -54,15 +61,20 @@ def test_cnn_1d_with_batch_norm_and_no_dense_layers():
     model = nn.cnn((12, 2), channels=(3,), kernel_size=5, pool=3, dense=(), num_outputs=2, norm="batch_norm")
     # conv 5·2·3 + 3, batch-norm scale and shift 2·3, pool 12 → 4 so flatten gives 12, output 12·2 + 2
     assert _num_params(model) == 33 + 6 + 26
-    _, new_state = jax.eval_shape(lambda x: model.apply(*model.init(KEY), x, train=True), jnp.ones((4, 12, 2)))
+    _, new_state = jax.eval_shape(
+        lambda x: model.apply(*model.init(KEY), x, train=True), jnp.ones((4, 12, 2))
+    )
     assert new_state[0][1]["mean"].shape == (3,)  # one running mean per channel
 
 
-@pytest.mark.parametrize("activation, variance", [("relu", 2 / 400), ("tanh", (5 / 3) ** 2 * 2 / (400 + 3200))])
+@pytest.mark.parametrize(
+    "activation, variance", [("relu", 2 / 400), ("tanh", (5 / 3) ** 2 * 2 / (400 + 3200))]
+)
 def test_cnn_conv_init_follows_the_activation_over_the_receptive_field(activation, variance):
     """fan_in = 5·5·16 = 400, fan_out = 5·5·128 = 3200: He for relu, Xavier for tanh."""
-    model = nn.cnn((6, 6, 16), channels=(128,), kernel_size=5, pool=None, dense=(), num_outputs=1,
-                   activation=activation)
+    model = nn.cnn(
+        (6, 6, 16), channels=(128,), kernel_size=5, pool=None, dense=(), num_outputs=1, activation=activation
+    )
     w = np.asarray(jax.jit(lambda k: model.init(k)[0][0][0]["w"])(KEY), np.float64)  # the conv kernel only
     assert w.shape == (5, 5, 16, 128)
     assert abs(w.var() - variance) < 5 * variance * math.sqrt(2 / w.size)
@@ -105,8 +117,12 @@ def test_gpt_shapes_and_parameter_count_by_hand():
     assert model.input_shape == (7,) and model.output_shape == (7, 11)
     assert _num_params(model) == _gpt_count(11, 7, 16, 2) == 7067
     assert _layer_outputs(model, (3, 7)) == [
-        ("token_embedding", (3, 7, 16)), ("positional_embedding", (3, 7, 16)), ("block_0", (3, 7, 16)),
-        ("block_1", (3, 7, 16)), ("layer_norm", (3, 7, 16)), ("logits", (3, 7, 11)),
+        ("token_embedding", (3, 7, 16)),
+        ("positional_embedding", (3, 7, 16)),
+        ("block_0", (3, 7, 16)),
+        ("block_1", (3, 7, 16)),
+        ("layer_norm", (3, 7, 16)),
+        ("logits", (3, 7, 11)),
     ]
 
 
@@ -122,7 +138,7 @@ def test_gpt_is_causal():
         changed = tokens.copy()
         changed[:, t + 1] = (changed[:, t + 1] + 1 + np.arange(3)) % 9
         changed_logits = apply(changed)
-        np.testing.assert_allclose(changed_logits[:, :t + 1], logits[:, :t + 1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(changed_logits[:, : t + 1], logits[:, : t + 1], rtol=1e-5, atol=1e-6)
         assert not np.allclose(changed_logits[:, t + 1], logits[:, t + 1])
 
 

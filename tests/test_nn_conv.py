@@ -50,7 +50,7 @@ def _np_conv(x, w, b, strides, pads, dilation, groups):
             patch = xp[(slice(None), *(p[i] * strides[i] + q[i] * dilation[i] for i in range(rank)))]
             for g in range(groups):
                 outs = slice(g * f_group, (g + 1) * f_group)
-                y[(slice(None), *p, outs)] += patch[:, g * c_group:(g + 1) * c_group] @ w[q][:, outs]
+                y[(slice(None), *p, outs)] += patch[:, g * c_group : (g + 1) * c_group] @ w[q][:, outs]
     return y + b
 
 
@@ -68,7 +68,9 @@ def _np_pool(x, window, strides, pads, how, count_include_pad=True):
         if how == "max":
             y[(slice(None), *p)] = values.max(1)
         else:
-            y[(slice(None), *p)] = values.sum(1) / (math.prod(window) if count_include_pad else real[region].sum())
+            y[(slice(None), *p)] = values.sum(1) / (
+                math.prod(window) if count_include_pad else real[region].sum()
+            )
     return y
 
 
@@ -82,11 +84,13 @@ def conv_cases(draw, rank):
     strides = tuple(draw(st.integers(1, 3)) for _ in range(rank))
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank))
     spatial = tuple(d * (k - 1) + 1 + draw(st.integers(0, 3)) for k, d in zip(kernel, dilation))
-    padding = draw(st.one_of(
-        st.sampled_from(["SAME", "VALID"]),
-        st.integers(0, 2),
-        st.tuples(*[st.tuples(st.integers(0, 2), st.integers(0, 2)) for _ in range(rank)]),
-    ))
+    padding = draw(
+        st.one_of(
+            st.sampled_from(["SAME", "VALID"]),
+            st.integers(0, 2),
+            st.tuples(*[st.tuples(st.integers(0, 2), st.integers(0, 2)) for _ in range(rank)]),
+        )
+    )
     groups = draw(st.integers(1, 3))
     channels, features = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
     return kernel, strides, dilation, spatial, padding, groups, channels, features
@@ -109,9 +113,18 @@ def _check_conv_case(case, seed):
     y, _ = layer.apply(params, {}, jnp.asarray(x, jnp.float32))
     assert y.shape == (2, *out_shape)
     pads = _np_pads(padding, spatial, kernel, strides, dilation)
-    reference = jax.lax.conv_general_dilated(
-        jnp.asarray(x, jnp.float32), params["w"], strides, tuple(pads), rhs_dilation=dilation,
-        dimension_numbers=LAX_SPECS[len(spatial)], feature_group_count=groups) + params["b"]
+    reference = (
+        jax.lax.conv_general_dilated(
+            jnp.asarray(x, jnp.float32),
+            params["w"],
+            strides,
+            tuple(pads),
+            rhs_dilation=dilation,
+            dimension_numbers=LAX_SPECS[len(spatial)],
+            feature_group_count=groups,
+        )
+        + params["b"]
+    )
     np.testing.assert_allclose(y, reference, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y, _np_conv(x, w, b, strides, pads, dilation, groups), rtol=1e-4, atol=1e-4)
 
@@ -132,12 +145,22 @@ def test_conv_3d_and_extra_batch_axes():
     layer = nn.conv(3, (2, 3, 2), padding="VALID")
     assert nn.build(layer, (4, 5, 3, 2)).output_shape == (3, 3, 2, 3)
     rng = np.random.default_rng(0)
-    params = {"w": jnp.asarray(rng.normal(size=(2, 3, 2, 2, 3)), jnp.float32),
-              "b": jnp.asarray(rng.normal(size=3), jnp.float32)}
+    params = {
+        "w": jnp.asarray(rng.normal(size=(2, 3, 2, 2, 3)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=3), jnp.float32),
+    }
     x = jnp.asarray(rng.normal(size=(2, 2, 4, 5, 3, 2)), jnp.float32)  # two leading batch axes
     y, _ = layer.apply(params, {}, x)
-    reference = jax.lax.conv_general_dilated(x.reshape(4, 4, 5, 3, 2), params["w"], (1, 1, 1), "VALID",
-                                             dimension_numbers=("NDHWC", "DHWIO", "NDHWC")) + params["b"]
+    reference = (
+        jax.lax.conv_general_dilated(
+            x.reshape(4, 4, 5, 3, 2),
+            params["w"],
+            (1, 1, 1),
+            "VALID",
+            dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+        )
+        + params["b"]
+    )
     np.testing.assert_allclose(y, reference.reshape(2, 2, 3, 3, 2, 3), rtol=1e-5, atol=1e-5)
 
 
@@ -154,15 +177,21 @@ def test_conv_default_init_has_the_receptive_field_variance():
 
 
 def test_conv_argument_mistakes_are_one_clear_error():
-    with pytest.raises(FnlearnError, match="groups=3 must divide the number of input channels, but there are 4"):
+    with pytest.raises(
+        FnlearnError, match="groups=3 must divide the number of input channels, but there are 4"
+    ):
         nn.build(nn.conv(6, 3, groups=3), (5, 5, 4))
     with pytest.raises(FnlearnError, match="groups=2 must divide the number of features, but there are 3"):
         nn.build(nn.conv(3, 3, groups=2), (5, 5, 4))
-    with pytest.raises(FnlearnError, match=r"window of 5 .* larger than the padded input \(4 \+ 0 \+ 0 = 4\)"):
+    with pytest.raises(
+        FnlearnError, match=r"window of 5 .* larger than the padded input \(4 \+ 0 \+ 0 = 4\)"
+    ):
         nn.build(nn.conv(2, 5, padding="VALID"), (4, 4, 1))
     with pytest.raises(FnlearnError, match="spanning 5 with dilation 2"):
         nn.build(nn.conv(2, 3, dilation=2, padding=((0, 0), (0, 0))), (4, 9, 1))
-    with pytest.raises(FnlearnError, match=r"kernel_size=\(3, 3, 3\) has 3 entries but the input has 2 spatial"):
+    with pytest.raises(
+        FnlearnError, match=r"kernel_size=\(3, 3, 3\) has 3 entries but the input has 2 spatial"
+    ):
         nn.build(nn.conv(2, (3, 3, 3)), (8, 8, 1))
     with pytest.raises(FnlearnError, match=r"channels-last .* got shape \(8,\)"):
         nn.build(nn.conv(2, 3), (8,))
@@ -177,7 +206,11 @@ def test_conv_argument_mistakes_are_one_clear_error():
     with pytest.raises(FnlearnError, match=r"kernel_size must be an int or a sequence of 2 ints, got 2.5"):
         nn.build(nn.conv(2, 2.5), (8, 8, 1))
     # numpy integers (from an array or a config) are as good as Python ints
-    assert nn.build(nn.conv(np.int64(2), np.int64(3), strides=(np.int32(2), 1)), (8, 8, 1)).output_shape == (4, 8, 2)
+    assert nn.build(nn.conv(np.int64(2), np.int64(3), strides=(np.int32(2), 1)), (8, 8, 1)).output_shape == (
+        4,
+        8,
+        2,
+    )
     params = {"w": jnp.ones((3, 3, 3, 2)), "b": jnp.zeros(2)}
     with pytest.raises(FnlearnError, match=r"expects a batch of examples .* 3 channels.*\(2, 6, 6, 4\)"):
         nn.conv(2, 3).apply(params, {}, jnp.ones((2, 6, 6, 4)))
@@ -210,7 +243,9 @@ def test_pooling_equals_numpy(case, seed):
         ("mean", False): nn.avg_pool(window, strides, padding, count_include_pad=False),
     }
     # the three layers in one program: one compilation per drawn shape instead of one per operation
-    ys = jax.jit(lambda x: [layer.apply({}, {}, x)[0] for layer in layers.values()])(jnp.asarray(x, jnp.float32))
+    ys = jax.jit(lambda x: [layer.apply({}, {}, x)[0] for layer in layers.values()])(
+        jnp.asarray(x, jnp.float32)
+    )
     for ((how, include), layer), y in zip(layers.items(), ys, strict=True):
         assert y.shape == (2, *nn.build(layer, (*spatial, 3)).output_shape)
         np.testing.assert_allclose(y, _np_pool(x, window, s, pads, how, include), rtol=1e-5, atol=1e-6)
@@ -227,12 +262,16 @@ def test_avg_pool_counts_padding_as_zeros_by_default():
 def test_global_avg_pool_flatten_and_reshape():
     x = np.random.default_rng(0).normal(size=(2, 4, 5, 3)).astype(np.float32)
     assert nn.build(nn.global_avg_pool(), (4, 5, 3)).output_shape == (3,)
-    np.testing.assert_allclose(nn.global_avg_pool().apply({}, {}, jnp.asarray(x))[0], x.mean((1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        nn.global_avg_pool().apply({}, {}, jnp.asarray(x))[0], x.mean((1, 2)), rtol=1e-5
+    )
     assert nn.build(nn.flatten(), (4, 5, 3)).output_shape == (60,)
     np.testing.assert_array_equal(nn.flatten().apply({}, {}, jnp.asarray(x))[0], x.reshape(2, 60))
     assert nn.build(nn.reshape((-1, 3)), (4, 5, 3)).output_shape == (20, 3)
     np.testing.assert_array_equal(nn.reshape((20, -1)).apply({}, {}, jnp.asarray(x))[0], x.reshape(2, 20, 3))
-    with pytest.raises(FnlearnError, match=r"shape \(4, 5, 3\) \(60 entries\) cannot be reshaped to \(7, -1\)"):
+    with pytest.raises(
+        FnlearnError, match=r"shape \(4, 5, 3\) \(60 entries\) cannot be reshaped to \(7, -1\)"
+    ):
         nn.build(nn.reshape((7, -1)), (4, 5, 3))
     with pytest.raises(FnlearnError, match=r"window of 3 .* larger than the padded input"):
         nn.build(nn.max_pool(3), (2, 2, 1))

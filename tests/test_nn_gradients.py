@@ -18,8 +18,11 @@ KEY = jax.random.key(0)
 # name: (layer factory, per-example input shape, apply in training mode)
 LAYERS = {
     "conv_1d_strided": (lambda: nn.conv(3, 3, strides=2), (7, 2), False),
-    "conv_2d_dilated_padded": (lambda: nn.conv(4, (2, 3), dilation=(2, 1), padding=((1, 0), (2, 1))),
-                               (5, 4, 2), False),
+    "conv_2d_dilated_padded": (
+        lambda: nn.conv(4, (2, 3), dilation=(2, 1), padding=((1, 0), (2, 1))),
+        (5, 4, 2),
+        False,
+    ),
     "conv_2d_grouped": (lambda: nn.conv(4, 3, groups=2, padding="VALID"), (4, 4, 4), False),
     "max_pool": (lambda: nn.max_pool(2, strides=1, padding="SAME"), (4, 3, 2), False),
     "avg_pool": (lambda: nn.avg_pool((2, 3), padding="SAME"), (4, 5, 2), False),
@@ -62,7 +65,9 @@ def test_grad_matches_central_differences(name):
         out_shape = model.output_shape
         params, state = jax.eval_shape(model.init, KEY)
         params = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape)), params)
-        state = jax.tree.map(lambda s: jnp.ones(s.shape, jnp.float64), state)  # batch_norm's running statistics
+        state = jax.tree.map(
+            lambda s: jnp.ones(s.shape, jnp.float64), state
+        )  # batch_norm's running statistics
         x = jnp.asarray(rng.normal(size=(2, *shape)))
         read_out = jnp.asarray(rng.normal(size=(2, *out_shape)))
 

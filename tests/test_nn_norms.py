@@ -39,7 +39,9 @@ def test_rms_norm_matches_numpy():
     scale = RNG.normal(size=6)
     x = RNG.normal(1.0, 3.0, size=(2, 7, 6))
     y, _ = layer.apply({"scale": jnp.asarray(scale, jnp.float32)}, state, jnp.asarray(x, jnp.float32))
-    np.testing.assert_allclose(y, scale * x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        y, scale * x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("groups", [1, 2, 6])

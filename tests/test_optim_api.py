@@ -75,9 +75,7 @@ def test_bfloat16_parameters_stay_bfloat16(optimizer):
         chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
         params, state = fo.apply_updates(params, updates), new_state
     chex.assert_trees_all_equal_dtypes(params, params_of(jnp.bfloat16))
-    assert all(
-        np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree_util.tree_leaves(params)
-    )
+    assert all(np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree_util.tree_leaves(params))
 
 
 @pytest.mark.parametrize(
@@ -120,9 +118,7 @@ def test_mask_not_matching_the_parameters_raises_at_init(mask):
 
 def test_mask_with_array_leaves_raises_at_init():
     """A mask decides the program's structure, so its leaves must be Python bools."""
-    optimizer = fo.adamw(
-        0.1, mask=lambda p: jax.tree_util.tree_map(lambda x: jnp.asarray(x.ndim > 1), p)
-    )
+    optimizer = fo.adamw(0.1, mask=lambda p: jax.tree_util.tree_map(lambda x: jnp.asarray(x.ndim > 1), p))
     with pytest.raises(FnlearnError, match="mask leaves must be Python bools"):
         optimizer.init(params_of())
 
@@ -159,9 +155,7 @@ def test_learning_rate_is_readable_however_the_optimizer_is_nested():
         "plain": fo.sgd(schedule),
         "guarded": fo.apply_if_finite(fo.adam(schedule), 2),
         "optax_chain": optax.chain(optax.clip(1.0), fo.rmsprop(schedule, momentum=0.5)),
-        "multisteps": optax.MultiSteps(
-            fo.adamw(schedule), every_k_schedule=1
-        ).gradient_transformation(),
+        "multisteps": optax.MultiSteps(fo.adamw(schedule), every_k_schedule=1).gradient_transformation(),
     }
     for name, optimizer in wrapped.items():
         state = optimizer.init(params)

@@ -78,9 +78,9 @@ def test_chain_and_wrappers_hand_extra_arguments_to_every_member_that_takes_them
         recording("first", seen),
         fo.chain(fo.scale(1.0), recording("nested", seen)),
         fo.apply_if_finite(recording("guarded", seen), 1),
-        fo.inject_hyperparams(lambda learning_rate: fo.chain(recording("injected", seen), fo.sgd(learning_rate)))(
-            learning_rate=0.5
-        ),
+        fo.inject_hyperparams(
+            lambda learning_rate: fo.chain(recording("injected", seen), fo.sgd(learning_rate))
+        )(learning_rate=0.5),
     )
     updates, _ = tx.update(GRADS, tx.init(PARAMS), PARAMS, value=2.0, other="x")
     names = [name for name, _, _ in seen]
@@ -109,7 +109,9 @@ def test_fnlearn_transform_in_optax_chain_gets_extra_arguments_once_marked_as_op
     seen = []
     plain = optax.chain(optax.scale(1.0), fo.sgd(0.1))
     plain.update(GRADS, plain.init(PARAMS), PARAMS, value=1.0)  # fnlearn's sgd ignores it: fine
-    marked = optax.chain(optax.scale(1.0), optax.GradientTransformationExtraArgs(*recording("in optax", seen)))
+    marked = optax.chain(
+        optax.scale(1.0), optax.GradientTransformationExtraArgs(*recording("in optax", seen))
+    )
     marked.update(GRADS, marked.init(PARAMS), PARAMS, value=3.0)
     assert seen == [("in optax", 3.0, [])]
 
@@ -148,4 +150,6 @@ def test_optax_top_level_schedule_names_resolve_from_fnlearn_optim():
     for name in shared:
         assert getattr(fo, name) is getattr(fo.schedules, name), name
         assert name in fo.__all__
-    np.testing.assert_allclose(fo.cosine_decay_schedule(0.1, 100)(30), optax.cosine_decay_schedule(0.1, 100)(30))
+    np.testing.assert_allclose(
+        fo.cosine_decay_schedule(0.1, 100)(30), optax.cosine_decay_schedule(0.1, 100)(30)
+    )

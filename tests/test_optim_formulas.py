@@ -38,9 +38,7 @@ def fnlearn_path(optimizer, steps=STEPS):
             return (theta, state), theta
 
         theta0 = jnp.asarray(THETA0)
-        path = jax.jit(
-            lambda: jax.lax.scan(step, (theta0, optimizer.init(theta0)), None, length=steps)[1]
-        )()
+        path = jax.jit(lambda: jax.lax.scan(step, (theta0, optimizer.init(theta0)), None, length=steps)[1])()
         return np.asarray(path)
 
 
@@ -188,6 +186,4 @@ def test_l1_decay_adds_the_gradient_of_the_l1_penalty():
     l1 = fo.add_l1_decay(0.01, mask={"w": True, "b": False})
     updates, _ = l1.update(grads, l1.init(params), params)
     expected = jax.tree_util.tree_map(jnp.add, grads, jax.grad(penalty)(params))
-    jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7), updates, expected
-    )
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7), updates, expected)

@@ -21,8 +21,15 @@ CALLS = 120
 PARAMS = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
 SETTINGS = {
     "defaults": {},
-    "busy": {"factor": 0.5, "patience": 2, "rtol": 0.0, "atol": 0.05, "cooldown": 2, "accumulation_size": 3,
-             "min_scale": 0.05},
+    "busy": {
+        "factor": 0.5,
+        "patience": 2,
+        "rtol": 0.0,
+        "atol": 0.05,
+        "cooldown": 2,
+        "accumulation_size": 3,
+        "min_scale": 0.05,
+    },
     # Losses that are multiples of 0.5 land exactly on best − atol: "improved" must be strict.
     "ties": {"factor": 0.5, "patience": 1, "rtol": 0.0, "atol": 0.5, "cooldown": 1},
 }

@@ -51,9 +51,7 @@ SAME_AS_OPTAX = [
     ),
     (
         "join",
-        fs.join_schedules(
-            [fs.linear_schedule(0.0, 0.1, 20), fs.exponential_decay(0.1, 30, 0.8)], [20]
-        ),
+        fs.join_schedules([fs.linear_schedule(0.0, 0.1, 20), fs.exponential_decay(0.1, 30, 0.8)], [20]),
         optax.join_schedules(
             [optax.linear_schedule(0.0, 0.1, 20), optax.exponential_decay(0.1, 30, 0.8)], [20]
         ),
@@ -61,9 +59,7 @@ SAME_AS_OPTAX = [
 ]
 
 
-@pytest.mark.parametrize(
-    "ours,theirs", [c[1:] for c in SAME_AS_OPTAX], ids=[c[0] for c in SAME_AS_OPTAX]
-)
+@pytest.mark.parametrize("ours,theirs", [c[1:] for c in SAME_AS_OPTAX], ids=[c[0] for c in SAME_AS_OPTAX])
 def test_schedule_values_equal_optax(ours, theirs):
     values = jax.jit(lambda c: (jax.vmap(ours)(c), jax.vmap(theirs)(c)))(COUNTS)
     np.testing.assert_allclose(*values, rtol=1e-5, atol=1e-7)
@@ -77,9 +73,7 @@ def test_notes_step_decay():
     )
     counts = np.arange(1200)
     passed = sum(counts >= b * epochs_steps for b in (30, 60, 90))
-    np.testing.assert_allclose(
-        jax.vmap(schedule)(jnp.asarray(counts)), 0.5 * 0.1**passed, rtol=1e-5
-    )
+    np.testing.assert_allclose(jax.vmap(schedule)(jnp.asarray(counts)), 0.5 * 0.1**passed, rtol=1e-5)
 
 
 def test_notes_cosine_linear_and_inverse_sqrt():

@@ -77,9 +77,7 @@ def test_newton_solves_a_quadratic_in_one_step():
         newton = fo.newton(loss)
         theta = jnp.array([5.0, -7.0])
         step, _ = newton.update(jax.grad(loss)(theta), newton.init(theta), theta)
-        np.testing.assert_allclose(
-            theta + step, np.linalg.solve(np.asarray(A), np.asarray(b)), rtol=1e-12
-        )
+        np.testing.assert_allclose(theta + step, np.linalg.solve(np.asarray(A), np.asarray(b)), rtol=1e-12)
 
 
 def test_damped_newton_takes_a_shorter_step():
@@ -87,9 +85,7 @@ def test_damped_newton_takes_a_shorter_step():
     with jax.enable_x64(True):
         theta = {"x": jnp.asarray(-1.2), "y": jnp.asarray(1.0)}
         g = jax.grad(rosenbrock)(theta)
-        H = np.asarray(
-            jax.hessian(lambda v: rosenbrock({"x": v[0], "y": v[1]}))(jnp.array([-1.2, 1.0]))
-        )
+        H = np.asarray(jax.hessian(lambda v: rosenbrock({"x": v[0], "y": v[1]}))(jnp.array([-1.2, 1.0])))
         newton = fo.newton(rosenbrock, learning_rate=0.5, damping=2.0)
         step, _ = newton.update(g, newton.init(theta), theta)
         expected = -0.5 * np.linalg.solve(H + 2.0 * np.eye(2), [float(g["x"]), float(g["y"])])

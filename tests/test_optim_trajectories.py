@@ -161,9 +161,7 @@ CASES = [
     (
         "adamw_mask_prefix",
         fo.adamw(0.01, weight_decay=0.1, mask=lambda p: {k: k in ("layer", "hidden") for k in p}),
-        optax.adamw(
-            0.01, weight_decay=0.1, mask=lambda p: {k: k in ("layer", "hidden") for k in p}
-        ),
+        optax.adamw(0.01, weight_decay=0.1, mask=lambda p: {k: k in ("layer", "hidden") for k in p}),
     ),
     ("amsgrad", fo.amsgrad(0.01), optax.amsgrad(0.01)),
     ("lion", fo.lion(0.001), optax.lion(0.001)),
@@ -175,9 +173,7 @@ CASES = [
     (
         "scheduled_weight_decay",
         fo.chain(fo.add_decayed_weights(optax.linear_schedule(0.1, 0.0, 150)), fo.scale(-0.02)),
-        optax.chain(
-            optax.add_decayed_weights(optax.linear_schedule(0.1, 0.0, 150)), optax.scale(-0.02)
-        ),
+        optax.chain(optax.add_decayed_weights(optax.linear_schedule(0.1, 0.0, 150)), optax.scale(-0.02)),
     ),
     # Composition both ways.
     (
@@ -236,9 +232,7 @@ SCHEDULE_PAIRS = [
     (
         "exponential_decay",
         fs.exponential_decay(0.05, 20, 0.7, transition_begin=10, staircase=True, end_value=0.005),
-        optax.exponential_decay(
-            0.05, 20, 0.7, transition_begin=10, staircase=True, end_value=0.005
-        ),
+        optax.exponential_decay(0.05, 20, 0.7, transition_begin=10, staircase=True, end_value=0.005),
     ),
     (
         "cosine_decay",
@@ -253,9 +247,7 @@ SCHEDULE_PAIRS = [
     (
         "join",
         fs.join_schedules([fs.constant_schedule(0.05), fs.linear_schedule(0.05, 0.0, 100)], [50]),
-        optax.join_schedules(
-            [optax.constant_schedule(0.05), optax.linear_schedule(0.05, 0.0, 100)], [50]
-        ),
+        optax.join_schedules([optax.constant_schedule(0.05), optax.linear_schedule(0.05, 0.0, 100)], [50]),
     ),
     (
         "inverse_sqrt",
@@ -274,9 +266,7 @@ SCHEDULE_PAIRS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "ours,theirs", [c[1:] for c in SCHEDULE_PAIRS], ids=[c[0] for c in SCHEDULE_PAIRS]
-)
+@pytest.mark.parametrize("ours,theirs", [c[1:] for c in SCHEDULE_PAIRS], ids=[c[0] for c in SCHEDULE_PAIRS])
 def test_scheduled_sgd_same_parameters_as_optax_at_every_step(ours, theirs):
     assert_same_paths(fo.sgd(ours, momentum=0.9), optax.sgd(theirs, momentum=0.9))
 
@@ -287,9 +277,7 @@ def test_apply_if_finite_skips_and_counts_like_optax():
     p0 = nested_params()
     bad = np.zeros(STEPS, bool)
     bad[np.arange(3, STEPS, 17)] = True  # isolated bad steps: skipped
-    bad[[100, 101, 102]] = (
-        True  # three in a row: the third is let through by max_consecutive_errors=2
-    )
+    bad[[100, 101, 102]] = True  # three in a row: the third is let through by max_consecutive_errors=2
     ours = fo.apply_if_finite(fo.adam(fo.schedules.cosine_decay_schedule(0.01, STEPS)), 2)
     theirs = optax.apply_if_finite(optax.adam(optax.cosine_decay_schedule(0.01, STEPS)), 2)
     poison = jnp.where(jnp.asarray(bad), jnp.nan, 0.0)
@@ -305,15 +293,11 @@ def test_apply_if_finite_skips_and_counts_like_optax():
         return (p, s, q, r), (p, q, fo.learning_rate(s), fo.skipped_steps(s))
 
     def run():
-        return jax.lax.scan(
-            step, (p0, ours.init(p0), p0, theirs.init(p0)), (random_grads(), poison)
-        )
+        return jax.lax.scan(step, (p0, ours.init(p0), p0, theirs.init(p0)), (random_grads(), poison))
 
     (_, state, _, ref_state), (p, q, rates, skipped) = compile_fast(run)()
     # After the let-through at step 102 the scalar leaf is NaN in both (NaN == NaN here).
-    jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), p, q
-    )
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), p, q)
     assert np.isfinite(p["layer"]["w"]).all() and np.isnan(p["scale"][102:]).all()
     expected_skips = np.cumsum(bad) - np.cumsum(np.arange(STEPS) == 102)
     np.testing.assert_array_equal(skipped, expected_skips)
@@ -321,9 +305,7 @@ def test_apply_if_finite_skips_and_counts_like_optax():
     assert int(state.notfinite_count) == int(ref_state.notfinite_count)
     # The logged rate is the schedule at the inner optimizer's own count, which skipped steps freeze.
     inner_count = np.cumsum(~bad | (np.arange(STEPS) == 102)) - 1
-    np.testing.assert_allclose(
-        rates, optax.cosine_decay_schedule(0.01, STEPS)(inner_count), rtol=1e-5
-    )
+    np.testing.assert_allclose(rates, optax.cosine_decay_schedule(0.01, STEPS)(inner_count), rtol=1e-5)
 
 
 def test_complex_parameters_follow_optax():

@@ -45,7 +45,9 @@ PAIRS = {
     # The same inner optimizer in both wrappers, summing instead of averaging: whole states comparable.
     "same_inner_sum": (
         fo.multi_steps(fo.adamw(fo.linear_schedule(0.05, 0.0, 80), weight_decay=0.1), 3, use_grad_mean=False),
-        optax.MultiSteps(fo.adamw(fo.linear_schedule(0.05, 0.0, 80), weight_decay=0.1), 3, use_grad_mean=False),
+        optax.MultiSteps(
+            fo.adamw(fo.linear_schedule(0.05, 0.0, 80), weight_decay=0.1), 3, use_grad_mean=False
+        ),
     ),
 }
 
@@ -63,8 +65,10 @@ def run_side_by_side():
             out[name] = ((p, s), (q, r))
         return out, out
 
-    init = {name: ((params0(), ours.init(params0())), (params0(), theirs.init(params0())))
-            for name, (ours, theirs) in PAIRS.items()}
+    init = {
+        name: ((params0(), ours.init(params0())), (params0(), theirs.init(params0())))
+        for name, (ours, theirs) in PAIRS.items()
+    }
     return jax.lax.scan(step, init, random_grads())[1]
 
 
@@ -85,7 +89,9 @@ def test_multi_steps_equals_optax_multisteps_at_every_call():
     theirs_adam, theirs_schedule = r.inner_opt_state
     chex.assert_trees_all_close(tuple(ours_adam), tuple(theirs_adam), rtol=1e-6, atol=1e-9)
     np.testing.assert_array_equal(ours_rate.count, theirs_schedule.count)
-    np.testing.assert_allclose(ours_rate.learning_rate[-1], optax.cosine_decay_schedule(0.05, 60)(79), rtol=1e-6)
+    np.testing.assert_allclose(
+        ours_rate.learning_rate[-1], optax.cosine_decay_schedule(0.05, 60)(79), rtol=1e-6
+    )
     (_, s), (_, r) = trajectories["same_inner_sum"]
     chex.assert_trees_all_close(s.inner_opt_state, r.inner_opt_state, rtol=1e-6, atol=1e-9)
 

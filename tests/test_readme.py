@@ -18,7 +18,9 @@ def test_the_fifteen_line_script_runs_as_pasted_and_reaches_97_percent(tmp_path)
     script = _block("readme-script")
     assert len(script.strip().splitlines()) <= 16
     (tmp_path / "script.py").write_text(script)
-    out = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     accuracy = float(re.search(r"test accuracy ([0-9.]+)", out.stdout).group(1))
     assert accuracy >= 0.97, out.stdout

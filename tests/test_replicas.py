@@ -26,24 +26,41 @@ def test_each_replica_equals_a_single_run_with_its_seed_and_hyperparameters(tmp_
     model = fl.nn.mlp([6, 16, 3], dropout=0.1)
     tx = inject_hyperparams(fl.optim.adamw)(learning_rate=1e-2, weight_decay=1e-4)
     seeds, lrs, wds, drops = [0, 1, 2], [1e-2, 3e-3, 3e-2], [1e-4, 1e-2, 0.0], [0.1, 0.05, 0.3]
-    states, info = fl.replicas.create(model, tx, seeds, hyperparams={"learning_rate": lrs, "weight_decay": wds, "dropout": drops})
-    states, history = fl.replicas.fit(states, (x, y), loss=HEAD, epochs=3, batch_size=16, eval=(x, y), info=info, run_dir=tmp_path)
+    states, info = fl.replicas.create(
+        model, tx, seeds, hyperparams={"learning_rate": lrs, "weight_decay": wds, "dropout": drops}
+    )
+    states, history = fl.replicas.fit(
+        states, (x, y), loss=HEAD, epochs=3, batch_size=16, eval=(x, y), info=info, run_dir=tmp_path
+    )
     for i, seed in enumerate(seeds):
         single_model = fl.nn.mlp([6, 16, 3], dropout=drops[i])
-        single = fl.TrainState.create(single_model, fl.optim.adamw(lrs[i], weight_decay=wds[i]), jax.random.key(seed))
+        single = fl.TrainState.create(
+            single_model, fl.optim.adamw(lrs[i], weight_decay=wds[i]), jax.random.key(seed)
+        )
         single, single_history = fl.fit(single, (x, y), loss=HEAD, epochs=3, batch_size=16, eval=(x, y))
-        chex.assert_trees_all_close(fl.replicas.replica(states, i).params, single.params, rtol=2e-4, atol=2e-5)
+        chex.assert_trees_all_close(
+            fl.replicas.replica(states, i).params, single.params, rtol=2e-4, atol=2e-5
+        )
         mine = [r for r in history if r["replica"] == i]
-        np.testing.assert_allclose([r["val_loss"] for r in mine], [r["val_loss"] for r in single_history], rtol=1e-4)
+        np.testing.assert_allclose(
+            [r["val_loss"] for r in mine], [r["val_loss"] for r in single_history], rtol=1e-4
+        )
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) == 9 and lines[4]["replica"] == 1 and lines[4]["seed"] == 1 and lines[4]["learning_rate"] == pytest.approx(3e-3)
+    assert (
+        len(lines) == 9
+        and lines[4]["replica"] == 1
+        and lines[4]["seed"] == 1
+        and lines[4]["learning_rate"] == pytest.approx(3e-3)
+    )
     assert lines[4]["train_learning_rate"] == pytest.approx(3e-3)
 
 
 def test_a_diverging_replica_is_frozen_and_the_others_go_on():
     x, y = _problem()
     tx = inject_hyperparams(fl.optim.sgd)(learning_rate=0.1)
-    states, info = fl.replicas.create(fl.nn.mlp([6, 16, 3]), tx, [0, 1], hyperparams={"learning_rate": [0.1, 1e30]})
+    states, info = fl.replicas.create(
+        fl.nn.mlp([6, 16, 3]), tx, [0, 1], hyperparams={"learning_rate": [0.1, 1e30]}
+    )
     states, history = fl.replicas.fit(states, (x * 100, y), loss=HEAD, epochs=4, batch_size=16, info=info)
     last = {r["replica"]: r for r in history if r["epoch"] == 4}
     assert last[1]["diverged"] and not last[1]["active"]
@@ -56,9 +73,13 @@ def test_per_replica_early_stopping_freezes_and_restores_each_replica():
     x, y = _problem()
     tx = inject_hyperparams(fl.optim.sgd)(learning_rate=0.1)
     # replica 1 learns nothing (lr 0): its validation loss never improves after epoch 1
-    states, info = fl.replicas.create(fl.nn.mlp([6, 16, 3]), tx, [0, 0], hyperparams={"learning_rate": [0.05, 0.0]})
+    states, info = fl.replicas.create(
+        fl.nn.mlp([6, 16, 3]), tx, [0, 0], hyperparams={"learning_rate": [0.05, 0.0]}
+    )
     stopper = fl.callbacks.EarlyStopping("val_loss", patience=2)
-    states, history = fl.replicas.fit(states, (x, y), loss=HEAD, epochs=8, batch_size=16, eval=(x, y), early_stopping=stopper, info=info)
+    states, history = fl.replicas.fit(
+        states, (x, y), loss=HEAD, epochs=8, batch_size=16, eval=(x, y), early_stopping=stopper, info=info
+    )
     by_replica = {i: [r for r in history if r["replica"] == i] for i in (0, 1)}
     assert [r["active"] for r in by_replica[1]][:3] == [True, True, False]
     assert all(r["active"] for r in by_replica[0])
@@ -77,4 +98,6 @@ def test_create_checks_its_arguments():
     with pytest.raises(FnlearnError, match="no dropout layer"):
         fl.replicas.create(model, fl.optim.sgd(0.1), [0, 1], hyperparams={"dropout": [0.1, 0.2]})
     with pytest.raises(FnlearnError, match="Known: dropout, learning_rate"):
-        fl.replicas.create(model, inject_hyperparams(fl.optim.sgd)(learning_rate=0.1), [0, 1], hyperparams={"lr": [0.1, 0.2]})
+        fl.replicas.create(
+            model, inject_hyperparams(fl.optim.sgd)(learning_rate=0.1), [0, 1], hyperparams={"lr": [0.1, 0.2]}
+        )

@@ -60,9 +60,7 @@ def make_run(
 
 
 def test_final_and_best_against_numpy(tmp_path):
-    run = report.read_run(
-        make_run(tmp_path / "a", val_loss=(1.0, 0.4, 0.6), val_acc=(0.5, 0.7, 0.9))
-    )
+    run = report.read_run(make_run(tmp_path / "a", val_loss=(1.0, 0.4, 0.6), val_acc=(0.5, 0.7, 0.9)))
     final, best = report.final_metrics(run.metrics), report.best_metrics(run.metrics)
     assert final == {
         "train_loss": 2.0 / 3,
@@ -70,10 +68,7 @@ def test_final_and_best_against_numpy(tmp_path):
         "val_accuracy": 0.9,
     }  # no learning rate or norms
     assert best["val_loss"] == {"value": 0.4, "epoch": 2, "step": 20}
-    assert (
-        best["val_accuracy"]["value"] == np.max([0.5, 0.7, 0.9])
-        and best["val_accuracy"]["epoch"] == 3
-    )
+    assert best["val_accuracy"]["value"] == np.max([0.5, 0.7, 0.9]) and best["val_accuracy"]["epoch"] == 3
     assert best["train_loss"]["value"] == np.min([2.0, 1.0, 2.0 / 3, 2.1, 1.1, 2.0 / 3 + 0.1])
 
 
@@ -112,9 +107,7 @@ def test_groups_by_config_without_seeds_and_gives_mean_and_sample_std(tmp_path):
         np.testing.assert_allclose(std, np.std(values, ddof=1))
         best = [min(1.0, 0.5 + s / 10) for s in range(len(values))]
         np.testing.assert_allclose(row["best val_loss"][0], np.mean(best))
-        np.testing.assert_allclose(
-            row["wall time (s)"][0], np.mean([2.0 + s for s in range(len(values))])
-        )
+        np.testing.assert_allclose(row["wall time (s)"][0], np.mean([2.0 + s for s in range(len(values))]))
     table = report.markdown_table(columns, rows)
     lines = table.splitlines()
     assert lines[0].startswith("| run | seeds | test_accuracy |") and len(lines) == 4

@@ -21,8 +21,8 @@ def read_scalars(log_dir: Path) -> dict:
         data = path.read_bytes()
         offset = 0
         while offset < len(data):
-            (length,) = struct.unpack("<Q", data[offset:offset + 8])
-            payload = data[offset + 12: offset + 12 + length]
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            payload = data[offset + 12 : offset + 12 + length]
             offset += 12 + length + 4
             event = event_pb2.Event.FromString(payload)
             for value in event.summary.value:
@@ -35,8 +35,15 @@ def test_callback_writes_every_epoch_record(tmp_path):
     x = rng.normal(size=(40, 5)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
     state = fl.TrainState.create(fl.nn.mlp([5, 8, 2]), fl.optim.adam(1e-2), jax.random.key(0))
-    _, history = fl.fit(state, (x, y), loss=fl.distributions.get("categorical"), epochs=3, batch_size=16,
-                        eval=(x, y), callbacks=[fl.callbacks.TensorBoard(tmp_path / "tb")])
+    _, history = fl.fit(
+        state,
+        (x, y),
+        loss=fl.distributions.get("categorical"),
+        epochs=3,
+        batch_size=16,
+        eval=(x, y),
+        callbacks=[fl.callbacks.TensorBoard(tmp_path / "tb")],
+    )
     scalars = read_scalars(tmp_path / "tb")
     for record in history:
         for tag in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_learning_rate"):
@@ -61,7 +68,10 @@ tensorboard = true
 def test_cli_writes_tensorboard_next_to_metrics(tmp_path, monkeypatch, capsys, replicas):
     monkeypatch.chdir(tmp_path)
     Path("tb.toml").write_text(SMALL)
-    assert cli.main(["train", "tb.toml", "--set", f"training.replicas={replicas}", "--out", "run", "--quiet"]) == 0
+    assert (
+        cli.main(["train", "tb.toml", "--set", f"training.replicas={replicas}", "--out", "run", "--quiet"])
+        == 0
+    )
     capsys.readouterr()
     for seed in (0, 1):
         metrics = fl.report.read_run(Path(f"run/seed_{seed}")).metrics
@@ -69,4 +79,6 @@ def test_cli_writes_tensorboard_next_to_metrics(tmp_path, monkeypatch, capsys, r
         assert len(metrics) == 2
         for record in metrics:
             assert scalars[("train_loss", record["step"])] == pytest.approx(record["train_loss"], rel=1e-6)
-            assert scalars[("val_accuracy", record["step"])] == pytest.approx(record["val_accuracy"], rel=1e-6)
+            assert scalars[("val_accuracy", record["step"])] == pytest.approx(
+                record["val_accuracy"], rel=1e-6
+            )

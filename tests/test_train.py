@@ -39,7 +39,7 @@ def test_train_step_equals_jax_plus_optax():
 
     step = fl.train.make_train_step(head)
     for i in range(5):
-        xb, yb = x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]
+        xb, yb = x[i * 8 : (i + 1) * 8], y[i * 8 : (i + 1) * 8]
         params, ref_state, ref_loss, ref_norm = reference(params, ref_state, xb, yb)
         state, metrics = step(state, (xb, yb))
         chex.assert_trees_all_close(state.params, params, rtol=1e-5, atol=1e-6)
@@ -62,7 +62,7 @@ def test_compiles_once_for_a_fixed_batch_shape_and_donates_the_state():
     step = fl.train.make_train_step(loss)
     for i in range(4):
         old = state
-        state, _ = step(state, (x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]))
+        state, _ = step(state, (x[i * 8 : (i + 1) * 8], y[i * 8 : (i + 1) * 8]))
     assert len(traces) == 1
     assert old.params[0][0]["w"].is_deleted()  # the old state's buffers were donated
 
@@ -130,7 +130,9 @@ def test_eval_sums_average_exactly_over_any_dataset_size():
     state = fl.TrainState.create(model, fl.optim.sgd(0.1), KEY)
     result = fl.evaluate(state, (x, y), loss=head, batch_size=8)  # 5 batches, the last padded
     logits, _ = model.apply(state.params, state.model_state, x)  # evaluation mode
-    np.testing.assert_allclose(result["loss"], optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        result["loss"], optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), rtol=1e-5
+    )
     np.testing.assert_allclose(result["accuracy"], np.mean(np.argmax(logits, -1) == y), rtol=1e-6)
     sums = fl.train.make_eval_step(head)(state, (x, y))
     np.testing.assert_allclose(sums["weight"], 37)
@@ -161,11 +163,15 @@ def test_the_step_gives_the_optimizer_its_loss_as_value():
     as the step's optimizer."""
     x, y = _problem()
     head = fl.distributions.get("categorical")
-    state = fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.chain(fl.optim.sgd(0.1), _value_recorder()), KEY)
+    state = fl.TrainState.create(
+        fl.nn.mlp([6, 8, 3]), fl.optim.chain(fl.optim.sgd(0.1), _value_recorder()), KEY
+    )
     state, metrics = fl.train.make_train_step(head, penalty=fl.losses.l2(1e-2))(state, (x[:8], y[:8]))
     assert float(metrics["penalty"]) > 0
     np.testing.assert_allclose(state.opt_state[1], metrics["loss"] + metrics["penalty"], rtol=1e-6)
     bare = optax.scale_by_adam()
     bare_state = dataclasses.replace(state, opt_state=bare.init(state.params), tx=bare)
-    traced = jax.eval_shape(lambda s, b: fl.train.train_step(s, b, fl.train.objective(head)), bare_state, (x[:8], y[:8]))
+    traced = jax.eval_shape(
+        lambda s, b: fl.train.train_step(s, b, fl.train.objective(head)), bare_state, (x[:8], y[:8])
+    )
     assert traced[1]["loss"].shape == ()

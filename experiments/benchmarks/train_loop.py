@@ -631,25 +631,36 @@ def smoke(factories: dict[str, Callable]) -> list[dict]:
     rows = bench_workload(SMOKE, {"jax scan": COMPETITORS["jax scan"][1]} | factories, repeats=1)
     reference = next(r for r in rows if r["competitor"] == "jax scan")
     learned = reference["final_loss"] < 0.9 * reference["initial_loss"]
-    close = lambda r: abs(r["final_loss"] - reference["final_loss"]) <= SMOKE_RTOL * abs(reference["final_loss"])
-    return [{**r, "reference_loss": reference["final_loss"], "agrees": learned and close(r)}
-            for r in rows if r["competitor"] != "jax scan"]
+    close = lambda r: (
+        abs(r["final_loss"] - reference["final_loss"]) <= SMOKE_RTOL * abs(reference["final_loss"])
+    )
+    return [
+        {**r, "reference_loss": reference["final_loss"], "agrees": learned and close(r)}
+        for r in rows
+        if r["competitor"] != "jax scan"
+    ]
 
 
 def run_smoke(factories: dict[str, Callable], missing: dict[str, str]) -> list[dict]:
     """``--smoke``: print one line per competitor; exit with status 1 (SystemExit naming the
     competitors) if any did not train like the hand-written jax + optax loop."""
     rows = smoke(factories)
-    print(f"smoke: {SMOKE.describe()} per call, 2 calls, full batch; final loss against the hand-written jax scan's (rtol {SMOKE_RTOL:g})")
+    print(
+        f"smoke: {SMOKE.describe()} per call, 2 calls, full batch; final loss against the hand-written jax scan's (rtol {SMOKE_RTOL:g})"
+    )
     for r in rows:
         verdict = "agrees" if r["agrees"] else "DIFFERS"
-        print(f"  {r['competitor']:28s} {r['final_loss']:.7g} vs {r['reference_loss']:.7g} (initial {r['initial_loss']:.4g}): {verdict}")
+        print(
+            f"  {r['competitor']:28s} {r['final_loss']:.7g} vs {r['reference_loss']:.7g} (initial {r['initial_loss']:.4g}): {verdict}"
+        )
     for name, why in missing.items():
         print(f"  {name:28s} not run: {why}")
     bad = [r["competitor"] for r in rows if not r["agrees"]]
     if bad:
-        raise SystemExit(f"smoke: {', '.join(bad)} did not train like the hand-written jax + optax loop "
-                         f"(final loss off by more than rtol {SMOKE_RTOL:g}, or the loss did not fall); see the lines above")
+        raise SystemExit(
+            f"smoke: {', '.join(bad)} did not train like the hand-written jax + optax loop "
+            f"(final loss off by more than rtol {SMOKE_RTOL:g}, or the loss did not fall); see the lines above"
+        )
     return rows
 
 

@@ -15,8 +15,14 @@ def train(devices, batch_size=32, tx=None):
     parts, _ = fl.data.standardize(fl.data.split(digits, val=0.0, test=0.2, seed=0))
     model = fl.nn.mlp([64, 64, 10], dropout=0.1, norm="batch_norm")
     state = fl.TrainState.create(model, tx or fl.optim.sgd(0.05, momentum=0.9), jax.random.key(0))
-    state, history = fl.fit(state, (parts.train.x, parts.train.y), loss=fl.distributions.get("categorical"),
-                            epochs=3, batch_size=batch_size, devices=devices)
+    state, history = fl.fit(
+        state,
+        (parts.train.x, parts.train.y),
+        loss=fl.distributions.get("categorical"),
+        epochs=3,
+        batch_size=batch_size,
+        devices=devices,
+    )
     return state, history
 
 
@@ -24,7 +30,10 @@ def main():
     one, h1 = train(None)
     eight, h8 = train("all")
     w = eight.params[0][0]["w"]
-    diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params))]
+    diffs = [
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params))
+    ]
     try:
         train("all", batch_size=30)
         error = None
@@ -34,14 +43,18 @@ def main():
     # compare its losses, and compare parameters under SGD, which does not amplify rounding
     _, a1 = train(None, tx=fl.optim.adam(1e-3))
     _, a8 = train("all", tx=fl.optim.adam(1e-3))
-    print(json.dumps({
-        "adam_losses": [[r["train_loss"] for r in a1], [r["train_loss"] for r in a8]],
-        "devices": len(jax.devices()),
-        "param_devices": len(w.sharding.device_set),
-        "max_param_diff": max(diffs),
-        "losses": [[r["train_loss"] for r in h1], [r["train_loss"] for r in h8]],
-        "error": error,
-    }))
+    print(
+        json.dumps(
+            {
+                "adam_losses": [[r["train_loss"] for r in a1], [r["train_loss"] for r in a8]],
+                "devices": len(jax.devices()),
+                "param_devices": len(w.sharding.device_set),
+                "max_param_diff": max(diffs),
+                "losses": [[r["train_loss"] for r in h1], [r["train_loss"] for r in h8]],
+                "error": error,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

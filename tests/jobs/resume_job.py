@@ -28,13 +28,29 @@ def main(run_dir, out, resume):
     slow = fl.callbacks.LambdaCallback(on_epoch_end=lambda ctx: __import__("time").sleep(EPOCH_SLEEP_S))
     early = fl.callbacks.EarlyStopping("val_loss", patience=100, min_delta=0.05, restore_best=True)
     state, history = fl.fit(
-        state, (parts.train.x, parts.train.y), loss=fl.distributions.get("categorical"), epochs=EPOCHS,
-        batch_size=32, eval=(parts.val.x, parts.val.y), run_dir=run_dir, resume=resume, callbacks=[slow, early],
+        state,
+        (parts.train.x, parts.train.y),
+        loss=fl.distributions.get("categorical"),
+        epochs=EPOCHS,
+        batch_size=32,
+        eval=(parts.val.x, parts.val.y),
+        run_dir=run_dir,
+        resume=resume,
+        callbacks=[slow, early],
         best_metric="val_loss",
     )
-    leaves = {f"leaf{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves((state.params, state.model_state, state.opt_state)))}
-    np.savez(out, **leaves, key=np.asarray(jax.random.key_data(state.key)), epochs=np.array([r["epoch"] for r in history]),
-             best_epoch=np.array(early.best_epoch), val_loss=np.array([r["val_loss"] for r in history]))
+    leaves = {
+        f"leaf{i}": np.asarray(leaf)
+        for i, leaf in enumerate(jax.tree.leaves((state.params, state.model_state, state.opt_state)))
+    }
+    np.savez(
+        out,
+        **leaves,
+        key=np.asarray(jax.random.key_data(state.key)),
+        epochs=np.array([r["epoch"] for r in history]),
+        best_epoch=np.array(early.best_epoch),
+        val_loss=np.array([r["val_loss"] for r in history]),
+    )
 
 
 if __name__ == "__main__":
