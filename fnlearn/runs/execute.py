@@ -172,6 +172,23 @@ def _epoch_printer(total_epochs: int):
     return LambdaCallback(on_epoch_end=show)
 
 
+def fit_kwargs(built) -> dict:
+    """The arguments of ``fl.fit`` and ``fl.replicas.fit`` that a config sets: one translation."""
+    t, splits = built.config.training, built.splits
+    return {
+        "loss": built.head,
+        "epochs": t.epochs or None,
+        "steps": t.steps or None,
+        "batch_size": t.batch_size,
+        "eval": (splits.val.x, splits.val.y) if splits.val is not None else None,
+        "eval_batch_size": t.eval_batch_size,
+        "penalty": built.penalty,
+        "augment": built.augment,
+        "drop_last": t.drop_last,
+        "progress": built.config.logging.progress,
+    }
+
+
 def _fit_run(built, run_dir: Path, *, resume: bool, quiet: bool):
     """``(state, history, early stopping)`` of one run trained (or resumed) in ``run_dir``."""
     config = built.config
@@ -184,21 +201,12 @@ def _fit_run(built, run_dir: Path, *, resume: bool, quiet: bool):
     state, history = fit(
         state,
         (splits.train.x, splits.train.y),
-        loss=built.head,
-        epochs=t.epochs or None,
-        steps=t.steps or None,
-        batch_size=t.batch_size,
-        eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
-        eval_batch_size=t.eval_batch_size,
-        penalty=built.penalty,
-        augment=built.augment,
+        **fit_kwargs(built),
         callbacks=[cb for cb in (early, printer, board) if cb is not None],
         run_dir=run_dir,
         log_every=config.logging.every or None,
-        drop_last=t.drop_last,
         on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop",
         log_norms=config.logging.norms,
-        progress=config.logging.progress,
         devices=fbuild.fit_devices(t),
         checkpoint_every=t.checkpoint.every or None,
         keep_checkpoints=t.checkpoint.keep,
@@ -347,7 +355,6 @@ def _train_replicas(claim: Claim, group: list[Plan], *, quiet: bool) -> list[Don
     frozen and recorded as diverged while the others go on."""
     start = time.perf_counter()
     built = group[0].config
-    t = built.config.training
     for plan in group:
         claim.lock(plan.run_dir)
         _write_config(plan.run_dir, plan.config.config)
@@ -360,20 +367,7 @@ def _train_replicas(claim: Claim, group: list[Plan], *, quiet: bool) -> list[Don
         built.model, built.optimizer, [p.config.config.training.seeds[0] for p in group]
     )
     states, history = replicas.fit(
-        states,
-        (splits.train.x, splits.train.y),
-        loss=built.head,
-        epochs=t.epochs or None,
-        steps=t.steps or None,
-        batch_size=t.batch_size,
-        eval=(splits.val.x, splits.val.y) if splits.val is not None else None,
-        eval_batch_size=t.eval_batch_size,
-        penalty=built.penalty,
-        augment=built.augment,
-        early_stopping=early,
-        info=info,
-        drop_last=t.drop_last,
-        progress=built.config.logging.progress,
+        states, (splits.train.x, splits.train.y), **fit_kwargs(built), early_stopping=early, info=info
     )
     done = []
     for i, plan in enumerate(group):
