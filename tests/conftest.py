@@ -1,4 +1,4 @@
-"""Session set-up shared by every test module: a persistent XLA compilation cache per test process.
+"""Session set-up shared by every test module: a persistent XLA compilation cache for the session.
 
 XLA compilation is most of this suite's time, and many tests build programs that are the same
 computation on the same shapes from different Python objects (a fresh ``mlp([6, 16, 3])`` and
@@ -8,10 +8,10 @@ equal. JAX's persistent compilation cache keys on the compiled module itself, so
 distinct program is compiled once and loaded from the cache afterwards: the same executable, so
 every result is unchanged.
 
-The cache lives in a temporary directory of this test process (one per xdist worker), which the
-subprocesses it starts inherit through the environment (it waits for them, so they do not write
-to it at the same time), and is deleted when the session ends. It is world-writable because some
-tests drop to an unprivileged user to meet real permission errors.
+The cache lives in a temporary directory made by the session's first process and deleted when it
+ends; xdist workers and the subprocesses tests start inherit it through the environment. Two
+processes writing one entry at once write the same bytes; one reading an entry another is still
+writing fails to decompress it, which jax reports as a warning before compiling the program itself.
 """
 
 import os
@@ -28,15 +28,21 @@ _SETTINGS = {
 }
 
 
+_SHARED = "FNLEARN_TESTS_XLA_CACHE"  # the session's cache directory, for xdist workers
+
+
 def pytest_configure(config):
     global _CACHE_DIR
-    _CACHE_DIR = tempfile.mkdtemp(prefix="fnlearn-tests-xla-cache-")
-    os.chmod(_CACHE_DIR, 0o777)
-    for name, value in (_SETTINGS | {"jax_compilation_cache_dir": _CACHE_DIR}).items():
+    directory = os.environ.get(_SHARED)  # set: this is an xdist worker of a session that made it
+    if directory is None:
+        directory = _CACHE_DIR = tempfile.mkdtemp(prefix="fnlearn-tests-xla-cache-")
+        os.chmod(directory, 0o777)  # some tests drop to an unprivileged user to meet real permission errors
+        os.environ[_SHARED] = directory
+    for name, value in (_SETTINGS | {"jax_compilation_cache_dir": directory}).items():
         jax.config.update(name, value)
         os.environ[name.upper()] = str(value)  # for the subprocesses tests start
 
 
 def pytest_unconfigure(config):
-    if _CACHE_DIR is not None:
+    if _CACHE_DIR is not None:  # the process that made it (the xdist controller, or the only one)
         shutil.rmtree(_CACHE_DIR, ignore_errors=True)
