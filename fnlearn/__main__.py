@@ -1,8 +1,6 @@
 """``python -m fnlearn ...`` is the ``fnlearn`` command."""
 
-import sys
-
-from fnlearn.cli import main
+from fnlearn.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

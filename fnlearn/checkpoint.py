@@ -467,6 +467,12 @@ class RunCheckpoints:
         return next(iter(best.values()), None)
 
     def close(self) -> None:
-        for manager in (self._last, self._best):
-            if manager is not None:
-                manager.close()
+        """Close the managers (their background writes end here), then remove what a save that
+        failed or was interrupted left half-written: orbax's ``*.orbax-checkpoint-tmp*`` folders."""
+        try:
+            for manager in (self._last, self._best):
+                if manager is not None:
+                    manager.close()
+        finally:
+            for leftover in self.directory.glob("*/*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(leftover, ignore_errors=True)

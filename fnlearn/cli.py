@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fnlearn.errors import FnlearnError, FnlearnWarning
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -233,6 +233,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 _error("interrupted.")
             return EXIT_INTERRUPTED
+
+
+def run() -> None:
+    """The ``fnlearn`` console command: ``main()`` in a process that stays quiet to its end.
+
+    After the command's one line, orbax's and TensorStore's background threads may still die (an
+    interrupted save, a full disk) and print tracebacks as the interpreter shuts down. The command
+    owns its process, so its hooks for those stay silent throughout (``FNLEARN_DEBUG=1`` keeps
+    them); ``main()`` alone, called from Python, leaves the caller's hooks as they were.
+    """
+    if not os.environ.get("FNLEARN_DEBUG"):
+        sys.excepthook = sys.unraisablehook = threading.excepthook = lambda *args: None
+        logging.disable(logging.CRITICAL)
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
 
 
 def _warn(message: str) -> None:
