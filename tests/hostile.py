@@ -41,3 +41,13 @@ def assert_one_line(message: str, *needles: str) -> None:
     assert len(message.splitlines()) == 1 and "\n" not in message and "\r" not in message, message
     for needle in needles:
         assert needle in message, (needle, message)
+
+
+def assert_fnlearn_error(error, *culprits: str) -> str:
+    """A ``pytest.raises`` result: a FnlearnError of one line that names every culprit."""
+    from fnlearn.errors import FnlearnError
+
+    assert isinstance(error.value, FnlearnError)
+    message = str(error.value)
+    assert_one_line(message, *culprits)
+    return message

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hostile import assert_fnlearn_error as assert_one_line
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,15 +22,6 @@ from fnlearn.errors import FnlearnError
 from fnlearn.optim import schedules as sch
 
 NAN, INF = float("nan"), float("inf")
-
-
-def assert_one_line(error: pytest.ExceptionInfo, *culprits: str) -> str:
-    assert isinstance(error.value, FnlearnError)
-    message = str(error.value)
-    assert "\n" not in message, message
-    for culprit in culprits:
-        assert culprit in message, (culprit, message)
-    return message
 
 
 def test_the_message_format():

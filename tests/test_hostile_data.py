@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import assert_fnlearn_error as assert_one_line
 
 import fnlearn as fl
 from fnlearn import checks, cli
@@ -23,16 +24,6 @@ from fnlearn.errors import FnlearnError
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def assert_one_line(error: pytest.ExceptionInfo, *culprits: str) -> str:
-    """The error is a FnlearnError of one line that names every culprit."""
-    assert isinstance(error.value, FnlearnError)
-    message = str(error.value)
-    assert "\n" not in message, message
-    for culprit in culprits:
-        assert culprit in message, (culprit, message)
-    return message
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
