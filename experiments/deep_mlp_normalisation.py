@@ -117,7 +117,7 @@ def steps_to(curve, level: float):
 
 
 def run(quick: bool) -> dict:
-    depth, width, seeds, steps = (30, 16, 2, 200) if quick else (40, 32, 3, 400)
+    depth, width, seeds, steps = (30, 16, 2, 120) if quick else (40, 32, 3, 400)
     learning_rate = 1e-2
     data = fl.data.load("spirals", n=400, noise=0.05, turns=1.5, seed=0)
     parts, _ = fl.data.standardize(fl.data.split(data, val=0.0, test=0.0, seed=0))
