@@ -46,8 +46,8 @@ def test_names_and_options():
     assert data.names() == sorted(data.names())
     assert set(EMBEDDED) | {"mnist", "fashion_mnist", "csv", "npz", "gabor", "two_moons"} <= set(data.names())
     assert data.options("gabor") == {"n": 100, "noise": 0.1, "seed": 0, "phi0": 0.0, "phi1": 16.0}
-    assert data.options("digits") == {}
-    assert set(data.options("mnist")) == {"path", "subset", "verify"}
+    assert data.options("digits") == {"layout": "flat"}
+    assert set(data.options("mnist")) == {"path", "subset", "verify", "layout"}
 
 
 def test_unknown_name_suggests_the_closest():

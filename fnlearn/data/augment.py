@@ -1,11 +1,13 @@
 """Data augmentation as pure jax functions, applied on the device inside the compiled train step.
 
 The notes' regulariser for small data: enlarge the training set with transformed copies (added
-noise, shifts, crops, flips). Every function here takes a PRNG key and a batch ``x`` of flat rows
-[B, F] and returns a batch of the same shape and dtype; image transforms view each row as an image
-of ``image_shape`` ((H, W) or (H, W, C), row-major, as ``Dataset.image_shape`` states), draw one
-transform per example, and flatten back. They work under ``jit`` and ``vmap``; the same key gives
-the same result.
+noise, shifts, crops, flips). Every function here takes a PRNG key and a batch ``x`` and returns a
+batch of the same shape and dtype. Image transforms take images of ``image_shape`` ((H, W) or
+(H, W, C), as ``Dataset.image_shape`` states) either as they are, x [B, *image_shape] (the
+``image`` layout), or as flat rows x [B, H·W·C] (row-major, the ``flat`` layout, viewed as images
+and flattened back); they draw one transform per example, move whole pixels (all C channels
+together) and give the same images in both layouts. They work under ``jit`` and ``vmap``; the same
+key gives the same result.
 
 =================== ======================================================================
 gaussian_noise      x̃ = x + std·ε, ε ~ N(0, I)
@@ -116,14 +118,16 @@ def make_augment(
 
 
 def _image_size(x: jax.Array, image_shape: Sequence[int]) -> tuple[int, int]:
-    """(H, W) of ``image_shape``, after checking that x holds flat rows of that many values."""
+    """(H, W) of ``image_shape``, after checking that x holds such images, or flat rows of them."""
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) not in (2, 3):
         raise FnlearnError(f"augment: image_shape {image_shape}, expected (H, W) or (H, W, C).")
-    if x.ndim != 2 or x.shape[1] != int(np.prod(image_shape)):
+    flat = x.ndim == 2 and x.shape[1] == int(np.prod(image_shape))
+    if not flat and tuple(x.shape[1:]) != image_shape:
         raise FnlearnError(
-            f"augment: x has shape {x.shape}, expected flat rows [B, {int(np.prod(image_shape))}] for images of "
-            f"shape {image_shape}. Check the dataset's image_shape."
+            f"augment: x has shape {x.shape}, expected flat rows [B, {int(np.prod(image_shape))}] or images "
+            f"[B, {', '.join(map(str, image_shape))}] for images of shape {image_shape}. Check the dataset's "
+            f"image_shape."
         )
     return image_shape[0], image_shape[1]
 

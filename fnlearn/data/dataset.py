@@ -2,8 +2,9 @@
 
 A dataset is a pair of host numpy arrays plus the little metadata the rest of fnlearn needs:
 
-* ``x``: float32, shape ``[n, *feature_shape]`` (flat ``[n, features]`` for images too; the MLPs
-  are dense and ``image_shape`` tells augmentation how to reshape a row),
+* ``x``: float32, shape ``[n, *feature_shape]``: flat rows ``[n, features]`` (what the MLPs take;
+  ``image_shape`` then tells augmentation how a row is an image) or, in the image layout of
+  ``fnlearn.data.layout``, images ``[n, H, W, C]`` with ``image_shape == x.shape[1:]``,
 * ``y``: int32 class ids ``[n]`` for classification, float32 ``[n, d]`` for regression,
 * ``task``: ``"classification"`` or ``"regression"``; ``num_classes`` is K for classification.
 
@@ -276,6 +277,11 @@ def _check_metadata(d: Dataset) -> None:
             raise FnlearnError(
                 f"{d.name}: image_shape {d.image_shape} holds {int(np.prod(d.image_shape))} values "
                 f"but a row of x has {width}; pass the shape of one image, e.g. (28, 28)."
+            )
+        if d.x.ndim > 2 and tuple(d.image_shape) != d.x.shape[1:]:
+            raise FnlearnError(
+                f"{d.name}: image_shape {d.image_shape} differs from the shape of an example of x, "
+                f"{d.x.shape[1:]}; for image-shaped x pass image_shape=x.shape[1:] (or flat rows [n, H·W·C])."
             )
     if d.feature_names is not None and len(d.feature_names) != int(np.prod(d.x.shape[1:], dtype=np.int64)):
         raise FnlearnError(

@@ -6,26 +6,33 @@ imported only when one of them is loaded, so ``import fnlearn`` stays fast witho
 =============== ============== ======= ======== ======================================
 name            task           n       features targets
 =============== ============== ======= ======== ======================================
-digits          classification 1797    64       10 classes, 8x8 images, pixels 0..16
+digits          classification 1797    64       10 classes, 8x8 images, pixels 0..16 (layout)
 iris            classification 150     4        3 classes
 breast_cancer   classification 569     30       2 classes
 wine            classification 178     13       3 classes
 diabetes        regression     442     10       1 column (disease progression)
 =============== ============== ======= ======== ======================================
+
+``digits(layout="image")`` gives the images as x [1797, 8, 8, 1] (``fnlearn.data.layout``).
 """
 
 from __future__ import annotations
 
 from fnlearn.data.dataset import Dataset, from_arrays
+from fnlearn.data.layout import check_layout, to_layout
 from fnlearn.errors import FnlearnError
 
 __all__ = ["digits", "iris", "breast_cancer", "wine", "diabetes"]
 
 
-def digits() -> Dataset:
-    """scikit-learn's 8x8 handwritten digits: x [1797, 64] pixel intensities 0..16, 10 classes."""
+def digits(*, layout: str = "flat") -> Dataset:
+    """scikit-learn's 8x8 handwritten digits: pixel intensities 0..16, 10 classes.
+
+    ``layout="flat"``: x [1797, 64], image_shape (8, 8); ``"image"``: x [1797, 8, 8, 1] (for a CNN).
+    """
+    check_layout("digits", layout)
     bunch = _sklearn_datasets().load_digits()
-    return from_arrays(
+    dataset = from_arrays(
         bunch.data,
         bunch.target,
         task="classification",
@@ -34,6 +41,7 @@ def digits() -> Dataset:
         feature_names=bunch.feature_names,
         image_shape=(8, 8),
     )
+    return to_layout(dataset, layout)
 
 
 def iris() -> Dataset:

@@ -6,7 +6,8 @@
   (``feature_names`` keeps the inputs' names). Several target columns make a regression y [n, d].
   The file must be UTF-8 (a byte-order mark is skipped); column names must be unique and non-empty.
 * ``npz(path=...)``: arrays under the keys ``x`` and ``y`` (``x_key``/``y_key`` to rename), read
-  without pickle; the task follows y's dtype unless given.
+  without pickle; the task follows y's dtype unless given; ``image_shape`` and ``layout`` make
+  its rows images (``fnlearn.data.layout``).
 
 Whatever is wrong with a file (missing, a directory, unreadable, not UTF-8, not a zip archive,
 truncated, holding objects or complex numbers, an array header promising more data than the
@@ -27,6 +28,7 @@ import numpy as np
 
 from fnlearn import checks
 from fnlearn.data.dataset import TASKS, Dataset, check_unique, from_arrays
+from fnlearn.data.layout import check_layout, to_layout
 from fnlearn.errors import FnlearnError, did_you_mean
 
 __all__ = ["csv", "npz"]
@@ -92,14 +94,19 @@ def npz(
     task: str | None = None,
     num_classes: int | None = None,
     image_shape: Sequence[int] | None = None,
+    layout: str | None = None,
 ) -> Dataset:
     """A dataset from a ``.npz`` archive (``np.savez``), read without pickle.
 
-    ``task`` defaults to classification for integer y and regression for floating y.
+    ``task`` defaults to classification for integer y and regression for floating y. ``layout``
+    None keeps x as stored; ``"flat"`` or ``"image"`` reshapes it (``fnlearn.data.layout``), the
+    image shape being ``image_shape`` or, when x is stored as images [n, H, W(, C)], x's own.
     """
     file = _required_file(path, "npz", "path='data/arrays.npz'")
     if task is not None:
         _check_task(task, "npz")
+    if layout is not None:
+        check_layout("npz", layout)
     for name, key in (("x_key", x_key), ("y_key", y_key)):
         if not isinstance(key, str) or not key:
             raise FnlearnError(
@@ -113,7 +120,13 @@ def npz(
     x, y = _read_npz(file, (x_key, y_key))
     if task is None:
         task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
-    return from_arrays(x, y, task=task, num_classes=num_classes, name=file.stem, image_shape=image_shape)
+    if layout is None:
+        return from_arrays(x, y, task=task, num_classes=num_classes, name=file.stem, image_shape=image_shape)
+    if image_shape is None and x.ndim in (3, 4):
+        image_shape = x.shape[1:]
+    x = x.reshape(x.shape[0], -1) if x.ndim > 2 and x.shape[0] else x  # empty: from_arrays says so
+    dataset = from_arrays(x, y, task=task, num_classes=num_classes, name=file.stem, image_shape=image_shape)
+    return to_layout(dataset, layout)
 
 
 def _names(value, option: str, expected: str, required: bool = False) -> list[str]:

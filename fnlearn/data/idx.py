@@ -29,6 +29,7 @@ import numpy as np
 
 from fnlearn import checks
 from fnlearn.data.dataset import Dataset, from_arrays
+from fnlearn.data.layout import check_layout, to_layout
 from fnlearn.errors import FnlearnError
 
 __all__ = [
@@ -73,33 +74,45 @@ def read_idx(path) -> np.ndarray:
     return _parse_idx(data, Path(path).name)
 
 
-def mnist(*, path: str | None = None, subset: str = "train", verify: bool = True) -> Dataset:
-    """MNIST handwritten digits: x [n, 784] pixels scaled to [0, 1], 10 classes, image_shape (28, 28).
+def mnist(
+    *, path: str | None = None, subset: str = "train", verify: bool = True, layout: str = "flat"
+) -> Dataset:
+    """MNIST handwritten digits: pixels scaled to [0, 1], 10 classes.
 
     ``subset``: "train" (60000), "test" (the official 10000) or "all" (train then test).
+    ``layout="flat"``: x [n, 784], image_shape (28, 28); ``"image"``: x [n, 28, 28, 1] (for a CNN).
     """
     _check_verify(verify, "mnist")
-    return load_idx_set("mnist", path=path, subset=subset, checksums=MNIST_MD5 if verify else None)
-
-
-def fashion_mnist(*, path: str | None = None, subset: str = "train", verify: bool = True) -> Dataset:
-    """Fashion-MNIST (Zalando articles): like ``mnist`` with 10 clothing classes."""
-    _check_verify(verify, "fashion_mnist")
     return load_idx_set(
-        "fashion_mnist", path=path, subset=subset, checksums=FASHION_MNIST_MD5 if verify else None
+        "mnist", path=path, subset=subset, checksums=MNIST_MD5 if verify else None, layout=layout
     )
 
 
+def fashion_mnist(
+    *, path: str | None = None, subset: str = "train", verify: bool = True, layout: str = "flat"
+) -> Dataset:
+    """Fashion-MNIST (Zalando articles): like ``mnist`` with 10 clothing classes."""
+    _check_verify(verify, "fashion_mnist")
+    checksums = FASHION_MNIST_MD5 if verify else None
+    return load_idx_set("fashion_mnist", path=path, subset=subset, checksums=checksums, layout=layout)
+
+
 def load_idx_set(
-    name: str, *, path=None, subset: str = "train", checksums: dict[str, str] | None = None
+    name: str,
+    *,
+    path=None,
+    subset: str = "train",
+    checksums: dict[str, str] | None = None,
+    layout: str = "flat",
 ) -> Dataset:
     """Load an MNIST-style set of IDX files; ``checksums`` maps a ``.gz`` file name to its MD5.
 
     With ``checksums`` given, gzipped files must match them and plain files must hold the published
-    counts; with ``None``, only the structure is checked.
+    counts; with ``None``, only the structure is checked. ``layout`` as in ``fnlearn.data.layout``.
     """
     if not isinstance(subset, str) or subset not in _SUBSETS:
         raise FnlearnError(f"{name}: subset={subset!r}, expected one of {', '.join(_SUBSETS)}.")
+    check_layout(name, layout)
     if path is not None:
         _check_path(path, name)
     directories = _data_directory(name, path)
@@ -119,9 +132,10 @@ def load_idx_set(
         ys.append(labels)
     x = np.concatenate(xs).astype(np.float32)
     x /= np.float32(255.0)  # in place: MNIST's x is 220 MB as float32
-    return from_arrays(
+    dataset = from_arrays(
         x, np.concatenate(ys), task="classification", num_classes=10, name=name, image_shape=image_size
     )
+    return to_layout(dataset, layout)
 
 
 def _source(name: str) -> str:
