@@ -17,6 +17,13 @@ def test_init_variance(tmp_path):
     assert small[-1] < 1e-10 * small[0]
     large = deep["N(0,1)"]
     assert large["first_overflow_layer"] is not None or large["mean"][-1] > 1e10 * large["mean"][0]
+    # the same claim for a 20-layer plain CNN (3×3 convolutions, ReLU, zero padding)
+    cnn = results["deep_cnn"]
+    assert cnn["depth"] == 20 and len(cnn["second_moment"]["He"]["mean"]) == 20
+    he = np.asarray(cnn["second_moment"]["He"]["mean"])
+    assert np.all((he / he[0] > 1 / 4) & (he / he[0] < 4)), he / he[0]  # mean over 8 inits: noisy
+    small = np.asarray(cnn["second_moment"]["N(0,0.01²)"]["mean"])
+    assert small[1] / small[0] < 0.1 and small[-1] < 1e-10 * small[0]
     # Xavier's compromise: LeCun keeps the forward variance, He(fan_out) the backward one
     comp = results["xavier_compromise"]["variances"]
     spread = lambda v: np.ptp(np.log(v))  # noqa: E731
