@@ -24,8 +24,10 @@ section         keys (defaults in :class:`DataConfig` ... :class:`LoggingConfig`
 (top level)     ``name``
 ``data``        ``name``, ``options``, ``val``, ``test``, ``test_options``, ``split_seed``,
                 ``standardize``, ``standardize_targets``, ``[data.augment]``
-``model``       ``name``, ``sizes`` (hidden widths), ``activation``, ``dropout``, ``norm``,
-                ``residual``
+``model``       ``name`` picks the keys: ``mlp``: ``sizes`` (hidden widths), ``activation``,
+                ``dropout``, ``norm``, ``residual``; ``cnn``: ``channels``, ``kernel_size``,
+                ``pool``, ``dense``, ``activation``, ``norm``, ``dropout``; ``gpt``: ``width``,
+                ``depth``, ``num_heads``, ``dropout``
 ``loss``        ``distribution``, ``options``, ``l1``, ``l2``, ``penalty_mask``
 ``optimizer``   ``name``, ``learning_rate``, ``options``, ``weight_decay``,
                 ``weight_decay_mask``, ``clip_norm``, ``skip_nonfinite``, ``[optimizer.schedule]``
@@ -49,11 +51,14 @@ from fnlearn.config.parse import (
 )
 from fnlearn.config.schema import (
     MODEL_BUILDERS,
+    MODEL_CONFIGS,
     AugmentConfig,
     CheckpointConfig,
+    CnnConfig,
     Config,
     DataConfig,
     EarlyStoppingConfig,
+    GptConfig,
     LoggingConfig,
     LossConfig,
     ModelConfig,
@@ -69,11 +74,14 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_SWEEP_RUNS",
     "MODEL_BUILDERS",
+    "MODEL_CONFIGS",
     "AugmentConfig",
     "CheckpointConfig",
+    "CnnConfig",
     "Config",
     "DataConfig",
     "EarlyStoppingConfig",
+    "GptConfig",
     "LoggingConfig",
     "LossConfig",
     "ModelConfig",

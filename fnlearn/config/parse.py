@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fnlearn.config.schema import Config
+from fnlearn.config.schema import MODEL_CONFIGS, Config
 from fnlearn.config.toml import _deep_copy, _format_value, _toml_key
 from fnlearn.errors import FnlearnError, did_you_mean
 
@@ -193,11 +193,7 @@ def _section(cls, raw, prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            full = _key_path(prefix, str(key))
-            raise FnlearnError(
-                f"{full}: unknown key.{did_you_mean(key, fields)} Keys of {('[' + prefix + ']') if prefix else where}: "
-                f"{', '.join(fields)}."
-            )
+            _unknown_key(cls, fields, prefix, key, where)
     hints = typing.get_type_hints(cls)
     values = {}
     for name, f in fields.items():
@@ -205,6 +201,9 @@ def _section(cls, raw, prefix: str):
             continue
         key = f"{prefix}.{name}" if prefix else name
         annotation = hints[name]
+        if f.metadata["kind"] == "model section":
+            values[name] = _model_section(raw[name], key)
+            continue
         if dataclasses.is_dataclass(annotation):
             values[name] = _section(annotation, raw[name], key)
             continue
@@ -212,6 +211,41 @@ def _section(cls, raw, prefix: str):
         _check_value(key, value, f, raw[name])
         values[name] = value
     return cls(**values)
+
+
+def _unknown_key(cls, fields, prefix: str, key, where: str):
+    """Raise the error for a key the section ``cls`` lacks; in ``[model]`` a key of another model's
+    builder says whose option it is."""
+    full = _key_path(prefix, str(key))
+    owners = [
+        name for name, schema in MODEL_CONFIGS.items() if key in {f.name for f in dataclasses.fields(schema)}
+    ]
+    if cls in MODEL_CONFIGS.values():
+        model = fields["name"].default
+        if owners:
+            whose = (
+                f"model {owners[0]!r}" if len(owners) == 1 else "models " + " and ".join(map(repr, owners))
+            )
+            raise FnlearnError(
+                f"{full}: {str(key)!r} is an option of {whose}, not {model!r}. Remove it, or set model.name to "
+                f"{' or '.join(map(repr, owners))}. Keys of model {model!r}: {', '.join(fields)}."
+            )
+        where = f"model {model!r}"
+    else:
+        where = ("[" + prefix + "]") if prefix else where
+    raise FnlearnError(
+        f"{full}: unknown key.{did_you_mean(key, fields)} Keys of {where}: {', '.join(fields)}."
+    )
+
+
+def _model_section(raw, key: str):
+    """The ``[model]`` table: ``name`` (default ``"mlp"``) picks the schema, whose keys are then checked."""
+    if not isinstance(raw, dict):
+        raise _error(key, raw, f"a table [{key}], got {_type_name(raw)}")
+    name_field = next(f for f in dataclasses.fields(MODEL_CONFIGS["mlp"]) if f.name == "name")
+    name = _convert(f"{key}.name", raw.get("name", name_field.default), str, "")
+    _check_value(f"{key}.name", name, name_field, raw.get("name"))
+    return _section(MODEL_CONFIGS[name], raw, key)
 
 
 _NOUNS = {int: "an integer", float: "a number", tuple: "a list of integers", str: ""}
@@ -256,8 +290,28 @@ def from_dict(raw: Mapping, *, name: str = "") -> Config:
     return config
 
 
+def _check_model(config: Config) -> None:
+    """The GPT's heads split its width evenly; its inputs are token ids, never standardised."""
+    model = config.model
+    if model.name != "gpt":
+        return
+    if model.width % model.num_heads:
+        raise _error(
+            "model.num_heads",
+            model.num_heads,
+            f"a divisor of model.width = {model.width} (heads split it evenly)",
+        )
+    if config.data.standardize:
+        raise _error(
+            "data.standardize",
+            True,
+            "false for model 'gpt': its inputs are token ids, not features to standardise. Set data.standardize = false",
+        )
+
+
 def _check_cross_fields(config: Config) -> None:
     """Rules that involve more than one key."""
+    _check_model(config)
     d, t = config.data, config.training
     if d.test_options and d.test > 0:
         raise _error("data.test", d.test, "0 when data.test_options loads a separate test set")

@@ -143,9 +143,14 @@ class DataConfig:
     augment: AugmentConfig = _field(AugmentConfig())
 
 
+def _nonempty_each_positive(values) -> str | None:
+    return "that is not empty" if not values else _each(_at_least(1))(values)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The network; the input and output widths come from the data and the head."""
+    """``model.name = "mlp"``: ``fnlearn.nn.mlp``; its input and output widths come from the data
+    and the head. :class:`CnnConfig` and :class:`GptConfig` are the other models."""
 
     name: str = _field("mlp", names=_model_names, kind="model")
     sizes: tuple = _field((128, 128), _each(_at_least(1)), kind="int list")  # hidden widths
@@ -153,6 +158,39 @@ class ModelConfig:
     dropout: float = _field(0.0, _unit_interval)
     norm: str = _field("none", names=_norm_names, kind="norm")
     residual: bool = _field(False)  # x + block(x) for blocks whose widths agree
+
+
+@dataclasses.dataclass(frozen=True)
+class CnnConfig:
+    """``model.name = "cnn"``: ``fnlearn.nn.cnn``; the input shape (H, W, C) comes from the data,
+    the number of outputs from the head."""
+
+    name: str = _field("cnn", names=_model_names, kind="model")
+    channels: tuple = _field((32, 64), _nonempty_each_positive, kind="int list")  # one conv block each
+    kernel_size: int = _field(3, _at_least(1))
+    pool: int = _field(2, _at_least(1))  # max-pool window and stride after each conv; 1 = none
+    dense: tuple = _field((128,), _each(_at_least(1)), kind="int list")  # dense widths after flatten
+    activation: str = _field("relu", names=_activation_names, kind="activation")
+    norm: str = _field("none", names=_norm_names, kind="norm")
+    dropout: float = _field(0.0, _unit_interval)  # after each dense block
+
+
+@dataclasses.dataclass(frozen=True)
+class GptConfig:
+    """``model.name = "gpt"``: ``fnlearn.nn.gpt``; the vocabulary size and max_len (the sequence
+    length T) come from the data."""
+
+    name: str = _field("gpt", names=_model_names, kind="model")
+    width: int = _field(128, _at_least(1))  # D, split evenly over the heads
+    depth: int = _field(4, _at_least(1))  # transformer blocks
+    num_heads: int = _field(4, _at_least(1))
+    dropout: float = _field(0.0, _unit_interval)
+
+
+MODEL_CONFIGS = {"mlp": ModelConfig, "cnn": CnnConfig, "gpt": GptConfig}
+"""The model registry of configs: ``model.name`` picks the section's schema (and so its keys)."""
+
+MODEL_BUILDERS = tuple(MODEL_CONFIGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,12 +296,9 @@ class Config:
 
     name: str = _field("")
     data: DataConfig = _field(DataConfig())
-    model: ModelConfig = _field(ModelConfig())
+    model: ModelConfig | CnnConfig | GptConfig = _field(ModelConfig(), kind="model section")
     loss: LossConfig = _field(LossConfig())
     optimizer: OptimizerConfig = _field(OptimizerConfig())
     training: TrainingConfig = _field(TrainingConfig())
     logging: LoggingConfig = _field(LoggingConfig())
     sweep: SweepConfig = _field(SweepConfig())
-
-
-MODEL_BUILDERS = ("mlp",)

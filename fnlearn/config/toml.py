@@ -91,7 +91,9 @@ def _section_names(cls, depth: int = 0, out=None) -> dict[int, set]:
     out = {} if out is None else out
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
+        if f.metadata.get("kind") == "model section":  # one of MODEL_CONFIGS, none with sub-sections
+            out.setdefault(depth, set()).add(f.name)
+        elif dataclasses.is_dataclass(hints[f.name]):
             out.setdefault(depth, set()).add(f.name)
             _section_names(hints[f.name], depth + 1, out)
     return out

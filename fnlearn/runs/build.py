@@ -11,8 +11,10 @@ from typing import Any, NamedTuple
 from fnlearn.config.parse import INT32_MAX, _error, _key_path, _show, _type_name
 from fnlearn.config.schema import (
     AugmentConfig,
+    CnnConfig,
     Config,
     DataConfig,
+    GptConfig,
     LossConfig,
     ModelConfig,
     OptimizerConfig,
@@ -23,9 +25,6 @@ from fnlearn.errors import FnlearnError
 
 # ------------------------------------------------------------------------------------------------
 # Building the objects a run needs, each through its registry
-
-
-"""Model builders a config can name; ``mlp`` is ``fnlearn.nn.mlp``."""
 
 
 class Built(NamedTuple):
@@ -108,18 +107,78 @@ def build_head(loss: LossConfig, train) -> tuple[Any, int]:
     return head, int(num_outputs)
 
 
-def build_model(model: ModelConfig, num_features: int, num_outputs: int):
-    """``fnlearn.nn.mlp([num_features, *model.sizes, num_outputs], ...)``."""
+def build_model(model: ModelConfig | CnnConfig | GptConfig, train, num_outputs: int):
+    """The network ``model.name`` names, its input shape (and the GPT's vocabulary and length) from
+    the training split ``train``, its output width from the head:
+
+    * mlp: ``nn.mlp([num_features, *sizes, num_outputs], ...)``;
+    * cnn: ``nn.cnn(example_shape, num_outputs=num_outputs, ...)`` for examples (..., C);
+    * gpt: ``nn.gpt(num_outputs, T, ...)`` for token ids x [n, T] in [0, num_outputs).
+    """
     from fnlearn import nn
 
+    norm = None if getattr(model, "norm", "none") == "none" else model.norm
+    if model.name == "cnn":
+        shape = _image_example_shape(train)
+        with _in_section("model"):
+            return nn.cnn(
+                shape,
+                channels=model.channels,
+                kernel_size=model.kernel_size,
+                pool=model.pool,
+                dense=model.dense,
+                num_outputs=num_outputs,
+                activation=model.activation,
+                norm=norm,
+                dropout=model.dropout,
+            )
+    if model.name == "gpt":
+        max_len = _token_length(train, num_outputs)
+        with _in_section("model"):
+            return nn.gpt(
+                num_outputs,
+                max_len,
+                width=model.width,
+                depth=model.depth,
+                num_heads=model.num_heads,
+                dropout=model.dropout,
+            )
     with _in_section("model"):
         return nn.mlp(
-            [num_features, *model.sizes, num_outputs],
+            [train.num_features, *model.sizes, num_outputs],
             activation=model.activation,
             dropout=model.dropout,
-            norm=None if model.norm == "none" else model.norm,
+            norm=norm,
             residual=model.residual,
         )
+
+
+def _image_example_shape(train) -> tuple[int, ...]:
+    """One example's shape (spatial..., C) for the CNN: the data must hold examples with a channel axis."""
+    shape = tuple(int(s) for s in train.x.shape[1:])
+    if len(shape) < 2:
+        raise FnlearnError(
+            f"model.name = 'cnn': expected examples with spatial axes and channels, like images (H, W, C); "
+            f"dataset {train.name!r} gives flat rows of {train.num_features} features. Use an image-shaped "
+            "dataset, or model.name = 'mlp'."
+        )
+    return shape
+
+
+def _token_length(train, vocab_size: int) -> int:
+    """T for the GPT: x must be [n, T] whole token ids in [0, vocab_size) (vocab_size: the head's outputs)."""
+    import numpy as np
+
+    x = train.x
+    ok = x.ndim == 2 and bool(np.all((x == np.round(x)) & (x >= 0) & (x < vocab_size)))
+    if not ok:
+        raise FnlearnError(
+            f"model.name = 'gpt': expected token sequences, x of shape [n, T] holding ids 0..{vocab_size - 1}; "
+            f"dataset {train.name!r} gives x of shape {list(x.shape)}"
+            + ("" if x.ndim != 2 else " with other values")
+            + ". Use a sequence dataset (text, sort, addition, copy), or another model."
+        )
+    return int(x.shape[1])
 
 
 def _mask(name: str):
@@ -342,7 +401,7 @@ def build(config: Config, *, cache: dict | None = None) -> Built:
     distribution = resolve_distribution(config.loss, train.task)
     loss = dataclasses.replace(config.loss, distribution=distribution)
     head, num_outputs = build_head(loss, train)
-    model = build_model(config.model, train.num_features, num_outputs)
+    model = build_model(config.model, train, num_outputs)
     penalty = build_penalty(loss)
     per_epoch, total = _steps(config.training, len(train))
     schedule = resolve_schedule(config.optimizer, total)
