@@ -111,7 +111,7 @@ def build_model(model: ModelConfig | CnnConfig | GptConfig, train, num_outputs: 
     """The network ``model.name`` names, its input shape (and the GPT's vocabulary and length) from
     the training split ``train``, its output width from the head:
 
-    * mlp: ``nn.mlp([num_features, *sizes, num_outputs], ...)``;
+    * mlp: ``nn.mlp([num_features, *sizes, num_outputs], ...)``, after a flatten for image-shaped x;
     * cnn: ``nn.cnn(example_shape, num_outputs=num_outputs, ...)`` for examples (..., C);
     * gpt: ``nn.gpt(num_outputs, T, ...)`` for token ids x [n, T] in [0, num_outputs).
     """
@@ -144,13 +144,16 @@ def build_model(model: ModelConfig | CnnConfig | GptConfig, train, num_outputs: 
                 dropout=model.dropout,
             )
     with _in_section("model"):
-        return nn.mlp(
+        mlp = nn.mlp(
             [train.num_features, *model.sizes, num_outputs],
             activation=model.activation,
             dropout=model.dropout,
             norm=norm,
             residual=model.residual,
         )
+    if train.x.ndim > 2:  # image-shaped examples (data.options.layout = "image"): flatten them first
+        return nn.build(nn.serial(nn.flatten(), mlp.layer, name="mlp"), train.x.shape[1:])
+    return mlp
 
 
 def _image_example_shape(train) -> tuple[int, ...]:
@@ -159,8 +162,12 @@ def _image_example_shape(train) -> tuple[int, ...]:
     if len(shape) < 2:
         raise FnlearnError(
             f"model.name = 'cnn': expected examples with spatial axes and channels, like images (H, W, C); "
-            f"dataset {train.name!r} gives flat rows of {train.num_features} features. Use an image-shaped "
-            "dataset, or model.name = 'mlp'."
+            f"dataset {train.name!r} gives flat rows of {train.num_features} features. "
+            + (
+                'Load it as images: data.options.layout = "image".'
+                if train.image_shape is not None
+                else "Use an image-shaped dataset, or model.name = 'mlp'."
+            )
         )
     return shape
 
