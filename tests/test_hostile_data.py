@@ -231,6 +231,7 @@ FILE_CASES = [
         idx_case(idx_bytes(np.zeros(8), shape=(2**31 - 1, 2**31 - 1, 2**31 - 1))),
         "truncated",
     ),
+    ("npz-image-layout-without-image-shape", npz_case(good_npz(), layout="image"), "image_shape=(H, W)"),
     ("idx-empty", idx_case(b""), "too short"),
     ("idx-header-cut", idx_case(idx_bytes(np.zeros((2, 2, 2)))[:9]), "header needs"),
     (
@@ -390,6 +391,21 @@ ARRAY_CASES = [
         ["image_shape"],
     ),
     ("task-not-a-string", lambda: from_arrays(X, np.zeros(4), task=["regression"]), ["task"]),
+    (
+        "image-shape-other-than-the-examples",
+        lambda: from_arrays(np.ones((4, 2, 3)), np.zeros(4), task="regression", image_shape=(3, 2)),
+        ["image_shape (3, 2)", "(2, 3)"],
+    ),
+    (
+        "layout-typo",
+        lambda: fl.data.load("digits", layout="images"),
+        ["layout='images'", "Did you mean 'image'"],
+    ),
+    (
+        "layout-image-without-image-shape",
+        lambda: fl.data.to_layout(from_arrays(X, np.zeros(4), task="regression"), "image"),
+        ["has no image_shape"],
+    ),
 ]
 
 
@@ -488,8 +504,9 @@ batch_size = 2
         ("npz", '{{path = "{npz}"}}', "[4]", "complex"),
         ("regression_1d", "{{n = 10000000000000}}", "[4]", "bytes"),
         ("regression_1d", "{{n = 100}}", "[1000000, 1000000]", "bytes"),
+        ("digits", '{{layout = "imgae"}}', "[4]", "data.options: digits: layout='imgae'"),
     ],
-    ids=["csv-repeated-column", "npz-complex", "synthetic-too-large", "model-too-large"],
+    ids=["csv-repeated-column", "npz-complex", "synthetic-too-large", "model-too-large", "layout-typo"],
 )
 def test_the_cli_reports_the_same_errors(name, options, sizes, needle, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -124,6 +124,11 @@ def npz(
         return from_arrays(x, y, task=task, num_classes=num_classes, name=file.stem, image_shape=image_shape)
     if image_shape is None and x.ndim in (3, 4):
         image_shape = x.shape[1:]
+    if image_shape is None and layout == "image":
+        raise FnlearnError(
+            f"npz: layout='image' needs the shape of one image, but {file} stores x as {list(x.shape)}. "
+            f"Pass image_shape=(H, W) or (H, W, C), or store x as images [n, H, W(, C)]."
+        )
     x = x.reshape(x.shape[0], -1) if x.ndim > 2 and x.shape[0] else x  # empty: from_arrays says so
     dataset = from_arrays(x, y, task=task, num_classes=num_classes, name=file.stem, image_shape=image_shape)
     return to_layout(dataset, layout)
