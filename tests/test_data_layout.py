@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_data_files import make_set  # tests/ is on sys.path
+from test_data_augment import numpy_candidates  # tests/ is on sys.path
+from test_data_files import make_set
 
 from fnlearn import data
 from fnlearn.data import augment, from_arrays, layout, load, to_layout
@@ -145,6 +146,23 @@ def test_augmentation_gives_the_same_images_in_both_layouts(shape):
     as_rows = np.asarray(fn(key, x.reshape(16, -1)))
     assert as_images.shape == x.shape
     np.testing.assert_array_equal(as_images.reshape(16, -1), as_rows)
+
+
+@pytest.mark.parametrize(
+    "kind, fn",
+    [
+        ("flip", lambda k, x: augment.random_flip(k, x, (4, 6, 3))),
+        ("shift", lambda k, x: augment.random_shift(k, x, (4, 6, 3), 1)),
+        ("crop", lambda k, x: augment.random_crop(k, x, (4, 6, 3), 1)),
+    ],
+)
+def test_image_shaped_batches_against_numpy(kind, fn):
+    """Each output image is one numpy can make: [:, ::-1], np.roll, or np.pad then a slice."""
+    x = np.random.default_rng(4).permutation(12 * 72).reshape(12, 4, 6, 3).astype(np.float32) + 1
+    out = np.asarray(fn(jax.random.key(5), x))  # eager: one call each
+    assert out.shape == x.shape
+    for image_in, image_out in zip(x, out, strict=True):
+        assert any(np.array_equal(c, image_out) for c in numpy_candidates(image_in, kind, 1))
 
 
 def test_augmentation_refuses_a_batch_of_another_shape():
