@@ -12,7 +12,7 @@ from test_config import _fake_mnist  # tests/ is on sys.path
 import fnlearn.config as C
 from fnlearn import data, nn
 from fnlearn.errors import FnlearnError
-from fnlearn.runs.build import build_model
+from fnlearn.runs.build import build_data, build_model
 from tests.hostile import run_cli
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -77,3 +77,14 @@ def test_a_cnn_on_flat_rows_says_how_to_load_images():
         match=r'gives flat rows of 64 features. Load it as images: data.options.layout = "image"',
     ):
         build_model(cnn, data.load("digits"), 10)
+
+
+def test_standardize_per_channel_from_a_config():
+    text = '[data]\noptions = {layout = "image"}\nstandardize_per = "channel"\n'
+    parts, scaler = build_data(C.loads(text).data)
+    assert scaler.x_mean.shape == (1, 1, 1) and parts.train.x.shape[1:] == (8, 8, 1)
+    np.testing.assert_allclose([parts.train.x.mean(), parts.train.x.std()], [0.0, 1.0], atol=1e-5)
+    with pytest.raises(FnlearnError, match=r'^data.standardize_per = "channel": .*needs image-shaped x'):
+        build_data(C.loads('[data]\nstandardize_per = "channel"\n').data)
+    with pytest.raises(FnlearnError, match=r"unknown standardisation. Did you mean 'channel'"):
+        C.loads('[data]\nstandardize_per = "chanel"\n')

@@ -137,6 +137,29 @@ def test_split_and_standardize_agree_across_layouts_and_with_numpy():
     np.testing.assert_array_equal(again.apply(raw.test).x, parts_image.test.x)
 
 
+def test_per_channel_standardisation_against_numpy():
+    x, y = images(30, (4, 5, 3), seed=5)
+    x = x * np.array([1.0, 3.0, 0.5], np.float32) + np.array([2.0, -1.0, 0.0], np.float32)
+    x[:, :, :, 2] = 0.25  # a constant channel: centred, not divided by ~0
+    image = from_arrays(x, y, task="classification", image_shape=(4, 5, 3))
+    raw = data.split(image, val=0.0, test=0.2, seed=0)
+    parts, scaler = data.standardize(raw, per="channel")
+    train = raw.train.x.astype(np.float64)
+    mean, std = train.mean((0, 1, 2)), train.std((0, 1, 2))  # one μ, σ per channel
+    assert scaler.x_mean.shape == (1, 1, 3)
+    np.testing.assert_allclose(scaler.x_mean[0, 0], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scaler.x_scale[0, 0], np.where(std >= 1e-6, std, 1.0), rtol=1e-5)
+    expected = (raw.test.x - mean) / np.where(std >= 1e-6, std, 1.0)
+    np.testing.assert_allclose(parts.test.x, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(parts.train.x.mean((0, 1, 2))[:2], 0.0, atol=1e-5)
+    again = data.Standardizer.from_dict(scaler.to_dict())
+    np.testing.assert_array_equal(again.apply(raw.test).x, parts.test.x)
+    with pytest.raises(FnlearnError, match=r"per='channel' needs image-shaped x \[n, H, W, C\]"):
+        data.standardize(data.split(to_layout(image, "flat"), val=0.0, test=0.2), per="channel")
+    with pytest.raises(FnlearnError, match=r"per='pixel', expected 'feature'"):
+        data.standardize(raw, per="pixel")
+
+
 @pytest.mark.parametrize("shape", [(5, 7), (4, 6, 3)])
 def test_augmentation_gives_the_same_images_in_both_layouts(shape):
     x, _ = images(16, shape, seed=2)

@@ -140,6 +140,8 @@ class DataConfig:
     split_seed: int = _field(0, _at_least(0))  # the split is the same for every training seed
     standardize: bool = _field(True)  # x̂ = (x − μ)/σ fitted on the training split
     standardize_targets: bool = _field(True)  # the same for regression targets (ignored for classes)
+    # one μ, σ per feature (per pixel) or, for images [n, H, W, C], per channel
+    standardize_per: str = _field("feature", names=lambda: ("feature", "channel"), kind="standardisation")
     augment: AugmentConfig = _field(AugmentConfig())
 
 

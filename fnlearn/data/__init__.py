@@ -22,11 +22,12 @@ from fnlearn.data.dataset import (
 )
 from fnlearn.data.layout import LAYOUTS, to_layout
 from fnlearn.data.registry import DEFAULT, load, names, options
-from fnlearn.data.splits import Splits, Standardizer, split, standardize
+from fnlearn.data.splits import STANDARDIZE_PER, Splits, Standardizer, split, standardize
 
 __all__ = [
     "DEFAULT",
     "LAYOUTS",
+    "STANDARDIZE_PER",
     "TASKS",
     "Dataset",
     "Splits",

@@ -8,8 +8,11 @@ default for classification) every class is spread over the splits in proportion 
 
     x̂_ij = (x_ij − μ_j) / s_j,   s_j = σ_j if σ_j ≥ min_std else 1,
 
-so constant features (the blank border pixels of digits) are centred, never divided by ~0. For
-regression the targets can be standardised the same way, with the inverse y = ŷ·s_y + μ_y (and
+so constant features (the blank border pixels of digits) are centred, never divided by ~0. The
+feature index j runs over an example's whole shape (``per="feature"``: per pixel and channel of an
+image, the same numbers in the flat and the image layout); ``per="channel"`` pools image-shaped x
+[n, H, W, C] over the examples and positions, one μ_c and σ_c per channel (what CNN recipes use).
+For regression the targets can be standardised the same way, with the inverse y = ŷ·s_y + μ_y (and
 σ_y = σ̂·s_y for a predicted standard deviation) for reporting in the original units.
 """
 
@@ -24,7 +27,9 @@ from fnlearn import checks
 from fnlearn.data.dataset import Dataset
 from fnlearn.errors import FnlearnError
 
-__all__ = ["Splits", "split", "Standardizer", "standardize"]
+__all__ = ["STANDARDIZE_PER", "Splits", "split", "Standardizer", "standardize"]
+
+STANDARDIZE_PER = ("feature", "channel")
 
 
 class Splits(NamedTuple):
@@ -141,8 +146,12 @@ class Standardizer:
     y_scale: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, train: Dataset, *, targets: bool = False, min_std: float = 1e-6) -> Standardizer:
-        """μ and s from ``train`` only: s = σ (population std) where σ ≥ min_std, else 1."""
+    def fit(
+        cls, train: Dataset, *, targets: bool = False, min_std: float = 1e-6, per: str = "feature"
+    ) -> Standardizer:
+        """μ and s from ``train`` only: s = σ (population std) where σ ≥ min_std, else 1; one pair per
+        feature (``per="feature"``) or per channel of image-shaped x (``per="channel"``, stored
+        with shape (1, …, 1, C) so that it broadcasts over an example)."""
         checks.boolean("standardize", "targets", targets)
         if targets and train.task != "regression":
             raise FnlearnError(
@@ -150,13 +159,14 @@ class Standardizer:
                 f"leave targets=False."
             )
         checks.positive("standardize", "min_std", min_std, "A small number such as 1e-6.")
-        x_mean, x_scale = _moments(train.x, min_std)
+        x_mean, x_scale = _moments(train.x, min_std, _pooled_axes(train, per))
         y_mean, y_scale = _moments(train.y, min_std) if targets else (None, None)
         return cls(x_mean, x_scale, y_mean, y_scale)
 
     def apply(self, dataset: Dataset) -> Dataset:
         """The dataset with x̂ = (x − μ)/s (and ŷ likewise when targets were fitted)."""
-        if dataset.x.shape[1:] != self.x_mean.shape:
+        fitted, given = self.x_mean.shape, dataset.x.shape[1:]
+        if len(fitted) != len(given) or any(f not in (1, g) for f, g in zip(fitted, given, strict=True)):
             raise FnlearnError(
                 f"standardize: fitted on features of shape {self.x_mean.shape}, got {dataset.x.shape[1:]} "
                 f"in {dataset.name}; fit and apply on splits of one dataset."
@@ -190,16 +200,33 @@ class Standardizer:
         return scale if self.y_scale is None else scale * self.y_scale
 
 
-def _moments(a: np.ndarray, min_std: float) -> tuple[np.ndarray, np.ndarray]:
+def _pooled_axes(train: Dataset, per) -> tuple[int, ...]:
+    """The axes of x one μ, σ is taken over: the examples' (0), and for channels every position."""
+    if not isinstance(per, str) or per not in STANDARDIZE_PER:
+        raise FnlearnError(
+            f"standardize: per={per!r}, expected 'feature' (one μ, σ per pixel) or 'channel' (one per "
+            f"channel of images [n, H, W, C])."
+        )
+    if per == "feature":
+        return (0,)
+    if train.x.ndim < 3:
+        raise FnlearnError(
+            f"standardize: per='channel' needs image-shaped x [n, H, W, C], but {train.name} has x of shape "
+            f"{list(train.x.shape)}. Load it as images (layout='image'), or use per='feature'."
+        )
+    return tuple(range(train.x.ndim - 1))
+
+
+def _moments(a: np.ndarray, min_std: float, axes=(0,)) -> tuple[np.ndarray, np.ndarray]:
     a = a.astype(np.float64)
-    mean, std = a.mean(axis=0), a.std(axis=0)
+    mean, std = a.mean(axis=axes, keepdims=True)[0], a.std(axis=axes, keepdims=True)[0]
     scale = np.where(std >= min_std, std, 1.0)
     return mean.astype(np.float32), scale.astype(np.float32)
 
 
 def standardize(
-    splits: Splits, *, targets: bool = False, min_std: float = 1e-6
+    splits: Splits, *, targets: bool = False, min_std: float = 1e-6, per: str = "feature"
 ) -> tuple[Splits, Standardizer]:
-    """Fit a ``Standardizer`` on ``splits.train`` and apply it to every split."""
-    scaler = Standardizer.fit(splits.train, targets=targets, min_std=min_std)
+    """Fit a ``Standardizer`` on ``splits.train`` (per feature or per channel) and apply it to every split."""
+    scaler = Standardizer.fit(splits.train, targets=targets, min_std=min_std, per=per)
     return Splits(*(None if d is None else scaler.apply(d) for d in splits)), scaler

@@ -77,7 +77,8 @@ def build_data(data: DataConfig, *, cache: dict | None = None):
     if not data.standardize:
         return splits, None
     targets = data.standardize_targets and dataset.task == "regression"
-    return fdata.standardize(splits, targets=targets)
+    with _in_section(f"data.standardize_per = {_show(data.standardize_per)}"):
+        return fdata.standardize(splits, targets=targets, per=data.standardize_per)
 
 
 def resolve_distribution(loss: LossConfig, task: str) -> str:
