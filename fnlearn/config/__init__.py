@@ -23,7 +23,7 @@ section         keys (defaults in :class:`DataConfig` ... :class:`LoggingConfig`
 ==============  ===============================================================================
 (top level)     ``name``
 ``data``        ``name``, ``options``, ``val``, ``test``, ``test_options``, ``split_seed``,
-                ``standardize``, ``standardize_targets``, ``[data.augment]``
+                ``standardize``, ``standardize_targets``, ``standardize_per``, ``[data.augment]``
 ``model``       ``name`` picks the keys: ``mlp``: ``sizes`` (hidden widths), ``activation``,
                 ``dropout``, ``norm``, ``residual``; ``cnn``: ``channels``, ``kernel_size``,
                 ``pool``, ``dense``, ``activation``, ``norm``, ``dropout``; ``gpt``: ``width``,
