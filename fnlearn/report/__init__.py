@@ -27,7 +27,7 @@ from fnlearn.report.runs import (
     show_path,
 )
 from fnlearn.report.sweep import plot_sweep, write_sweep_report
-from fnlearn.report.tables import _mean_std, check_output, compare_table, markdown_table, write_csv
+from fnlearn.report.tables import check_output, compare_table, markdown_table, mean_std, write_csv
 
 __all__ = [
     "BOOKKEEPING",
@@ -56,5 +56,5 @@ __all__ = [
     "write_csv",
     "write_sweep_report",
     "_curve",
-    "_mean_std",
+    "mean_std",
 ]

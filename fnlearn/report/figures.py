@@ -18,7 +18,7 @@ from pathlib import Path
 from fnlearn.errors import FnlearnError
 from fnlearn.report.labels import Group, grouping
 from fnlearn.report.runs import Run, is_number, metric_keys, show_path
-from fnlearn.report.tables import _mean_std, check_output, write_atomically
+from fnlearn.report.tables import check_output, mean_std, write_atomically
 
 SAME = 1e-4
 """Curves that agree to this relative difference at every point look the same: the later one is
@@ -180,7 +180,7 @@ def group_curve(runs: Sequence[Run], key: str, x: str) -> tuple[list, list, list
         for a, b in zip(*_curve(_epoch_rows(run.metrics, key, x), key, x)):
             per_x.setdefault(a, []).append(b)
     xs = sorted(per_x)
-    stats = [_mean_std(per_x[a]) for a in xs]
+    stats = [mean_std(per_x[a]) for a in xs]
     return xs, [m for m, _ in stats], [math.nan if s is None else s for _, s in stats]
 
 

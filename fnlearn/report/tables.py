@@ -22,7 +22,7 @@ from fnlearn.report.labels import group_list
 from fnlearn.report.runs import Run, best_metrics, final_metrics, is_number, metric_keys, show_path
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     """m̄ and s (None for one value) of finite numbers, never overflowing in between: with
     uᵢ = vᵢ·2⁻ᵉ (exact; max |vᵢ| < 2ᵉ), m = Σuᵢ/n and dᵢ = uᵢ − m, the corrected two-pass
     s² = 2²ᵉ (Σdᵢ² − (Σdᵢ)²/n)/(n − 1) (exact to rounding even for nearly equal values; s = inf only
@@ -85,7 +85,7 @@ def compare_table(runs: Sequence[Run]) -> tuple[list[str], list[dict]]:
             if key in row:
                 continue
             present = [values[key] for values in per_run if key in values]
-            row[key] = _mean_std(present)
+            row[key] = mean_std(present)
             if key not in columns:
                 columns.append(key)
         rows.append(row)
