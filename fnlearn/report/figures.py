@@ -287,7 +287,7 @@ def draw_multiples(fig, groups: Sequence[Group], panel: str, x: str, key: Sequen
     _style_axes(axes[0][0], panel, x, curves)
     axes[0][0].set_title(_legend_label(groups[0], None), fontsize=6.5)
     axes[0][0].set_xlabel("")
-    fig.suptitle(f"{panel} against the {x}, one panel per run (grey: the others)", fontsize=10)
+    fig.suptitle(f"{panel} against the {x}, one panel per setting (grey: the others)", fontsize=10)
     fig.supxlabel("\n".join(_plain_text(note) for note in key) or x, fontsize=7)
 
 

@@ -27,6 +27,10 @@ UNLABELLED = ("logging.", "training.checkpoint.", "name")
 (``name`` leads a label instead)."""
 
 SHORT = {
+    "optimizer.name": "optimizer",
+    "optimizer.schedule.name": "schedule",
+    "model.name": "model",
+    "data.name": "data",
     "learning_rate": "lr",
     "weight_decay": "wd",
     "batch_size": "batch",
@@ -36,7 +40,7 @@ SHORT = {
     "warmup_steps": "warmup",
     "early_stopping.enabled": "early_stopping",
 }
-"""Abbreviations of a key's last part (or last two parts) in labels."""
+"""Short names of whole keys, else of a key's last part (or last two parts), in labels."""
 
 _RATE_OPTIONS = ("peak_value", "init_value", "value")
 _LENGTH_OPTIONS = ("decay_steps", "transition_steps")
@@ -129,6 +133,9 @@ def short_names(keys: Sequence[str]) -> dict[str, str]:
     last parts as it takes to tell it from the other keys."""
     names = {}
     for key in keys:
+        if key in SHORT:
+            names[key] = SHORT[key]
+            continue
         parts = key.split(".")
         for n in range(1, len(parts) + 1):
             tail = ".".join(parts[-n:])
