@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import shlex
 import sys
 import threading
 import warnings
@@ -226,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             out = getattr(args, "run_out", None)
             if out is not None and getattr(args, "command", None) in ("train", "sweep"):
-                again = f"`fnlearn {args.command} --resume --out {out}`" + (
-                    f" {args.config}" if args.command == "sweep" else ""
+                again = f"`fnlearn {args.command} --resume --out {shlex.quote(str(out))}" + (
+                    f" {shlex.quote(str(args.config))}`" if args.command == "sweep" else "`"
                 )
                 _error(f"interrupted; {again} continues from the last checkpoint.")
             else:

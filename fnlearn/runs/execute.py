@@ -505,7 +505,7 @@ def resume_config(out: Path, overrides: Sequence[str]):
     configs = []
     for path in paths:
         try:
-            configs.append(fconfig.load(path, overrides))
+            configs.append(fconfig.load(path, overrides, paths_from=Path.cwd()))  # as it was made
         except FnlearnError as error:
             message = str(error)
             raise FnlearnError(message if str(path) in message else f"{path}: {message}") from None
