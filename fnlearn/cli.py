@@ -374,9 +374,8 @@ def _print_table(paths) -> None:
     runs = report.find_runs(paths)
     columns, rows = report.compare_table(runs)
     print(report.markdown_table(columns, rows))
-    key = report.label_key(runs)
-    if key:
-        print("; ".join(key))
+    if report.key_text(runs):
+        print(report.key_text(runs))
 
 
 def cmd_compare(args) -> int:
@@ -390,9 +389,8 @@ def cmd_compare(args) -> int:
     runs = report.find_runs(args.runs, on_damaged=_warn)
     columns, rows = report.compare_table(runs)
     print(report.markdown_table(columns, rows))
-    key = report.label_key(runs)
-    if key:
-        print("; ".join(key))
+    if report.key_text(runs):
+        print(report.key_text(runs))
     if args.csv is not None:
         print(
             f"table: {report.show_path(report.write_csv(args.csv, columns, rows).resolve())}", file=sys.stderr

@@ -167,7 +167,7 @@ def test_long_labels_become_numbers_with_a_key_and_no_line_passes_the_width(tmp_
     lines = table.splitlines()
     assert all(len(line) <= 120 for line in lines)
     assert "| #1 " in table and any(line.startswith("#3: " + "x" * 70) or "#3: x" in line for line in lines)
-    assert "not shown (in the CSV)" in table  # columns left out are named
+    assert "not shown (all are in compare --csv FILE" in table  # columns left out are named
     assert len(report.markdown_table(columns, rows, width=None).splitlines()[0]) > 120  # unfitted
 
 
@@ -218,3 +218,19 @@ def test_more_than_ten_groups_are_drawn_as_small_multiples(tmp_path):
     out = report.plot_compare(report.find_runs([tmp_path]), tmp_path / "c.png")
     height, width, _ = matplotlib.image.imread(out).shape
     assert height > 450 and width > 800  # a grid of panels (4 x 3), not one crowded axes
+
+
+def test_the_label_key_wraps_at_120_characters(tmp_path):
+    keys = ["optimizer.learning_rate", "model.sizes", "training.batch_size", "optimizer.weight_decay"]
+    keys += ["loss.l2", "model.dropout", "data.augment.noise_std", "optimizer.clip_norm"]
+    for i, values in enumerate(
+        [
+            ("1e-3", "[8]", "16", "0.0", "0.0", "0.0", "0.0", "0.0"),
+            ("1e-2", "[4]", "8", "0.1", "0.1", "0.1", "0.1", "1.0"),
+        ]
+    ):
+        write_run(tmp_path / str(i), C.loads("", [f"{k}={v}" for k, v in zip(keys, values)], name="h"))
+    text = report.key_text(report.find_runs([tmp_path]))
+    lines = text.splitlines()
+    assert len(lines) > 1 and all(len(line) <= 120 for line in lines)
+    assert "lr = optimizer.learning_rate" in text and "clip_norm = optimizer.clip_norm" in text

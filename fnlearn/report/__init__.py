@@ -14,7 +14,7 @@ from fnlearn.report.figures import (
     plot_compare,
     plot_run,
 )
-from fnlearn.report.labels import format_value, group_list, group_runs, label_key, short_names
+from fnlearn.report.labels import format_value, group_list, group_runs, key_text, label_key, short_names
 from fnlearn.report.runs import (
     BOOKKEEPING,
     Run,
@@ -44,6 +44,7 @@ __all__ = [
     "group_list",
     "group_runs",
     "is_bookkeeping",
+    "key_text",
     "label_key",
     "markdown_table",
     "plot_compare",

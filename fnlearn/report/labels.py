@@ -165,6 +165,18 @@ def label_key(runs: Sequence[Run]) -> list[str]:
     return grouping(runs).key
 
 
+def key_text(runs: Sequence[Run], width: int = 120) -> str:
+    """The label key as lines of at most ``width`` characters, never breaking an entry
+    ("" when the labels need none)."""
+    lines: list[str] = []
+    for entry in label_key(runs):
+        if lines and len(lines[-1]) + 2 + len(entry) <= width:
+            lines[-1] += "; " + entry
+        else:
+            lines.append(entry)
+    return "\n".join(lines)
+
+
 def grouping(runs: Sequence[Run]) -> Grouping:
     """The runs grouped and labelled, with the keys the labels show."""
     members: dict[str, list[Run]] = {}

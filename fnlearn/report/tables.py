@@ -126,7 +126,7 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Mapping], width: int |
         shown.remove(_least_telling(shown))
     left_out = [c for c in columns if c not in shown]
     if left_out:
-        notes.append(f"not shown (in the CSV): {', '.join(left_out)}")
+        notes.append(f"not shown (all are in compare --csv FILE and sweep.csv): {', '.join(left_out)}")
     lines = _padded(shown, rows)
     return "\n".join(lines + [_wrap(note, width) for note in notes])
 
