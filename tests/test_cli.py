@@ -451,6 +451,7 @@ def test_several_seeds_make_one_directory_each_and_a_table(tmp_path, monkeypatch
     assert code == 0, err
     assert sorted(os.listdir("seeds")) == ["seed_3", "seed_4"]
     assert not list(Path("seeds").rglob("checkpoints"))  # every = 0: none, seed after seed too
+    assert "[1/2] small\n" in out and "[2/2] small\n" in out  # where the multi-seed run is
     assert out.count("  epoch    1  train_") == 2  # each seed's progress
     for seed in (3, 4):
         saved = tomllib.loads(Path(f"seeds/seed_{seed}/config.toml").read_text())

@@ -121,6 +121,10 @@ def test_a_length_set_by_the_user_stays_in_the_label(tmp_path):
     ]
 
 
+def test_no_runs_make_an_empty_table():
+    assert report.compare_table([]) == (["run", "seeds"], []) and report.group_runs([]) == []
+
+
 def test_short_names_grow_until_they_are_unique_and_abbreviate():
     names = report.short_names(["optimizer.learning_rate", "loss.options.scale", "optimizer.options.scale"])
     assert names == {

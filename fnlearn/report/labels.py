@@ -186,6 +186,8 @@ def grouping(runs: Sequence[Run]) -> Grouping:
         key = json.dumps(flat, sort_keys=True)
         members.setdefault(key, []).append(run)
         flats[key] = flat
+    if not members:
+        return Grouping([], {}, [])
     derived = set.intersection(*(derived_keys(m[0]) for m in members.values()))
     keys = sorted({k for flat in flats.values() for k in flat})
     differing = [k for k in keys if len({flat.get(k) for flat in flats.values()}) > 1]

@@ -459,7 +459,10 @@ def _write_replica(
 def run_all(claim: Claim, plans: list[Plan], *, resume: bool, quiet: bool) -> list[Done]:
     """Train every (built) plan, each in its locked run directory; see the module docstring."""
     done = []
-    for group in _replica_groups(plans, resume):
+    groups = _replica_groups(plans, resume)
+    for number, group in enumerate(groups, 1):
+        if len(groups) > 1:  # where a sweep or a multi-seed run is
+            _say(quiet, f"[{number}/{len(groups)}] {group[0].label}")
         with _cleanup_on_error(claim, [plan.run_dir for plan in group], resume):
             if len(group) > 1:
                 finished = _train_replicas(claim, group, quiet=quiet)
