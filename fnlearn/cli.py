@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import shlex
 import sys
 import threading
 import warnings
@@ -172,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         metavar="PNG",
         default="compare.png",
-        help="the learning-curve figure (default compare.png)",
+        help="the learning-curve figure (default compare.png in the current folder; its path is printed)",
     )
     compare.add_argument("--no-plot", action="store_true", help="print the table only")
     compare.set_defaults(handler=cmd_compare)
@@ -226,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             out = getattr(args, "run_out", None)
             if out is not None and getattr(args, "command", None) in ("train", "sweep"):
-                again = f"`fnlearn {args.command} --resume --out {out}`" + (
-                    f" {args.config}" if args.command == "sweep" else ""
+                again = f"`fnlearn {args.command} --resume --out {shlex.quote(str(out))}" + (
+                    f" {shlex.quote(str(args.config))}`" if args.command == "sweep" else "`"
                 )
                 _error(f"interrupted; {again} continues from the last checkpoint.")
             else:
@@ -359,14 +360,22 @@ def cmd_sweep(args) -> int:
     args.announce = lambda out, plans: f"sweep: {len(runs)} configurations, {len(plans)} runs into {out}"
     done = _train_into(args, plans_for, Path("runs") / f"{config.name}-sweep")
     _print_table([args.run_out])
+    from fnlearn import report
+
+    written = report.write_sweep_report(args.run_out)
+    if not args.quiet:
+        print(f"sweep report: {', '.join(report.show_path(p) for p in written)}", file=sys.stderr)
     return execute.exit_status(done)
 
 
 def _print_table(paths) -> None:
     from fnlearn import report
 
-    columns, rows = report.compare_table(report.find_runs(paths))
+    runs = report.find_runs(paths)
+    columns, rows = report.compare_table(runs)
     print(report.markdown_table(columns, rows))
+    if report.key_text(runs):
+        print(report.key_text(runs))
 
 
 def cmd_compare(args) -> int:
@@ -380,10 +389,14 @@ def cmd_compare(args) -> int:
     runs = report.find_runs(args.runs, on_damaged=_warn)
     columns, rows = report.compare_table(runs)
     print(report.markdown_table(columns, rows))
+    if report.key_text(runs):
+        print(report.key_text(runs))
     if args.csv is not None:
-        print(f"table: {report.write_csv(args.csv, columns, rows)}", file=sys.stderr)
+        print(
+            f"table: {report.show_path(report.write_csv(args.csv, columns, rows).resolve())}", file=sys.stderr
+        )
     if not args.no_plot:
-        print(f"curves: {report.plot_compare(runs, args.out)}", file=sys.stderr)
+        print(f"figure: {report.show_path(report.plot_compare(runs, args.out).resolve())}", file=sys.stderr)
     return 0
 
 

@@ -23,9 +23,12 @@ class FnlearnWarning(UserWarning):
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``" Did you mean 'adam'?"`` for the closest known name, or ``""`` when nothing is close."""
-    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    """``" Did you mean 'adam'?"`` for the closest known name, or ``""`` when nothing is close;
+    case is ignored ('Relu' → 'relu', not 'elu')."""
+    known = list(known)
+    lower = {str(k).lower(): k for k in reversed(known)}
+    close = difflib.get_close_matches(str(name).lower(), list(lower), n=1, cutoff=0.6)
+    return f" Did you mean {lower[close[0]]!r}?" if close else ""
 
 
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> FnlearnError:

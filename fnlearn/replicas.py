@@ -206,6 +206,7 @@ def fit(
     run_dir=None,
     drop_last: bool = False,
     progress: bool | None = None,
+    on_epoch=None,
 ):
     """Train stacked ``states`` (from ``create``) together; returns ``(states, history)``.
 
@@ -213,6 +214,7 @@ def fit(
     "active", "diverged", "train_*", "val_*"}``; with ``run_dir`` the same records go to
     ``metrics.jsonl``. Arguments are those of ``fl.fit``; ``early_stopping`` is applied to each
     replica on its own (its ``monitor``, ``patience``, ``min_delta``, ``mode``, ``restore_best``).
+    ``on_epoch(records)``, if given, is called after every epoch with that epoch's records.
     """
     _check_fit_arguments(
         states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress
@@ -277,6 +279,8 @@ def fit(
                 records[i] |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
                 history.append(records[i])
                 write_record(metrics_file, records[i])
+            if on_epoch is not None:
+                on_epoch(records)
     finally:
         if bar is not None:
             bar.close()

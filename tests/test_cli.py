@@ -441,6 +441,8 @@ def test_several_seeds_make_one_directory_each_and_a_table(tmp_path, monkeypatch
             "training.epochs=1",
             "--set",
             "training.checkpoint.every=0",
+            "--set",
+            "training.replicas=false",
             "--out",
             "seeds",
         ],
@@ -448,10 +450,13 @@ def test_several_seeds_make_one_directory_each_and_a_table(tmp_path, monkeypatch
     )
     assert code == 0, err
     assert sorted(os.listdir("seeds")) == ["seed_3", "seed_4"]
+    assert not list(Path("seeds").rglob("checkpoints"))  # every = 0: none, seed after seed too
+    assert "[1/2] small\n" in out and "[2/2] small\n" in out  # where the multi-seed run is
+    assert out.count("  epoch    1  train_") == 2  # each seed's progress
     for seed in (3, 4):
         saved = tomllib.loads(Path(f"seeds/seed_{seed}/config.toml").read_text())
         assert saved["training"]["seeds"] == [seed]
-    assert "| small | 2 |" in out  # one group of two seeds
+    assert "| small | 2     |" in out  # one group of two seeds
 
 
 def test_seeds_as_replicas_equal_the_seeds_one_after_another(tmp_path, monkeypatch, capsys):
@@ -476,6 +481,11 @@ def test_seeds_as_replicas_equal_the_seeds_one_after_another(tmp_path, monkeypat
         )
         assert code == 0, err
         assert ("as vmapped replicas" in out) == (replicas == "true")
+        epochs = [line for line in out.splitlines() if line.startswith("  epoch ")]
+        assert len(epochs) == (2 if replicas == "true" else 4)  # progress: one line per epoch
+        if replicas == "true":  # mean ± std over the seeds, and how many trained
+            assert epochs[0].startswith("  epoch    1  train_") and epochs[0].endswith("(2/2 seeds)")
+            assert " ± " in epochs[0]
         results[replicas] = {
             s: json.loads(Path(f"{replicas}/seed_{s}/summary.json").read_text()) for s in (3, 4)
         }
@@ -569,7 +579,8 @@ def test_train_kill_resume_compare(tmp_path, capsys):
         ]
     )
     assert code == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().out
+    lines = [" ".join(line.split()) for line in out.splitlines() if line.startswith("|")]  # padding collapsed
     assert len(lines) == 3 and lines[2].startswith("| small | 2 |")  # the same config: one group of 2
     assert "± 0 |" in lines[2]  # identical results, zero spread
     assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "t.csv").is_file()
@@ -584,12 +595,13 @@ def test_sweep_runs_every_combination(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     runs = sorted(str(p.parent.relative_to(tmp_path / "sw")) for p in (tmp_path / "sw").rglob("summary.json"))
     assert runs == [f"learning_rate={lr}/seed_{s}" for lr in ("0.001", "0.01") for s in (0, 1)]
-    table = out.strip().splitlines()
-    assert len(table) == 4 and all("| 2 |" in row for row in table[2:])
-    assert {row.split("|")[1].strip() for row in table[2:]} == {
-        "learning_rate=0.001",
-        "learning_rate=0.01",
-    }  # the sweep's labels
+    table = [line for line in out.strip().splitlines() if line.startswith("|")]
+    assert len(table) == 4 and all(row.split("|")[2].strip() == "2" for row in table[2:])
+    assert {row.split("|")[1].strip() for row in table[2:]} == {"lr=1e-3", "lr=0.01"}  # short labels
+    assert "lr = optimizer.learning_rate" in out and err == ""  # the key; --quiet
+    assert not list((tmp_path / "sw").rglob("checkpoints"))  # checkpoint.every = 0 in replica runs
+    assert sorted(p.name for p in (tmp_path / "sw").glob("sweep.*")) == ["sweep.csv", "sweep.md", "sweep.png"]
+    assert "![" in (tmp_path / "sw" / "sweep.md").read_text()
     # --resume on a finished sweep trains nothing
     code, out, err = run_main([*sweep, "--resume"], capsys)
     assert code == 0, err

@@ -274,7 +274,7 @@ def test_compare_runs_notebook(notebook):
     _, ns, out = notebook("compare_runs")
     assert len(ns["runs"]) == 4 and ns["groups"] == 2
     table = (out / "compare.md").read_text()
-    assert "optimizer.name=adam" in table and "optimizer.name=sgd" in table and "test_accuracy" in table
+    assert "optimizer=adam" in table and "optimizer=sgd" in table and "test_accuracy" in table  # short labels
     for row in ns["rows"]:  # two seeds per group: mean ± std with a std
         assert row["seeds"] == 2 and row["test_accuracy"][1] is not None
     # the table's test accuracy is the mean of the runs' summary.json values

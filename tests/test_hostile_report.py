@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import re
 import statistics
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +23,11 @@ from hypothesis import strategies as st
 from fnlearn import config as C
 from fnlearn import report
 from fnlearn.errors import FnlearnError
+
+
+def table_of(out: str) -> list[str]:
+    """The markdown table's lines in ``out`` (notes below it left out), padding collapsed."""
+    return [re.sub(r" {2,}", " ", line) for line in out.splitlines() if line.startswith("|")]
 
 
 def make_run(directory: Path, *, lr=1e-3, seed=0, test=None, label=None, rows=None) -> Path:
@@ -171,7 +177,7 @@ def test_a_damaged_run_below_a_folder_is_skipped_with_one_warning(case, sweep, c
         f"fnlearn: warning: skipped runs/bad: runs/bad/{needle}"
     ), err
     assert "Traceback" not in err
-    table = out.splitlines()
+    table = table_of(out)
     assert len(table) == 3 and "| hand | 1 | 0.75 |" in table[2]  # the good run alone
     assert snapshot(sweep.parent) == before
 
@@ -204,7 +210,7 @@ def test_unreadable_files_are_skipped(sweep, monkeypatch, capsys):
     monkeypatch.setattr(Path, "read_bytes", refuse)
     code, out, err = run_cli(["compare", "runs", "--no-plot"], capsys)
     (sweep / "bad" / "summary.json").chmod(0o644)
-    assert code == 0 and "| hand | 1 | 0.75 |" in out
+    assert code == 0 and "| hand | 1 | 0.75 |" in "\n".join(table_of(out))
     assert (
         err
         == "fnlearn: warning: skipped runs/bad: runs/bad/summary.json cannot be read: Permission denied.\n"
@@ -232,7 +238,7 @@ def test_a_torn_last_line_and_a_config_toml_folder_are_not_damage(sweep, capsys)
     (sweep / "other").mkdir()
     (sweep / "other" / "config.toml").mkdir()  # a folder named config.toml is not a run
     code, out, err = run_cli(["compare", "runs", "--no-plot"], capsys)
-    assert code == 0 and err == "" and len(out.splitlines()) == 4  # header, rule, two groups
+    assert code == 0 and err == "" and len(table_of(out)) == 4  # header, rule, two groups
 
 
 def test_a_file_or_a_missing_path_is_one_error(sweep, capsys):
@@ -246,7 +252,7 @@ def test_a_file_or_a_missing_path_is_one_error(sweep, capsys):
 
 def test_the_same_run_named_twice_counts_once(sweep, capsys):
     code, out, _ = run_cli(["compare", "runs/good", "runs/good", "runs", "--no-plot"], capsys)
-    lines = out.splitlines()
+    lines = table_of(out)
     assert code == 0 and len(lines) == 4  # header, rule, one row per run
     assert all(" | 1 | " in row for row in lines[2:])  # no group of the same run twice
 
@@ -265,7 +271,9 @@ def test_nan_infinite_and_huge_values_are_ignored(tmp_path, capsys, monkeypatch)
     )
     (run / "summary.json").write_text('{"test": {"accuracy": NaN, "loss": 1e999}, "wall_time_s": -Infinity}')
     code, out, err = run_cli(["compare", "r", "--no-plot"], capsys)
-    assert code == 0 and err == "" and "| hand | 1 | 0.5 | 0.5 | 0.25 | 0.25 | 3 |" in out
+    assert (
+        code == 0 and err == "" and "| hand | 1 | 0.5 | 0.5 | 0.25 | 0.25 | 3 |" in "\n".join(table_of(out))
+    )
     columns, rows = report.compare_table(report.find_runs([run]))
     assert columns == [
         "run",
@@ -289,7 +297,7 @@ def _reference(values):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=6))
 def test_mean_and_std_never_overflow_and_match_exact_arithmetic(values):
-    mean, std = report._mean_std(values)
+    mean, std = report.mean_std(values)
     ref_mean, ref_std = _reference(values)
     scale = max(abs(v) for v in values) or 1.0
     assert math.isfinite(mean) and abs(mean - ref_mean) <= 1e-12 * scale
@@ -338,14 +346,15 @@ def test_bad_output_paths_are_one_error_before_anything_is_read(args, needle, sw
 def test_compare_says_where_it_wrote_and_writes_only_that(sweep, capsys):
     before = snapshot(sweep.parent)
     code, out, err = run_cli(["compare", "runs", "--csv", "t.csv", "--out", "c.png"], capsys)
-    assert code == 0 and err == "table: t.csv\ncurves: c.png\n"
+    where = sweep.parent.resolve()
+    assert code == 0 and err == f"table: {where / 't.csv'}\nfigure: {where / 'c.png'}\n"  # full paths
     after = snapshot(sweep.parent)
     assert set(after) - set(before) == {"t.csv", "c.png"} and all(after[k] == v for k, v in before.items())
     assert after["c.png"].startswith(b"\x89PNG")
     with open(sweep.parent / "t.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert sorted(float(row["test_accuracy"]) for row in table) == [0.75, 0.9]
-    assert len(out.splitlines()) == 4
+    assert len(table_of(out)) == 4
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(sweep, capsys, monkeypatch):
@@ -367,10 +376,10 @@ def test_labels_with_markup_keep_the_table_and_the_figure_intact(tmp_path, capsy
     make_run(tmp_path / "runs" / "a", lr=1e-3, label="a|b $\\frac{x")
     make_run(tmp_path / "runs" / "b", lr=1e-2, label="two\u2028lines\tand $x$")
     code, out, err = run_cli(["compare", "runs", "--out", "c.png"], capsys)
-    assert code == 0 and err == "curves: c.png\n"
-    rows = out.splitlines()
+    assert code == 0 and err == f"figure: {tmp_path.resolve() / 'c.png'}\n"
+    rows = table_of(out)
     assert len(rows) == 4 and all(row.count(" | ") == rows[0].count(" | ") for row in rows[2:])
-    assert "| a\\|b $\\frac{x |" in out and "| two lines and $x$ |" in out
+    assert "| a\\|b $\\frac{x |" in "\n".join(rows) and "| two lines and $x$ |" in "\n".join(rows)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -477,7 +486,7 @@ def test_figures_leave_out_values_that_would_overflow_the_axes(tmp_path, capsys,
     make_run(tmp_path / "runs" / "a", rows=rows)
     make_run(tmp_path / "runs" / "b", lr=0.1, rows=rows[:1])
     code, _, err = run_cli(["compare", "runs", "--out", "c.png"], capsys)
-    assert code == 0 and err == "curves: c.png\n"  # no matplotlib or numpy warnings either
+    assert code == 0 and err == f"figure: {tmp_path.resolve() / 'c.png'}\n"  # no matplotlib or numpy warnings
     code, out, err = run_cli(["plot", "runs"], capsys)
     assert (
         code == 0 and err == "" and out.split() == ["runs/a/plots/training.png", "runs/b/plots/training.png"]

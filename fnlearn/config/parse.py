@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import os
 import re
 import tomllib
 import typing
@@ -233,9 +235,13 @@ def _unknown_key(cls, fields, prefix: str, key, where: str):
         where = f"model {model!r}"
     else:
         where = ("[" + prefix + "]") if prefix else where
-    raise FnlearnError(
-        f"{full}: unknown key.{did_you_mean(key, fields)} Keys of {where}: {', '.join(fields)}."
-    )
+    homes = [h for h in _homes(Config, str(key)) if h != prefix]
+    if homes:
+        others = f" (or {', '.join(f'[{h}]' for h in homes[1:])})" if homes[1:] else ""
+        hint = f" This key belongs in [{homes[0]}]{others}."
+    else:
+        hint = did_you_mean(key, fields)
+    raise FnlearnError(f"{full}: unknown key.{hint} Keys of {where}: {', '.join(fields)}.")
 
 
 def _model_section(raw, key: str):
@@ -246,6 +252,19 @@ def _model_section(raw, key: str):
     name = _convert(f"{key}.name", raw.get("name", name_field.default), str, "")
     _check_value(f"{key}.name", name, name_field, raw.get("name"))
     return _section(MODEL_CONFIGS[name], raw, key)
+
+
+def _homes(cls, key: str, prefix: str = "") -> list[str]:
+    """The sections (``"optimizer"``, ``"training.early_stopping"``) of the config that have a
+    key named ``key``, outermost first."""
+    hints = typing.get_type_hints(cls)
+    found, inner = [], []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            inner += _homes(hints[f.name], key, f"{prefix}.{f.name}" if prefix else f.name)
+        elif f.name == key and prefix:
+            found.append(prefix)
+    return found + inner
 
 
 _NOUNS = {int: "an integer", float: "a number", tuple: "a list of integers", str: ""}
@@ -349,11 +368,37 @@ def _check_cross_fields(config: Config) -> None:
 # Files and overrides
 
 
-def loads(text: str, overrides: Sequence[str] = (), *, name: str = "", source: str = "config") -> Config:
-    """Parse TOML ``text``, apply ``overrides`` (``"key.sub=value"``) and validate."""
+def loads(
+    text: str,
+    overrides: Sequence[str] = (),
+    *,
+    name: str = "",
+    source: str = "config",
+    paths_from: str | Path | None = None,
+) -> Config:
+    """Parse TOML ``text``, apply ``overrides`` (``"key.sub=value"``) and validate. With
+    ``paths_from``, relative data paths of ``text`` are taken from that folder (see :func:`load`)."""
     raw = _parse_toml(text.removeprefix("\ufeff"), source)
     check_plain(raw, "")
+    if paths_from is not None:
+        raw = with_data_paths_from(raw, Path(paths_from))
     return from_dict(apply_overrides(raw, overrides), name=name)
+
+
+DATA_PATH_KEYS = (("data", "options", "path"), ("data", "test_options", "path"))
+"""The config keys that name data files or folders."""
+
+
+def with_data_paths_from(raw: dict, folder: Path) -> dict:
+    """``raw`` with every relative data path (:data:`DATA_PATH_KEYS`) made absolute against
+    ``folder``: ``path = "data/table.csv"`` in ``configs/x.toml`` is ``configs/data/table.csv``."""
+    raw = copy.deepcopy(raw)
+    for section, table, key in DATA_PATH_KEYS:
+        options = raw.get(section, {}).get(table) if isinstance(raw.get(section), dict) else None
+        value = options.get(key) if isinstance(options, dict) else None
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            options[key] = os.path.normpath(folder.absolute() / value)
+    return raw
 
 
 _WHERE = re.compile(r"^(.*) \((at line \d+, column \d+|at end of document)\)$", re.DOTALL)
@@ -385,8 +430,14 @@ def _too_long(err: ValueError) -> str:
     return f"a number is too long to read ({str(err).split(':')[0]}); TOML integers are 64-bit."
 
 
-def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """Read the config file ``path`` (its stem is the default ``name``), apply ``overrides``."""
+def load(path: str | Path, overrides: Sequence[str] = (), *, paths_from: str | Path | None = None) -> Config:
+    """Read the config file ``path`` (its stem is the default ``name``), apply ``overrides``.
+
+    A relative data path in the file (``data.options.path``, ``data.test_options.path``) is taken
+    from the config file's folder (or ``paths_from``), so the config runs from any working
+    directory; the resolved config holds it as an absolute path. Paths given with ``--set``
+    (``overrides``) are taken from the working directory, as the shell would.
+    """
     path = Path(path)
     if not path.is_file():
         hint = " It is a directory; pass the .toml file in it." if path.is_dir() else ""
@@ -404,7 +455,13 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
             f"config file {str(path)!r} is not UTF-8 text (byte {err.start} is {data[err.start : err.start + 1]!r}). "
             "Save it as UTF-8 TOML."
         ) from None
-    return loads(text, overrides, name=path.stem, source=f"config file {str(path)!r}")
+    return loads(
+        text,
+        overrides,
+        name=path.stem,
+        source=f"config file {str(path)!r}",
+        paths_from=path.parent if paths_from is None else paths_from,
+    )
 
 
 _BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")

@@ -1,7 +1,9 @@
 """Any table or array file the user brings: CSV with named columns, and ``.npz`` archives.
 
 * ``csv(path=..., target=..., task=...)``: the first row names the columns; ``features`` picks the
-  input columns (default: every column but the targets). Classification targets that are whole
+  input columns (default: every column but the targets). Without ``task``, a target column of
+  text, or of whole numbers with few distinct values, is classification; anything else
+  regression (:func:`infer_task`). Classification targets that are whole
   numbers are used as class ids as they are; text labels become ids in sorted order
   (``feature_names`` keeps the inputs' names). Several target columns make a regression y [n, d].
   The file must be UTF-8 (a byte-order mark is skipped); column names must be unique and non-empty.
@@ -45,17 +47,17 @@ def csv(
     delimiter: str = ",",
     num_classes: int | None = None,
 ) -> Dataset:
-    """A dataset from a CSV file with a header row; ``path``, ``target`` and ``task`` are required."""
+    """A dataset from a CSV file with a header row; ``path`` and ``target`` are required. ``task``
+    defaults to what the target column holds (:func:`infer_task`)."""
     file = _required_file(path, "csv", "path='data/table.csv'")
     targets = _names(target, "target", "the name of the target column (or a list of names)", required=True)
-    _check_task(task, "csv")
+    if task is not None:
+        _check_task(task, "csv")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise FnlearnError(
             f"csv: delimiter must be one character such as ',' or ';', got {checks.show(delimiter)}."
         )
     header, rows = _read_csv(file, delimiter)
-    if task == "classification" and len(targets) != 1:
-        raise FnlearnError(f"csv: classification needs exactly one target column, got {targets}.")
     if features is None:
         inputs = [c for c in header if c not in targets]
     else:
@@ -78,12 +80,39 @@ def csv(
         raise FnlearnError(
             f"csv: no feature columns left in {file} besides the target(s); name them with features=[...]."
         )
+    if task is None:
+        task = infer_task([[row[columns[c]] for c in targets] for row in rows])
+    if task == "classification" and len(targets) != 1:
+        raise FnlearnError(f"csv: classification needs exactly one target column, got {targets}.")
     x = _numeric_columns(file, rows, [columns[c] for c in inputs], inputs)
     if task == "classification":
         y = _class_column(file, rows, columns[targets[0]], targets[0])
     else:
         y = _numeric_columns(file, rows, [columns[c] for c in targets], targets)
     return from_arrays(x, y, task=task, num_classes=num_classes, name=file.stem, feature_names=inputs)
+
+
+FEW_CLASSES = 20
+"""Whole-number targets with at most this many distinct values (and at most half as many as
+rows) are class labels when ``task`` is not given."""
+
+
+def infer_task(targets: Sequence[Sequence[str]]) -> str:
+    """The task of CSV target cells (one list per row): classification for one column holding
+    text, or whole numbers with few distinct values (≤ :data:`FEW_CLASSES` and ≤ half the rows);
+    regression otherwise."""
+    if not targets or len(targets[0]) != 1:
+        return "regression"
+    values = [row[0].strip() for row in targets if row[0].strip()]
+    numbers = []
+    for value in values:
+        try:
+            numbers.append(float(value))
+        except ValueError:
+            return "classification"  # text labels
+    whole = all(math.isfinite(v) and v == round(v) for v in numbers)
+    distinct = len(set(numbers))
+    return "classification" if whole and distinct <= min(FEW_CLASSES, len(numbers) // 2) else "regression"
 
 
 def npz(

@@ -172,6 +172,28 @@ def _epoch_printer(total_epochs: int):
     return LambdaCallback(on_epoch_end=show)
 
 
+def _replica_printer(total_epochs: int, seeds: int):
+    """``on_epoch`` of ``replicas.fit`` printing about ten lines: each metric's mean ± sample std
+    over the seeds that trained that epoch."""
+    every = max(1, total_epochs // 10)
+
+    def show(records):
+        epoch = records[0]["epoch"]
+        if epoch % every and epoch != total_epochs:
+            return
+        trained = [r for r in records if r.get("train_loss") is not None]
+        keys = [k for k in trained[0] if k.startswith(("train_", "val_")) and not report.is_bookkeeping(k)]
+        parts = []
+        for key in keys:
+            values = [r[key] for r in trained if isinstance(r.get(key), float)]
+            if values:
+                mean, std = report.mean_std(values)
+                parts.append(f"{key} {mean:.4g}" + (f" ± {std:.2g}" if std is not None else ""))
+        print(f"  epoch {epoch:>4}  {'  '.join(parts)}  ({len(trained)}/{seeds} seeds)", flush=True)
+
+    return show
+
+
 def fit_kwargs(built) -> dict:
     """The arguments of ``fl.fit`` and ``fl.replicas.fit`` that a config sets: one translation."""
     t, splits = built.config.training, built.splits
@@ -366,8 +388,18 @@ def _train_replicas(claim: Claim, group: list[Plan], *, quiet: bool) -> list[Don
     states, info = replicas.create(
         built.model, built.optimizer, [p.config.config.training.seeds[0] for p in group]
     )
+    printer = (
+        None
+        if quiet or built.config.logging.progress
+        else _replica_printer(built.config.training.epochs, len(group))
+    )
     states, history = replicas.fit(
-        states, (splits.train.x, splits.train.y), **fit_kwargs(built), early_stopping=early, info=info
+        states,
+        (splits.train.x, splits.train.y),
+        **fit_kwargs(built),
+        early_stopping=early,
+        info=info,
+        on_epoch=printer,
     )
     done = []
     for i, plan in enumerate(group):
@@ -427,7 +459,10 @@ def _write_replica(
 def run_all(claim: Claim, plans: list[Plan], *, resume: bool, quiet: bool) -> list[Done]:
     """Train every (built) plan, each in its locked run directory; see the module docstring."""
     done = []
-    for group in _replica_groups(plans, resume):
+    groups = _replica_groups(plans, resume)
+    for number, group in enumerate(groups, 1):
+        if len(groups) > 1:  # where a sweep or a multi-seed run is
+            _say(quiet, f"[{number}/{len(groups)}] {group[0].label}")
         with _cleanup_on_error(claim, [plan.run_dir for plan in group], resume):
             if len(group) > 1:
                 finished = _train_replicas(claim, group, quiet=quiet)
@@ -473,7 +508,7 @@ def resume_config(out: Path, overrides: Sequence[str]):
     configs = []
     for path in paths:
         try:
-            configs.append(fconfig.load(path, overrides))
+            configs.append(fconfig.load(path, overrides, paths_from=Path.cwd()))  # as it was made
         except FnlearnError as error:
             message = str(error)
             raise FnlearnError(message if str(path) in message else f"{path}: {message}") from None
