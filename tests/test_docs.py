@@ -1,8 +1,9 @@
 """Every ```python block of README.md and docs/*.md runs, so the documentation cannot rot.
 
 One test per file: its blocks run in order in one namespace (a later block may use an earlier one's
-names, as a reader would), in a fresh temporary working directory (blocks that write files write
-there), with the repository root on ``sys.path``. A block whose info string is more than ``python``
+names, as a reader would), in a fresh temporary working directory that reads like the repository
+root (``configs/`` and ``experiments/`` are links to the repository's) while whatever a block writes
+(``runs/``, a CSV) lands in the temporary directory; the repository root is on ``sys.path``. A block whose info string is more than ``python``
 (```` ```python needs-files ````) needs what the repository cannot hold (the MNIST files) and is
 listed in NOT_RUN, so that no example silently stops running.
 """
@@ -66,6 +67,8 @@ def test_the_parser_finds_blocks_and_their_lines():
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_every_python_block_runs(path, tmp_path, monkeypatch):
+    for name in ("configs", "experiments"):  # relative paths read as from the repository root
+        (tmp_path / name).symlink_to(ROOT / name, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(ROOT))
     # a block may register its own head (docs/api.md does); put the registry back afterwards
