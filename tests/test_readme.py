@@ -1,11 +1,19 @@
-"""The README's promises: its script runs exactly as pasted, and its commands are where CI finds them."""
+"""The README's promises: it fits on a screen, its commands are where CI finds them, its script is as
+long as its heading says, and its links lead somewhere. (tests/test_docs.py runs its Python.)"""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+# linked from the README, written on other branches of issues 14-16; they exist once those are merged
+WRITTEN_ELSEWHERE = {
+    "docs/models.md",
+    "docs/data.md",
+    "docs/training.md",
+    "docs/compare.md",
+    "docs/architecture.md",
+}
 
 
 def _block(marker: str) -> str:
@@ -14,16 +22,14 @@ def _block(marker: str) -> str:
     return match.group(1)
 
 
-def test_the_fifteen_line_script_runs_as_pasted_and_reaches_97_percent(tmp_path):
+def test_the_readme_fits_in_300_lines():
+    assert len(README.splitlines()) <= 300
+
+
+def test_the_script_has_as_many_lines_as_the_heading_says():
     script = _block("readme-script")
-    assert len(script.strip().splitlines()) <= 16
-    (tmp_path / "script.py").write_text(script)
-    out = subprocess.run(
-        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    accuracy = float(re.search(r"test accuracy ([0-9.]+)", out.stdout).group(1))
-    assert accuracy >= 0.97, out.stdout
+    promised = int(re.search(r"^## Train a classifier in (\d+) lines$", README, re.M).group(1))
+    assert len(script.strip().splitlines()) == promised
 
 
 def test_the_two_setup_commands_are_marked_for_ci():
@@ -31,3 +37,17 @@ def test_the_two_setup_commands_are_marked_for_ci():
         lines = [line for line in _block(marker).splitlines() if line.startswith("$ ")]
         assert len(lines) == 1 and "python3.11 -m venv" in lines[0]
     assert "pytest" in _block("test-command")
+    assert "fnlearn train configs/digits_mlp.toml" in _block("main-command")
+
+
+def test_every_relative_link_and_image_of_the_readme_and_docs_exists():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            path = (page.parent / target).resolve()
+            if not path.exists() and str(path.relative_to(ROOT)) not in WRITTEN_ELSEWHERE:
+                missing.append(f"{page.name} → {target}")
+    assert not missing
