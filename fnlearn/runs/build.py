@@ -323,6 +323,35 @@ def check_devices(training: TrainingConfig) -> None:
             parallel.check_batch_size(training.batch_size, mesh)
 
 
+def early_stopping(config: Config):
+    """The ``fl.callbacks.EarlyStopping`` that ``training.early_stopping`` describes, or None."""
+    from fnlearn.callbacks import EarlyStopping
+
+    es = config.training.early_stopping
+    if not es.enabled:
+        return None
+    return EarlyStopping(
+        es.monitor, patience=es.patience, min_delta=es.min_delta, mode=es.mode, restore_best=es.restore_best
+    )
+
+
+def fit_kwargs(built: Built) -> dict:
+    """The arguments of ``fl.fit`` and ``fl.replicas.fit`` that a config sets: one translation."""
+    t, splits = built.config.training, built.splits
+    return {
+        "loss": built.head,
+        "epochs": t.epochs or None,
+        "steps": t.steps or None,
+        "batch_size": t.batch_size,
+        "eval": (splits.val.x, splits.val.y) if splits.val is not None else None,
+        "eval_batch_size": t.eval_batch_size,
+        "penalty": built.penalty,
+        "augment": built.augment,
+        "drop_last": t.drop_last,
+        "progress": built.config.logging.progress,
+    }
+
+
 def build(config: Config, *, cache: dict | None = None) -> Built:
     """Make everything a run of ``config`` needs (no training, no files written).
 
