@@ -38,6 +38,8 @@ section         keys (defaults in :class:`DataConfig` ... :class:`LoggingConfig`
 
 from fnlearn.config.parse import (
     MAX_NAME_BYTES,
+    ConfigFileError,
+    ConfigKeyError,
     apply_overrides,
     check_name,
     check_plain,
@@ -72,6 +74,8 @@ __all__ = [
     "AugmentConfig",
     "CheckpointConfig",
     "Config",
+    "ConfigFileError",
+    "ConfigKeyError",
     "DataConfig",
     "EarlyStoppingConfig",
     "LoggingConfig",

@@ -15,6 +15,15 @@ from fnlearn.config.schema import Config
 from fnlearn.config.toml import _deep_copy, _format_value, _toml_key
 from fnlearn.errors import FnlearnError, did_you_mean
 
+
+class ConfigKeyError(FnlearnError):
+    """A config mistake whose message starts with the key it is about (``key = value: ...``)."""
+
+
+class ConfigFileError(FnlearnError):
+    """A config that cannot be read as TOML at all; the message names the file (or source)."""
+
+
 # ------------------------------------------------------------------------------------------------
 # Names that become folder names, and what a config value may be
 
@@ -108,8 +117,8 @@ def _key_path(prefix: str, key: str) -> str:
 # dict -> Config, with one-line errors that name the key
 
 
-def _error(key: str, value, expected: str, hint: str = "") -> FnlearnError:
-    return FnlearnError(f"{key} = {_show(value)}: expected {expected}.{hint}")
+def _error(key: str, value, expected: str, hint: str = "") -> ConfigKeyError:
+    return ConfigKeyError(f"{key} = {_show(value)}: expected {expected}.{hint}")
 
 
 def _show(value, limit: int = 120) -> str:
@@ -314,14 +323,14 @@ def _parse_toml(text: str, source: str) -> dict:
         match = _WHERE.match(str(err))
         what, where = (match[1], match[2]) if match else (str(err), "")
         where = " " + where if where else ""
-        raise FnlearnError(
+        raise ConfigFileError(
             f"{source} is not valid TOML{where}: {' '.join(what.split())}. Fix it there (TOML: "
             'key = value, strings in "quotes", [section] headers).'
         ) from None
     except ValueError as err:  # int() of an integer literal with thousands of digits
-        raise FnlearnError(f"{source}: {_too_long(err)}") from None
+        raise ConfigFileError(f"{source}: {_too_long(err)}") from None
     except RecursionError:
-        raise FnlearnError(
+        raise ConfigFileError(
             f"{source}: arrays or tables nested too deeply to read (more than {MAX_DEPTH} levels "
             "is never needed)."
         ) from None
@@ -336,7 +345,7 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     path = Path(path)
     if not path.is_file():
         hint = " It is a directory; pass the .toml file in it." if path.is_dir() else ""
-        raise FnlearnError(
+        raise ConfigFileError(
             f"config file {str(path)!r} does not exist.{hint} Expected a TOML file such as configs/digits_mlp.toml."
         )
     try:
@@ -346,7 +355,7 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is allowed
     except UnicodeDecodeError as err:
-        raise FnlearnError(
+        raise ConfigFileError(
             f"config file {str(path)!r} is not UTF-8 text (byte {err.start} is {data[err.start : err.start + 1]!r}). "
             "Save it as UTF-8 TOML."
         ) from None

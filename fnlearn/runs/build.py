@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from fnlearn.config.parse import INT32_MAX, _error, _key_path, _show, _type_name
+from fnlearn.config.parse import INT32_MAX, ConfigKeyError, _error, _key_path, _show, _type_name
 from fnlearn.config.schema import (
     AugmentConfig,
     Config,
@@ -45,13 +45,14 @@ class Built(NamedTuple):
 
 @contextlib.contextmanager
 def _in_section(key: str):
-    """Re-raise a registry's FnlearnError with the config key in front."""
+    """Re-raise a registry's FnlearnError with the config key in front (once: an error that already
+    names its key, a ``ConfigKeyError``, passes as it is)."""
     try:
         yield
+    except ConfigKeyError:
+        raise
     except FnlearnError as error:
-        if str(error).startswith(key):
-            raise
-        raise FnlearnError(f"{key}: {error}") from None
+        raise ConfigKeyError(f"{key}: {error}") from None
 
 
 def build_data(data: DataConfig, *, cache: dict | None = None):

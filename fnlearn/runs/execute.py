@@ -190,9 +190,10 @@ def resume_config(out: Path, overrides: Sequence[str]):
     for path in paths:
         try:
             configs.append(fconfig.load(path, overrides))
+        except fconfig.ConfigFileError:
+            raise  # its message names the file already
         except FnlearnError as error:
-            message = str(error)
-            raise FnlearnError(message if str(path) in message else f"{path}: {message}") from None
+            raise FnlearnError(f"{path}: {error}") from None
     seeds = tuple(s for c in configs for s in c.training.seeds)
     first = configs[0]
     return dataclasses.replace(first, training=dataclasses.replace(first.training, seeds=seeds))
