@@ -26,6 +26,14 @@ def add_set(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def add_training_options(sub: argparse.ArgumentParser, *, out: str, resume: str, quiet: str) -> None:
+    """``--set``, ``--out DIR``, ``--resume`` and ``--quiet`` of a command that trains, with its help texts."""
+    add_set(sub)
+    sub.add_argument("--out", metavar="DIR", help=out)
+    sub.add_argument("--resume", action="store_true", help=resume)
+    sub.add_argument("--quiet", action="store_true", help=quiet)
+
+
 def warn(message: str) -> None:
     """One ``fnlearn: warning: ...`` line (through ``warnings``; ``cli`` prints it as one line)."""
     warnings.warn(FnlearnWarning(message), stacklevel=2)

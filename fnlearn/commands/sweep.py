@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fnlearn.commands.common import RAW, add_set, print_table, train_into
+from fnlearn.commands.common import RAW, add_training_options, print_table, train_into
 
 EPILOG = """\
 Runs every combination of the --grid values (and of the config's [sweep] grid and variants), each
@@ -35,12 +35,12 @@ def add_parser(subcommands) -> None:
         help="a config key and the values to try (TOML literals; repeat for more axes)",
     )
     sweep.add_argument("--seeds", type=int, metavar="N", help="train every combination with seeds 0..N-1")
-    add_set(sweep)
-    sweep.add_argument("--out", metavar="DIR", help="the sweep directory (default runs/NAME-sweep)")
-    sweep.add_argument(
-        "--resume", action="store_true", help="skip finished runs, resume unfinished ones in --out"
+    add_training_options(
+        sweep,
+        out="the sweep directory (default runs/NAME-sweep)",
+        resume="skip finished runs, resume unfinished ones in --out",
+        quiet="print only the table",
     )
-    sweep.add_argument("--quiet", action="store_true", help="print only the table")
     sweep.set_defaults(func=run)
 
 

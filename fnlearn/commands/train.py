@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fnlearn.commands.common import RAW, add_set, print_table, train_into
+from fnlearn.commands.common import RAW, add_training_options, print_table, train_into
 from fnlearn.errors import FnlearnError
 
 EPILOG = """\
@@ -41,12 +41,12 @@ def add_parser(subcommands) -> None:
         metavar="CONFIG",
         help="the TOML config (optional with --resume: OUT/config.toml is used)",
     )
-    add_set(train)
-    train.add_argument("--out", metavar="DIR", help="the run directory (default runs/NAME)")
-    train.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    add_training_options(
+        train,
+        out="the run directory (default runs/NAME)",
+        resume="continue the run in --out from its last checkpoint",
+        quiet="print only the final line of each run",
     )
-    train.add_argument("--quiet", action="store_true", help="print only the final line of each run")
     train.set_defaults(func=run)
 
 
