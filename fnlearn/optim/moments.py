@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["abs_sq", "power", "moment_ema", "bias_correction", "full_like", "zeros_like", "cast", "count0"]
+__all__ = ["abs_sq", "power", "moment_ema", "debiased", "full_like", "zeros_like", "cast", "count0"]
 
 _tree_map = jax.tree_util.tree_map
 
@@ -26,7 +26,7 @@ def moment_ema(updates, moments, decay, order):
     return _tree_map(lambda g, m: (1 - decay) * power(g, order) + decay * m, updates, moments)
 
 
-def bias_correction(moments, decay, count):
+def debiased(moments, decay, count):
     """m̂ = m / (1 − β^t); 1 − β^t is computed in float32 before casting to the moment's dtype."""
     correction = 1 - decay**count
     return _tree_map(lambda m: m / correction.astype(m.dtype), moments)

@@ -28,9 +28,9 @@ from fnlearn.optim.base import (
 from fnlearn.optim.hyperparams import find_hyperparams
 from fnlearn.optim.moments import (
     abs_sq,
-    bias_correction,
     cast,
     count0,
+    debiased,
     full_like,
     moment_ema,
     zeros_like,
@@ -158,7 +158,7 @@ def ema(decay: float, debias: bool = True, accumulator_dtype=None) -> GradientTr
         del params
         new_ema = moment_ema(updates, state.ema, decay, 1)
         count = safe_increment(state.count)
-        updates = bias_correction(new_ema, decay, count) if debias else new_ema
+        updates = debiased(new_ema, decay, count) if debias else new_ema
         return updates, EmaState(count, cast(new_ema, accumulator_dtype))
 
     return GradientTransformation(init_fn, update_fn)
@@ -239,7 +239,7 @@ def scale_by_rms(
         del params
         nu = moment_ema(updates, state.nu, decay, 2)
         count = safe_increment(state.count) if bias_correction else state.count
-        nu_hat = bias_correction(nu, decay, count) if bias_correction else nu
+        nu_hat = debiased(nu, decay, count) if bias_correction else nu
         updates = _tree_map(lambda n, g: _rsqrt_denominator(n, eps, eps_in_sqrt) * g, nu_hat, updates)
         return updates, ScaleByRmsState(count, nu)
 
@@ -275,8 +275,8 @@ def scale_by_stddev(
         mu = moment_ema(updates, state.mu, decay, 1)
         nu = moment_ema(updates, state.nu, decay, 2)
         count = safe_increment(state.count) if bias_correction else state.count
-        mu_hat = bias_correction(mu, decay, count) if bias_correction else mu
-        nu_hat = bias_correction(nu, decay, count) if bias_correction else nu
+        mu_hat = debiased(mu, decay, count) if bias_correction else mu
+        nu_hat = debiased(nu, decay, count) if bias_correction else nu
         updates = _tree_map(
             lambda m, n, g: _rsqrt_denominator(n - abs_sq(m), eps, eps_in_sqrt) * g,
             mu_hat,
@@ -335,12 +335,12 @@ def scale_by_adam(
         if nesterov:
             mu_hat = _tree_map(
                 lambda m, g: b1 * m + (1 - b1) * g,
-                bias_correction(mu, b1, safe_increment(count)),
-                bias_correction(updates, b1, count),
+                debiased(mu, b1, safe_increment(count)),
+                debiased(updates, b1, count),
             )
         else:
-            mu_hat = bias_correction(mu, b1, count)
-        nu_hat = bias_correction(nu, b2, count)
+            mu_hat = debiased(mu, b1, count)
+        nu_hat = debiased(nu, b2, count)
         updates = _tree_map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps), mu_hat, nu_hat)
         nu = _tree_map(lambda n, old: n.astype(old.dtype), nu, state.nu)
         return updates, ScaleByAdamState(count, cast(mu, mu_dtype), nu)
@@ -376,8 +376,8 @@ def scale_by_amsgrad(
         mu = moment_ema(updates, state.mu, b1, 1)
         nu = moment_ema(updates, state.nu, b2, 2)
         count = safe_increment(state.count)
-        mu_hat = bias_correction(mu, b1, count)
-        nu_max = _tree_map(jnp.maximum, state.nu_max, bias_correction(nu, b2, count))
+        mu_hat = debiased(mu, b1, count)
+        nu_max = _tree_map(jnp.maximum, state.nu_max, debiased(nu, b2, count))
         updates = _tree_map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps), mu_hat, nu_max)
         return updates, ScaleByAmsgradState(count, cast(mu, mu_dtype), nu, nu_max)
 
