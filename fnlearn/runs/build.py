@@ -1,4 +1,9 @@
-"""A checked ``Config`` becomes what a run needs: data splits, model, head, penalty, optimizer, augmentation."""
+"""A checked ``Config`` becomes what a run needs: data splits, model, head, penalty, optimizer, augmentation.
+
+``build`` makes them all (a ``Built``) before any file is written; ``fit_kwargs`` and
+``early_stopping`` translate the config into the arguments of ``fl.fit`` and ``fl.replicas.fit``,
+once for both training paths.
+"""
 
 from __future__ import annotations
 
