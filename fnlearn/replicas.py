@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +36,7 @@ from fnlearn.evaluation import eval_scan, padded_batches
 from fnlearn.inputs import check_arrays, check_length, check_pair, check_state
 from fnlearn.optim.hyperparams import find_hyperparams
 from fnlearn.order import ORDER_SALT, epoch_order
+from fnlearn.session import Plan as StepPlan
 from fnlearn.session import open_metrics, plan_steps, progress_bar, write_record
 from fnlearn.train import TrainState, objective, train_step
 from fnlearn.tree import path_str
@@ -222,63 +224,33 @@ def fit(
     obj = objective(loss, penalty)
     S = num_replicas(states)
     info = list(info) if info is not None else [{"replica": i} for i in range(S)]
-    first = replica(states, 0)
-    x, y = check_pair(train, "replicas.fit", "train")
-    if eval is not None:
-        eval = check_pair(eval, "replicas.fit", "eval")
-    check_arrays(first, x, y, obj, name="training data", batch_size=batch_size)
-    if eval is not None:
-        check_arrays(first, *eval, obj, name="evaluation data")
-    plan = plan_steps(len(x), batch_size, drop_last, epochs, steps, None)
-    x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
-    order_keys = jax.vmap(lambda k: jax.random.fold_in(k, ORDER_SALT))(states.key)
-    evaluate = None
-    if eval is not None:
-        evaluate = _evaluate_replicas
-        eval_batches = padded_batches(*eval, eval_batch_size)
+    data = _prepare(states, train, eval, obj, batch_size, eval_batch_size, drop_last, epochs, steps)
     active = jnp.ones((S,), bool)
     diverged = np.zeros(S, bool)
     stopper = _PerReplicaStopping(early_stopping, S) if early_stopping is not None else None
-    history, metrics_file = [], None
-    if run_dir is not None:
-        metrics_file = open_metrics(run_dir, False, [])
-    bar = progress_bar(progress, plan.total_steps, 0)
+    history = []
+    metrics_file = open_metrics(run_dir, False, []) if run_dir is not None else None
+    bar = progress_bar(progress, data.plan.total_steps, 0)
     start, step = time.perf_counter(), 0
     try:
-        while step < plan.total_steps and bool(jnp.any(active)):
-            epoch = step // plan.steps_per_epoch
-            indices, weights = _replica_order(
-                order_keys, epoch, plan.n, plan.batch_size, plan.drop_last
-            )  # [S, spe, B]
-            k = min(plan.steps_per_epoch, plan.total_steps - step)
-            (states, active), (metrics, was_active, died) = _run_replica_chunk(
-                states,
-                active,
-                x,
-                y,
-                jnp.swapaxes(indices[:, :k], 0, 1),
-                jnp.swapaxes(weights[:, :k], 0, 1),
-                obj=obj,
-                augment=augment,
+        while step < data.plan.total_steps and bool(jnp.any(active)):
+            epoch = step // data.plan.steps_per_epoch + 1
+            states, active, (metrics, was_active, died), k = _train_epoch(
+                states, active, data, step, obj, augment
             )
             step += k
             if bar is not None:
                 bar.update(k)
-            metrics, was_active, died = jax.device_get((metrics, was_active, died))
             diverged |= died.any(0)
-            records = _epoch_records(metrics, was_active, epoch + 1, step, time.perf_counter() - start)
-            if evaluate is not None:
-                sums = jax.device_get(evaluate(states, *eval_batches, obj))
-                weight = sums.pop("weight")
-                for name, values in sums.items():
-                    for i in range(S):
-                        records[i][f"val_{name}"] = float(values[i] / weight[i])
+            records = _epoch_records(metrics, was_active, epoch, step, time.perf_counter() - start)
+            if data.eval_batches is not None:
+                _add_validation(records, states, data.eval_batches, obj)
             if stopper is not None:
-                active, states = stopper.update(records, active, states, epoch + 1)
-            for i in range(S):
-                records[i] |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
-                history.append(records[i])
-                write_record(metrics_file, records[i])
+                active, states = stopper.update(records, active, states, epoch)
+            for i, record in enumerate(records):
+                record |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
+                history.append(record)
+                write_record(metrics_file, record)
             if on_epoch is not None:
                 on_epoch(records)
     finally:
@@ -289,6 +261,64 @@ def fit(
     if stopper is not None:
         states = stopper.restore(states)
     return states, history
+
+
+class _Data(NamedTuple):
+    """The checked training data on the device, its step plan, the replicas' shuffling keys, and
+    the padded evaluation batches (None without ``eval``)."""
+
+    x: jax.Array
+    y: jax.Array
+    plan: StepPlan
+    order_keys: jax.Array
+    eval_batches: tuple | None
+
+
+def _prepare(states, train, held_out, obj, batch_size, eval_batch_size, drop_last, epochs, steps) -> _Data:
+    """Check the data against replica 0, plan the steps, put the data on the device."""
+    first = replica(states, 0)
+    x, y = check_pair(train, "replicas.fit", "train")
+    if held_out is not None:
+        held_out = check_pair(held_out, "replicas.fit", "eval")
+    check_arrays(first, x, y, obj, name="training data", batch_size=batch_size)
+    if held_out is not None:
+        check_arrays(first, *held_out, obj, name="evaluation data")
+    plan = plan_steps(len(x), batch_size, drop_last, epochs, steps, None)
+    x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
+    order_keys = jax.vmap(lambda k: jax.random.fold_in(k, ORDER_SALT))(states.key)
+    eval_batches = padded_batches(*held_out, eval_batch_size) if held_out is not None else None
+    return _Data(x, y, plan, order_keys, eval_batches)
+
+
+def _train_epoch(states, active, data: _Data, step: int, obj, augment):
+    """One epoch from ``step`` (or what is left of the budget) of every active replica, as one
+    compiled scan: ``(states, active, (metrics, was_active, died) on the host, steps taken)``."""
+    plan = data.plan
+    epoch = step // plan.steps_per_epoch
+    indices, weights = _replica_order(
+        data.order_keys, epoch, plan.n, plan.batch_size, plan.drop_last
+    )  # [S, spe, B]
+    k = min(plan.steps_per_epoch, plan.total_steps - step)
+    (states, active), out = _run_replica_chunk(
+        states,
+        active,
+        data.x,
+        data.y,
+        jnp.swapaxes(indices[:, :k], 0, 1),
+        jnp.swapaxes(weights[:, :k], 0, 1),
+        obj=obj,
+        augment=augment,
+    )
+    return states, active, jax.device_get(out), k
+
+
+def _add_validation(records: list[dict], states, eval_batches, obj) -> None:
+    """``val_*`` of every replica into its record: the evaluation sums divided by the weight."""
+    sums = jax.device_get(_evaluate_replicas(states, *eval_batches, obj))
+    weight = sums.pop("weight")
+    for name, values in sums.items():
+        for i, record in enumerate(records):
+            record[f"val_{name}"] = float(values[i] / weight[i])
 
 
 def _check_fit_arguments(

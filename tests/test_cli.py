@@ -308,6 +308,37 @@ def test_help_lists_every_option_of_every_command(capsys):
     assert "examples:" in run_main(["train", "--help"], capsys)[1]
 
 
+@pytest.mark.parametrize(
+    "command, again",
+    [
+        (["train", "c.toml", "--out", "r"], "`fnlearn train --resume --out r` continues"),
+        (["sweep", "c.toml", "--out", "r"], "`fnlearn sweep --resume --out r c.toml` continues"),
+        (["train", "c.toml"], None),
+    ],
+)
+def test_ctrl_c_names_the_command_that_continues_the_claimed_run(
+    command, again, tmp_path, monkeypatch, capsys
+):
+    """Ctrl-C once the run directory is claimed names the resume command; before, only "interrupted"."""
+    from fnlearn.runs import execute
+
+    def interrupted(out, default, plans_for, *, claimed, **options):
+        if "--out" in command:
+            claimed(Path(out))
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    Path("c.toml").write_text(SMALL)
+    monkeypatch.setattr(execute, "run_command", interrupted)
+    code, _, err = run_main(command, capsys)
+    line = (
+        f"fnlearn: error: interrupted; {again} from the last checkpoint."
+        if again
+        else "fnlearn: error: interrupted."
+    )
+    assert code == 130 and err == line + "\n"
+
+
 def test_version(capsys):
     from fnlearn import __version__
 

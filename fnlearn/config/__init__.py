@@ -38,17 +38,7 @@ section         keys (defaults in :class:`DataConfig` ... :class:`LoggingConfig`
 ==============  ===============================================================================
 """
 
-from fnlearn.config.parse import (
-    MAX_NAME_BYTES,
-    apply_overrides,
-    check_name,
-    check_plain,
-    from_dict,
-    is_safe_name,
-    load,
-    loads,
-    parse_override,
-)
+from fnlearn.config.parse import apply_overrides, from_dict, load, loads, parse_override
 from fnlearn.config.schema import (
     MODEL_BUILDERS,
     MODEL_CONFIGS,
@@ -69,6 +59,14 @@ from fnlearn.config.schema import (
 )
 from fnlearn.config.sweep import MAX_SWEEP_RUNS, expand_sweep
 from fnlearn.config.toml import dumps, to_dict
+from fnlearn.config.values import (
+    MAX_NAME_BYTES,
+    ConfigFileError,
+    ConfigKeyError,
+    check_name,
+    check_plain,
+    is_safe_name,
+)
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -79,6 +77,8 @@ __all__ = [
     "CheckpointConfig",
     "CnnConfig",
     "Config",
+    "ConfigFileError",
+    "ConfigKeyError",
     "DataConfig",
     "EarlyStoppingConfig",
     "GptConfig",

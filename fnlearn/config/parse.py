@@ -14,125 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from fnlearn.config.schema import MODEL_CONFIGS, Config
-from fnlearn.config.toml import _deep_copy, _format_value, _toml_key
-from fnlearn.errors import FnlearnError, did_you_mean
-
-# ------------------------------------------------------------------------------------------------
-# Names that become folder names, and what a config value may be
-
-
-MAX_NAME_BYTES = 200
-"""The longest run name or sweep label (one folder name; file systems allow 255 bytes)."""
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
-_NAME_RULE = (
-    "one folder name of ASCII letters, digits and '_', '-', '.', '+', '=', not starting with "
-    f"'.' or '-', at most {MAX_NAME_BYTES} characters"
+from fnlearn.config.toml import _deep_copy, _toml_key
+from fnlearn.config.values import (
+    MAX_DEPTH,
+    ConfigFileError,
+    _error,
+    _key_path,
+    _show,
+    _type_name,
+    check_name,
+    check_plain,
 )
-
-
-def is_safe_name(text) -> bool:
-    """True when ``text`` is one safe path component: a non-empty string of at most 200 ASCII
-    characters from ``[A-Za-z0-9_.+=-]`` that starts with a letter, digit or '_'. So it is never
-    '.', '..', a hidden folder, an absolute path, a drive ('C:'), something that reads as an option
-    ('-x'), and holds no '/', '\\', NUL or control character."""
-    return isinstance(text, str) and len(text) <= MAX_NAME_BYTES and bool(_SAFE_NAME.fullmatch(text))
-
-
-def check_name(key: str, text, what: str = "a run name", fix_key: str = "") -> None:
-    """Raise a FnlearnError naming ``key`` unless ``text`` is a safe folder name (:func:`is_safe_name`);
-    the message suggests a safe spelling of it (as ``fix_key = ...``, by default ``key``)."""
-    if is_safe_name(text):
-        return
-    if not isinstance(text, str):
-        raise _error(key, text, f"{what} (a string), got {_type_name(text)}")
-    fix = _slug_text(text)[:MAX_NAME_BYTES] or "run"
-    raise FnlearnError(
-        f"{key} = {_show(text)}: expected {what}: {_NAME_RULE}, not a path. "
-        f"Fix: {fix_key or key} = {_show(fix)}."
-    )
-
-
-INT64 = (-(2**63), 2**63 - 1)
-"""TOML integers are 64-bit: a larger one cannot be read losslessly and is refused."""
-
-MAX_DEPTH = 32
-"""Tables and arrays nest at most this deep in a config (the schema needs four levels)."""
-
-_PLAIN = (bool, int, float, str)
-
-
-def check_plain(value, key: str, depth: int = 0) -> None:
-    """Raise a FnlearnError naming the key unless ``value`` is what TOML can hold and fnlearn can
-    write back: tables with string keys, arrays, strings, booleans, finite or infinite floats, and
-    integers in int64, nested at most :data:`MAX_DEPTH` deep (no dates or times, no other objects)."""
-    if depth > MAX_DEPTH:
-        raise FnlearnError(
-            f"{key}: tables and arrays nested more than {MAX_DEPTH} deep; a config needs a few levels."
-        )
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise FnlearnError(f"{key}: the key {k!r} is not a string; TOML keys are strings.")
-            check_plain(v, _key_path(key, k), depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            check_plain(v, f"{key}[{i}]", depth + 1)
-    elif type(value) is int and not INT64[0] <= value <= INT64[1]:
-        raise _error(key, value, "an integer in the 64-bit range -2^63 .. 2^63-1 (TOML integers)")
-    elif isinstance(value, str) and not _is_unicode(value):
-        raise _error(key, value, "text that is valid Unicode (it holds an undecodable byte)")
-    elif not isinstance(value, _PLAIN):
-        raise _error(
-            key,
-            value,
-            f"a string, number, boolean, array or table, got {_type_name(value)} (dates and "
-            "times are not config values)",
-        )
-
-
-def _is_unicode(text: str) -> bool:
-    """False for strings holding lone surrogates (undecodable command-line bytes): not writable."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _key_path(prefix: str, key: str) -> str:
-    """``prefix.key`` with ``key`` quoted when it is not a bare TOML key (so it stays one line)."""
-    part = _toml_key(key)
-    return f"{prefix}.{part}" if prefix else part
+from fnlearn.errors import FnlearnError, did_you_mean
 
 
 # ------------------------------------------------------------------------------------------------
 # dict -> Config, with one-line errors that name the key
-
-
-def _error(key: str, value, expected: str, hint: str = "") -> FnlearnError:
-    return FnlearnError(f"{key} = {_show(value)}: expected {expected}.{hint}")
-
-
-def _show(value, limit: int = 120) -> str:
-    """A value as the user would write it in TOML (falls back to repr), on one line, cut to about
-    ``limit`` characters."""
-    try:
-        text = _format_value(value)
-    except (TypeError, ValueError, RecursionError):
-        text = value.isoformat() if hasattr(value, "isoformat") else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _type_name(value) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
 
 
 def _convert(key: str, value, annotation, kind: str):
@@ -413,14 +310,14 @@ def _parse_toml(text: str, source: str) -> dict:
         match = _WHERE.match(str(err))
         what, where = (match[1], match[2]) if match else (str(err), "")
         where = " " + where if where else ""
-        raise FnlearnError(
+        raise ConfigFileError(
             f"{source} is not valid TOML{where}: {' '.join(what.split())}. Fix it there (TOML: "
             'key = value, strings in "quotes", [section] headers).'
         ) from None
     except ValueError as err:  # int() of an integer literal with thousands of digits
-        raise FnlearnError(f"{source}: {_too_long(err)}") from None
+        raise ConfigFileError(f"{source}: {_too_long(err)}") from None
     except RecursionError:
-        raise FnlearnError(
+        raise ConfigFileError(
             f"{source}: arrays or tables nested too deeply to read (more than {MAX_DEPTH} levels "
             "is never needed)."
         ) from None
@@ -441,7 +338,7 @@ def load(path: str | Path, overrides: Sequence[str] = (), *, paths_from: str | P
     path = Path(path)
     if not path.is_file():
         hint = " It is a directory; pass the .toml file in it." if path.is_dir() else ""
-        raise FnlearnError(
+        raise ConfigFileError(
             f"config file {str(path)!r} does not exist.{hint} Expected a TOML file such as configs/digits_mlp.toml."
         )
     try:
@@ -451,7 +348,7 @@ def load(path: str | Path, overrides: Sequence[str] = (), *, paths_from: str | P
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is allowed
     except UnicodeDecodeError as err:
-        raise FnlearnError(
+        raise ConfigFileError(
             f"config file {str(path)!r} is not UTF-8 text (byte {err.start} is {data[err.start : err.start + 1]!r}). "
             "Save it as UTF-8 TOML."
         ) from None
@@ -521,7 +418,3 @@ def _set_path(table: dict, path: list[str], value, origin: str) -> None:
             )
         node = child
     node[path[-1]] = value
-
-
-def _slug_text(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-.")

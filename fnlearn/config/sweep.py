@@ -7,18 +7,10 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 
-from fnlearn.config.parse import (
-    MAX_NAME_BYTES,
-    _error,
-    _set_path,
-    _show,
-    _slug_text,
-    check_name,
-    from_dict,
-    parse_override,
-)
+from fnlearn.config.parse import _set_path, from_dict, parse_override
 from fnlearn.config.schema import Config, SweepConfig
 from fnlearn.config.toml import _deep_copy, to_dict
+from fnlearn.config.values import MAX_NAME_BYTES, _error, _show, _slug_text, check_name
 from fnlearn.errors import FnlearnError
 
 # ------------------------------------------------------------------------------------------------

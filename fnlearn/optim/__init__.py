@@ -30,6 +30,9 @@ from fnlearn.optim.base import (
     identity,
     with_extra_args_support,
 )
+from fnlearn.optim.clipping import clip, clip_by_global_norm
+from fnlearn.optim.decay import add_decayed_weights, add_l1_decay
+from fnlearn.optim.finite import apply_if_finite, skipped_steps
 from fnlearn.optim.hyperparams import InjectHyperparamsState, inject_hyperparams
 from fnlearn.optim.plateau import ReduceLROnPlateauState, reduce_on_plateau
 from fnlearn.optim.schedules import (
@@ -50,11 +53,6 @@ from fnlearn.optim.second_order import (
     scale_by_newton,
 )
 from fnlearn.optim.transforms import (
-    add_decayed_weights,
-    add_l1_decay,
-    apply_if_finite,
-    clip,
-    clip_by_global_norm,
     ema,
     learning_rate,
     scale,
@@ -65,7 +63,6 @@ from fnlearn.optim.transforms import (
     scale_by_rms,
     scale_by_rss,
     scale_by_stddev,
-    skipped_steps,
     trace,
 )
 from fnlearn.optim.wrappers import MultiStepsState, multi_steps

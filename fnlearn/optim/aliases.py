@@ -10,6 +10,7 @@ from __future__ import annotations
 from fnlearn import checks, registry
 from fnlearn.optim import transforms as tr
 from fnlearn.optim.base import GradientTransformation, chain, identity
+from fnlearn.optim.decay import add_decayed_weights
 
 __all__ = [
     "sgd",
@@ -150,7 +151,7 @@ def adamw(
     checks.boolean("adamw", "nesterov", nesterov)
     return chain(
         tr.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
-        tr.add_decayed_weights(weight_decay, mask),
+        add_decayed_weights(weight_decay, mask),
         tr.scale_by_learning_rate(learning_rate),
     )
 
@@ -174,7 +175,7 @@ def lion(
     checks.rate("lion", "weight_decay", weight_decay, allow_zero=True)
     return chain(
         tr.scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),
-        tr.add_decayed_weights(weight_decay, mask),
+        add_decayed_weights(weight_decay, mask),
         tr.scale_by_learning_rate(learning_rate),
     )
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from fnlearn.errors import FnlearnError
 
 __all__ = [
+    "find_states",
     "EmptyState",
     "GradientTransformation",
     "GradientTransformationExtraArgs",
@@ -170,3 +171,12 @@ def safe_increment(count: jax.Array) -> jax.Array:
     count = jnp.asarray(count)
     top = jnp.iinfo(count.dtype).max
     return jnp.where(count < top, count + 1, top).astype(count.dtype)
+
+
+def find_states(opt_state, kind) -> list:
+    """Every state of type ``kind`` in ``opt_state``, however deeply nested (chains, wrappers, optax's)."""
+    return [
+        s
+        for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, kind))
+        if isinstance(s, kind)
+    ]

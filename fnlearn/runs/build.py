@@ -1,4 +1,9 @@
-"""A checked ``Config`` becomes what a run needs: data splits, model, head, penalty, optimizer, augmentation."""
+"""A checked ``Config`` becomes what a run needs: data splits, model, head, penalty, optimizer, augmentation.
+
+``build`` makes them all (a ``Built``) before any file is written; ``fit_kwargs`` and
+``early_stopping`` translate the config into the arguments of ``fl.fit`` and ``fl.replicas.fit``,
+once for both training paths.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from fnlearn.config.parse import INT32_MAX, _error, _key_path, _show, _type_name
+from fnlearn.config.parse import INT32_MAX
 from fnlearn.config.schema import (
     AugmentConfig,
     CnnConfig,
@@ -21,6 +26,7 @@ from fnlearn.config.schema import (
     ScheduleConfig,
     TrainingConfig,
 )
+from fnlearn.config.values import ConfigKeyError, _error, _key_path, _show, _type_name
 from fnlearn.errors import FnlearnError
 
 # ------------------------------------------------------------------------------------------------
@@ -44,13 +50,14 @@ class Built(NamedTuple):
 
 @contextlib.contextmanager
 def _in_section(key: str):
-    """Re-raise a registry's FnlearnError with the config key in front."""
+    """Re-raise a registry's FnlearnError with the config key in front (once: an error that already
+    names its key, a ``ConfigKeyError``, passes as it is)."""
     try:
         yield
+    except ConfigKeyError:
+        raise
     except FnlearnError as error:
-        if str(error).startswith(key):
-            raise
-        raise FnlearnError(f"{key}: {error}") from None
+        raise ConfigKeyError(f"{key}: {error}") from None
 
 
 def build_data(data: DataConfig, *, cache: dict | None = None):
@@ -388,6 +395,35 @@ def check_devices(training: TrainingConfig) -> None:
         mesh = parallel.data_mesh(fit_devices(training))
         if mesh is not None:
             parallel.check_batch_size(training.batch_size, mesh)
+
+
+def early_stopping(config: Config):
+    """The ``fl.callbacks.EarlyStopping`` that ``training.early_stopping`` describes, or None."""
+    from fnlearn.callbacks import EarlyStopping
+
+    es = config.training.early_stopping
+    if not es.enabled:
+        return None
+    return EarlyStopping(
+        es.monitor, patience=es.patience, min_delta=es.min_delta, mode=es.mode, restore_best=es.restore_best
+    )
+
+
+def fit_kwargs(built: Built) -> dict:
+    """The arguments of ``fl.fit`` and ``fl.replicas.fit`` that a config sets: one translation."""
+    t, splits = built.config.training, built.splits
+    return {
+        "loss": built.head,
+        "epochs": t.epochs or None,
+        "steps": t.steps or None,
+        "batch_size": t.batch_size,
+        "eval": (splits.val.x, splits.val.y) if splits.val is not None else None,
+        "eval_batch_size": t.eval_batch_size,
+        "penalty": built.penalty,
+        "augment": built.augment,
+        "drop_last": t.drop_last,
+        "progress": built.config.logging.progress,
+    }
 
 
 def build(config: Config, *, cache: dict | None = None) -> Built:

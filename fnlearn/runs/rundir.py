@@ -7,7 +7,8 @@
   ``kill -9``, so a resume after a crash never finds a stale lock. A second process aiming at a held directory, or at one inside it
   (a sweep's run), is refused with one line naming the holder's pid.
 * ``output_directory`` picks and claims ``--out`` (default ``runs/NAME``, then ``NAME-2``, ...).
-* Files are written through ``fnlearn.atomic.write_text`` (temporary file, then rename).
+* Files are written through ``fnlearn.atomic.write_text`` (temporary file, then rename):
+  ``write_config`` (RUN/config.toml) and ``write_json`` (RUN/summary.json).
 
 Standard library only: nothing here imports jax.
 """
@@ -17,12 +18,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 from pathlib import Path
 
+from fnlearn.atomic import write_text
+from fnlearn.config import dumps
 from fnlearn.errors import FnlearnError
 
-__all__ = ["LOCK_NAME", "RunDirBusyError", "Claim", "output_directory", "is_taken", "check_resumable"]
+__all__ = [
+    "LOCK_NAME",
+    "RunDirBusyError",
+    "Claim",
+    "output_directory",
+    "is_taken",
+    "check_resumable",
+    "write_config",
+    "write_json",
+]
 
 LOCK_NAME = ".fnlearn.lock"
 ANCESTORS_CHECKED = 3
@@ -234,3 +247,14 @@ def _refuse_taken(given: str, out: Path) -> None:
     raise FnlearnError(
         f"--out {given}: the directory is not empty. Pass --resume to continue the run in it, or choose another --out."
     )
+
+
+def write_config(run_dir: Path, config) -> None:
+    """``RUN/config.toml``: the resolved config of one seed, with a header naming it, atomically."""
+    header = f"The resolved config of run {config.name!r}, seed {config.training.seeds[0]}, written by fnlearn train."
+    write_text(run_dir / "config.toml", dumps(config, header=header))
+
+
+def write_json(path: Path, value: dict) -> None:
+    """``value`` as indented JSON (numpy scalars as floats), atomically."""
+    write_text(path, json.dumps(value, indent=2, default=float) + "\n")

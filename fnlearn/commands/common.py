@@ -1,0 +1,73 @@
+"""What several commands share: the ``--set`` option, training into a run directory, the table
+printed after training, and the one-line warning."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from fnlearn.errors import FnlearnWarning
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def add_set(sub: argparse.ArgumentParser) -> None:
+    """The repeatable ``--set KEY=VALUE`` config override (stored as ``args.overrides``)."""
+    sub.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="override a config value, as a TOML literal: optimizer.learning_rate=1e-3, "
+        'model.sizes=[64,32], data.name="iris" (repeatable)',
+    )
+
+
+def add_training_options(sub: argparse.ArgumentParser, *, out: str, resume: str, quiet: str) -> None:
+    """``--set``, ``--out DIR``, ``--resume`` and ``--quiet`` of a command that trains, with its help texts."""
+    add_set(sub)
+    sub.add_argument("--out", metavar="DIR", help=out)
+    sub.add_argument("--resume", action="store_true", help=resume)
+    sub.add_argument("--quiet", action="store_true", help=quiet)
+
+
+def warn(message: str) -> None:
+    """One ``fnlearn: warning: ...`` line (through ``warnings``; ``cli`` prints it as one line)."""
+    warnings.warn(FnlearnWarning(message), stacklevel=2)
+
+
+def train_into(args, plans_for, default: Path, again: Callable[[Path], str]) -> list:
+    """``execute.run_command`` with the command's options.
+
+    Once the run directory ``out`` is claimed it is kept on ``args.run_out``, and ``args.again``
+    is the command (``again(out)``) that continues it, for the Ctrl-C line.
+    """
+    from fnlearn.runs import execute
+
+    def claimed(out):
+        args.run_out = out
+        args.again = again(out)
+
+    return execute.run_command(
+        args.out,
+        default,
+        plans_for,
+        resume=args.resume,
+        quiet=args.quiet,
+        announce=getattr(args, "announce", None),
+        claimed=claimed,
+    )
+
+
+def print_table(paths) -> None:
+    """The markdown comparison table of the runs below ``paths``, on stdout."""
+    from fnlearn import report
+
+    runs = report.find_runs(paths)
+    columns, rows = report.compare_table(runs)
+    print(report.markdown_table(columns, rows))
+    if report.key_text(runs):
+        print(report.key_text(runs))
