@@ -37,7 +37,7 @@ def parse(name: str, description: str, argv=None) -> argparse.Namespace:
     """``--quick`` (the smaller CI run the tests check) and ``--out DIR`` (default ``out/NAME``)."""
     parser = argparse.ArgumentParser(prog=f"{name}.py", description=description)
     parser.add_argument(
-        "--out", type=Path, default=Path("out") / name, help="output folder (default out/NAME)"
+        "--out", type=Path, default=Path("out") / name, help=f"output folder (default out/{name})"
     )
     parser.add_argument(
         "--quick", action="store_true", help="the smaller run the tests check (fewer seeds/steps)"
