@@ -20,8 +20,6 @@ out/adam_normalisation). Run: ``python experiments/adam_normalisation.py [--quic
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import descend, main, mean_std
 
 import fnlearn.optim as fo
 
@@ -81,13 +80,8 @@ def loss(w, x, y):
 def trajectory(optimizer, x, y, w0, steps: int):
     """Gradients, steps (Δw) and weights of ``steps`` updates, one scan."""
 
-    def step(carry, _):
-        w, state = carry
-        g = jax.grad(loss)(w, x, y)
-        updates, state = optimizer.update(g, state, w)
-        return (fo.apply_updates(w, updates), state), (g, updates, w)
-
-    _, (grads, updates, ws) = jax.lax.scan(step, (w0, optimizer.init(w0)), None, length=steps)
+    record = lambda s: (s.grads, s.updates, s.params)  # noqa: E731
+    _, (grads, updates, ws) = descend(lambda w: loss(w, x, y), optimizer, w0, steps, record=record)
     return grads, updates, ws
 
 
@@ -126,15 +120,12 @@ def run(quick: bool) -> dict:
         ratio = u.max(1) / u.min(1)
         results[name] = {
             "learning_rate": float(sgd_rate if name == "sgd" else adam_rate),
-            "mean_abs_gradient": {"mean": g.mean(0).tolist(), "std": g.std(0).tolist()},
-            "mean_abs_step": {"mean": u.mean(0).tolist(), "std": u.std(0).tolist()},
-            "slope_log_step_vs_log_gradient": {"mean": float(s.mean()), "std": float(s.std())},
-            "largest_over_smallest_step": {"mean": float(ratio.mean()), "std": float(ratio.std())},
-            "progress_towards_least_squares_after_steps": {
-                "mean": progress.mean(0).tolist(),
-                "std": progress.std(0).tolist(),
-            },
-            "final_loss": {"mean": float(np.mean(final_loss)), "std": float(np.std(final_loss))},
+            "mean_abs_gradient": mean_std(g, axis=0),
+            "mean_abs_step": mean_std(u, axis=0),
+            "slope_log_step_vs_log_gradient": mean_std(s),
+            "largest_over_smallest_step": mean_std(ratio),
+            "progress_towards_least_squares_after_steps": mean_std(progress, axis=0),
+            "final_loss": mean_std(final_loss),
         }
     return {
         "config": {
@@ -214,16 +205,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/adam_normalisation", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="fewer seeds (CI smoke run)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "adam_normalisation.png")
-    (out / "adam_normalisation.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     ex = result["worked_example"]
     print(
         f"worked example: m = {ex['m']}, v = {ex['v']} -> {ex['update_b1_b2_0']} (optax {ex['optax_update_b1_b2_0']})"
@@ -238,9 +220,7 @@ def main(argv=None) -> dict:
             f"{r['slope_log_step_vs_log_gradient']['std']:.3f}, largest/smallest step {r['largest_over_smallest_step']['mean']:.3g}, "
             f"progress per weight {np.round(r['progress_towards_least_squares_after_steps']['mean'], 3).tolist()}"
         )
-    print(f"ran in {result['seconds']:.1f} s; wrote {out}/adam_normalisation.{{png,json}}")
-    return result
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -21,14 +21,13 @@ out/backprop_by_hand). Run: ``python experiments/backprop_by_hand.py [--quick] [
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import main
 from jax.flatten_util import ravel_pytree
 
 import fnlearn as fl
@@ -338,13 +337,9 @@ def plot(results, path: Path):
     plt.close(fig)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/backprop_by_hand"), help="output folder")
-    parser.add_argument("--quick", action="store_true", help="fewer random draws, for CI")
-    args = parser.parse_args(argv)
+def run(quick: bool) -> dict:
     start = time.perf_counter()
-    draws, inits = (64, 4) if args.quick else (1024, 16)
+    draws, inits = (64, 4) if quick else (1024, 16)
     sizes = [5, 16, 16, 16, 3]
     results = {
         "toy": {
@@ -353,21 +348,22 @@ def main(argv=None):
         },
         "mlp": [
             mlp_comparison(sizes, act, inits, jnp.float32)
-            for act in (("relu",) if args.quick else ("relu", "tanh"))
+            for act in (("relu",) if quick else ("relu", "tanh"))
         ],
         "finite_differences": finite_differences(
-            sizes, "tanh", [10.0**-k for k in range(1, 10)], 4 if args.quick else 16
+            sizes, "tanh", [10.0**-k for k in range(1, 10)], 4 if quick else 16
         ),
     }
     with jax.enable_x64(True):
         results["toy"]["comparison_float64"] = toy_comparison(jax.random.key(0), draws, jnp.float64)
-    if not args.quick:  # the MLP in float64 is covered by the unit tests in CI
+    if not quick:  # the MLP in float64 is covered by the unit tests in CI
         with jax.enable_x64(True):
             results["mlp"] += [mlp_comparison(sizes, act, inits, jnp.float64) for act in ("relu", "tanh")]
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(results, args.out / "backprop_by_hand.png")
     results["seconds"] = time.perf_counter() - start
-    (args.out / "backprop_by_hand.json").write_text(json.dumps(results, indent=1, allow_nan=False))
+    return results
+
+
+def report(results: dict) -> None:
     for toy in (results["toy"]["comparison"], results["toy"]["comparison_float64"]):
         print(
             f"toy function, {toy['draws']} random problems ({toy['dtype']}): max rel. error hand vs jax.grad "
@@ -383,9 +379,7 @@ def main(argv=None):
         f"finite differences (float64): best rel. error {fd['best_rel_err']:.1e} at ε = {fd['best_epsilon']:.0e}; "
         f"10 single weights at ε = 1e-6: {fd['coordinate_rel_err_eps_1e-6']:.1e}"
     )
-    print(f"wrote {args.out}/backprop_by_hand.png and .json in {results['seconds']:.1f} s")
-    return results
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -22,14 +22,13 @@ Run: ``python experiments/bias_variance.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import descend, main, sample_std
 
 import fnlearn as fl
 from fnlearn.data.synthetic import regression_1d_mean
@@ -64,13 +63,7 @@ def train_on_each_dataset(width: int, xs, ys, x_test, steps: int, learning_rate:
         params, state = model.init(key)
         loss_fn = lambda p: fl.losses.mse(model.apply(p, state, x)[0], y)  # noqa: E731
 
-        def step(carry, _):
-            p, s = carry
-            grads = jax.grad(loss_fn)(p)
-            updates, s = tx.update(grads, s, p)
-            return (fl.optim.apply_updates(p, updates), s), None
-
-        (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+        params, _ = descend(loss_fn, tx, params, steps, record=lambda s: None)
         return model.apply(params, state, x_test)[0][:, 0], loss_fn(params)
 
     keys = jax.random.split(jax.random.key(width), xs.shape[0])
@@ -117,9 +110,9 @@ def run(quick: bool) -> dict:
                 "hidden_units": width,
                 "parameters": 3 * width + 1,
                 **terms,
-                "test_error_std_over_models": float(per_model.std()),
+                "test_error_std_over_models": sample_std(per_model),
                 "train_error_mean": float(train_mse.mean()),
-                "train_error_std": float(train_mse.std()),
+                "train_error_std": sample_std(train_mse),
             }
         )
         order = np.argsort(x_test)[::20]
@@ -216,18 +209,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/bias_variance", help="output directory")
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer widths, replicas and steps (CI smoke run)"
-    )
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "bias_variance.png")
-    (out / "bias_variance.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     print(f"{'D':>4}  {'bias²':>7} {'var':>7} {'noise':>7} {'sum':>7}  {'test':>7}  {'train':>7}")
     for r in result["rows"]:
         print(
@@ -236,10 +218,9 @@ def main(argv=None) -> dict:
         )
     print(
         f"lowest test error at D = {result['best_width']}; |test − (bias² + var + noise)| ≤ {result['max_decomposition_gap']:.4f}; "
-        f"{result['seconds']:.1f} s; wrote {out}/bias_variance.{{png,json}}"
+        f"{result['seconds']:.1f} s of training"
     )
-    return result
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -23,8 +23,6 @@ out/deep_mlp_normalisation). Run: ``python experiments/deep_mlp_normalisation.py
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import descend, main, mean_std, pm
 
 import fnlearn as fl
 
@@ -88,13 +87,7 @@ def train_replicas(model, x, y, seeds: int, steps: int, learning_rate: float):
             logits, s = apply(p, s, x, True)
             return nll(logits, y), s
 
-        def step(carry, _):
-            p, s, o = carry
-            (loss, s), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, s)
-            updates, o = tx.update(grads, o, p)
-            return (fl.optim.apply_updates(p, updates), s, o), loss
-
-        (params, state, _), curve = jax.lax.scan(step, (params, state, tx.init(params)), None, length=steps)
+        params, state, curve = descend(loss_fn, tx, params, steps, state=state)
         logits, _ = apply(params, state, x, False)
         return curve, nll(logits, y), fl.losses.accuracy(logits, y)
 
@@ -132,16 +125,15 @@ def run(quick: bool) -> dict:
         ok = final_nll[finite]  # mean ± std over the seeds that did not diverge (counted below)
         results[name] = {
             "final_train_nll": {
-                "mean": float(ok.mean()) if ok.size else None,
-                "std": float(ok.std()) if ok.size else None,
+                **(mean_std(ok) if ok.size else {"mean": None, "std": None}),
                 "per_seed": [float(v) if f else None for v, f in zip(final_nll, finite, strict=True)],
             },
-            "train_accuracy": {"mean": float(acc.mean()), "std": float(acc.std()), "per_seed": acc.tolist()},
+            "train_accuracy": {**mean_std(acc), "per_seed": acc.tolist()},
             "steps_to_half_chance": [
                 steps_to(c, level) for c in curve
             ],  # seed by seed, diverged ones included
             "curve_mean": finite_or_none(curve[finite].mean(0)) if finite.any() else None,
-            "curve_std": finite_or_none(curve[finite].std(0)) if finite.any() else None,
+            "curve_std": finite_or_none(curve[finite].std(0, ddof=1)) if finite.sum() > 1 else None,
             "diverged_seeds": int((~finite).sum()),
         }
     return {
@@ -175,7 +167,7 @@ def plot(result: dict, path: Path) -> None:
         if r["curve_mean"] is None:
             continue
         mean = np.array([np.nan if v is None else v for v in r["curve_mean"]])
-        std = np.array([np.nan if v is None else v for v in r["curve_std"]])
+        std = np.array([np.nan if v is None else v for v in r["curve_std"] or [None] * len(mean)])
         steps = np.arange(1, len(mean) + 1)
         acc = r["train_accuracy"]
         note = f", {r['diverged_seeds']} diverged seed(s) left out" if r["diverged_seeds"] else ""
@@ -184,7 +176,7 @@ def plot(result: dict, path: Path) -> None:
             mean,
             color=colour,
             lw=2,
-            label=f"{name}: final acc {acc['mean']:.2f} ± {acc['std']:.2f}{note}",
+            label=f"{name}: final acc {pm(acc, '.2f')}{note}",
         )
         ax.fill_between(steps, np.maximum(mean - std, 1e-4), mean + std, color=colour, alpha=0.2)
     ax.axhline(math.log(2.0), color="0.5", ls=":", label="chance, log 2")
@@ -200,31 +192,19 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/deep_mlp_normalisation", help="output directory")
-    parser.add_argument(
-        "--quick", action="store_true", help="shallower, narrower, fewer steps (CI smoke run)"
-    )
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "deep_mlp_normalisation.png")
-    (out / "deep_mlp_normalisation.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     cfg = result["config"]
     print(f"{cfg['depth']} hidden layers × {cfg['width']}, {cfg['steps']} steps, {cfg['seeds']} seeds")
     print(f"{'variant':<22} {'final NLL':>16} {'accuracy':>14}  steps to NLL < ½·log 2")
     for name, r in result["variants"].items():
         f, a = r["final_train_nll"], r["train_accuracy"]
-        nll = "diverged" if f["mean"] is None else f"{f['mean']:8.4f} ± {f['std']:.4f}"
+        nll = "diverged" if f["mean"] is None else pm(f, "8.4f")
         print(
-            f"{name:<22} {nll:>17} {a['mean']:6.3f} ± {a['std']:.3f}  {r['steps_to_half_chance']}"
+            f"{name:<22} {nll:>17} {pm(a, '6.3f')}  {r['steps_to_half_chance']}"
             + (f"  ({r['diverged_seeds']} seeds diverged)" if r["diverged_seeds"] else "")
         )
-    print(f"{result['seconds']:.1f} s; wrote {out}/deep_mlp_normalisation.{{png,json}}")
-    return result
+    print(f"trained in {result['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -22,14 +22,13 @@ Run: ``python experiments/gd_vs_sgd_gabor.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import descend, main, sample_std
 
 import fnlearn as fl
 import fnlearn.optim as fo
@@ -61,22 +60,21 @@ def global_minimum(x, y):
     return result.params, float(result.loss)
 
 
-def descend(phi0, key, x, y, *, learning_rate, steps, batch_size):
-    """``steps`` updates of fl.optim.sgd with a cosine-decayed rate; full batch when batch_size is None."""
+def train_from(phi0, key, x, y, *, learning_rate, steps, batch_size):
+    """``steps`` updates of fl.optim.sgd with a cosine-decayed rate; full batch when batch_size is None,
+    else the gradient of a fresh mini-batch each step, scaled by n/batch_size (the notes' sum)."""
     n = x.shape[0]
     opt = fo.sgd(fo.schedules.cosine_decay_schedule(learning_rate, steps))
 
-    def step(carry, k):
-        phi, state = carry
+    def gradient(phi, k):
         if batch_size is None:
-            g = jax.grad(loss)(phi, x, y)
-        else:
-            idx = jax.random.choice(k, n, (batch_size,), replace=False)
-            g = jax.grad(loss)(phi, x[idx], y[idx]) * (n / batch_size)
-        updates, state = opt.update(g, state, phi)
-        return (fo.apply_updates(phi, updates), state), None
+            return jax.grad(loss)(phi, x, y)
+        idx = jax.random.choice(k, n, (batch_size,), replace=False)
+        return jax.grad(loss)(phi, x[idx], y[idx]) * (n / batch_size)
 
-    (phi, _), _ = jax.lax.scan(step, (phi0, opt.init(phi0)), jax.random.split(key, steps))
+    full = lambda phi, k: loss(phi, x, y)  # noqa: E731
+    keys = jax.random.split(key, steps)
+    phi, _ = descend(full, opt, phi0, keys=keys, gradient=gradient, record=lambda s: None)
     return phi
 
 
@@ -94,8 +92,8 @@ def run(quick: bool) -> dict:
 
     t0 = time.perf_counter()
     kw = dict(learning_rate=rate, steps=steps)
-    gd = jax.jit(jax.vmap(lambda p: descend(p, jax.random.key(0), x, y, batch_size=None, **kw)))(starts)
-    sgd_one_seed = jax.vmap(lambda p, k: descend(p, k, x, y, batch_size=batch, **kw), in_axes=(0, None))
+    gd = jax.jit(jax.vmap(lambda p: train_from(p, jax.random.key(0), x, y, batch_size=None, **kw)))(starts)
+    sgd_one_seed = jax.vmap(lambda p, k: train_from(p, k, x, y, batch_size=batch, **kw), in_axes=(0, None))
     keys = jax.random.split(jax.random.key(1), seeds)
     sgd = jax.jit(jax.vmap(sgd_one_seed, in_axes=(None, 0)))(starts, keys)  # [seeds, starts, 2]
     seconds = time.perf_counter() - t0
@@ -126,7 +124,7 @@ def run(quick: bool) -> dict:
         "fraction_global": {
             "gd": float(gd_ok.mean()),
             "sgd_mean": float(sgd_fraction.mean()),
-            "sgd_std": float(sgd_fraction.std()),
+            "sgd_std": sample_std(sgd_fraction),
             "sgd_per_seed": sgd_fraction.tolist(),
         },
         "starts_where_sgd_wins": int(np.sum(~gd_ok & (sgd_ok.mean(0) > 0.5))),
@@ -194,17 +192,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/gd_vs_sgd_gabor", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="fewer starts, seeds and steps (CI smoke run)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "gd_vs_sgd_gabor.png")
-    result.pop("_plot")
-    (out / "gd_vs_sgd_gabor.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     frac = result["fraction_global"]
     print(
         f"global minimum φ* = {np.round(result['global_minimum']['phi'], 3).tolist()}, L = {result['global_minimum']['loss']:.4f}"
@@ -216,9 +204,8 @@ def main(argv=None) -> dict:
     print(
         f"starts where SGD (majority of seeds) wins: {result['starts_where_sgd_wins']}, where GD wins: {result['starts_where_gd_wins']}"
     )
-    print(f"ran in {result['seconds']:.1f} s; wrote {out}/gd_vs_sgd_gabor.{{png,json}}")
-    return result
+    print(f"trained in {result['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -18,8 +18,6 @@ Run: ``python experiments/heteroscedastic_regression.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import descend, main
 
 from fnlearn import distributions, losses, nn
 
@@ -56,15 +55,7 @@ def fit(head, x, y, steps: int, seed: int = 0, learning_rate: float = 5e-3):
     opt = optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05))
     loss_fn = lambda p: losses.nll(head)(model.apply(p, state, x)[0], y)  # noqa: E731
 
-    def step(carry, _):
-        p, s = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p)
-        updates, s = opt.update(grads, s, p)
-        return (optax.apply_updates(p, updates), s), loss
-
-    (params, _), curve = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))(
-        (params, opt.init(params))
-    )
+    params, curve = jax.jit(lambda p: descend(loss_fn, opt, p, steps))(params)
     return (lambda x_new: model.apply(params, state, x_new)[0]), np.asarray(curve)
 
 
@@ -170,18 +161,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/heteroscedastic_regression", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="fewer steps and points (CI smoke run)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    result = run(args.quick)
-    plot(result, out / "heteroscedastic_regression.png")
-    result.pop("_data")
-    (out / "heteroscedastic_regression.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
 
     nll = result["test_nll"]
     print("test NLL (per example, lower is better):")
@@ -189,13 +169,10 @@ def main(argv=None) -> dict:
         print(f"  {name:<26} {value:8.4f}")
     err = result["sigma_relative_error"]
     print(f"σ(x) relative error on x in [0.1, 1.9]: median {err['median']:.1%}, max {err['max_inner']:.1%}")
-    print(
-        f"trained both models in {result['train_seconds']:.1f} s; wrote {out}/heteroscedastic_regression.{{png,json}}"
-    )
+    print(f"trained both models in {result['train_seconds']:.1f} s")
     if not nll["learned"] < nll["fixed_best_constant_sigma"]:
         raise SystemExit("the learned-variance model did not beat the fixed-variance one on test NLL")
-    return result
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

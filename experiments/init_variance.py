@@ -18,14 +18,13 @@ Run: ``python experiments/init_variance.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import main
 
 from fnlearn import init, nn
 
@@ -184,7 +183,8 @@ def xavier_compromise():
     return {"widths": widths, "variances": out}
 
 
-def plot(results, histograms, path: Path):
+def plot(results, path: Path):
+    histograms = results["_histograms"]
     import matplotlib  # noqa: PLC0415 - optional extra
 
     matplotlib.use("Agg")
@@ -256,23 +256,21 @@ def plot_deep_cnn(ax, cnn):
     ax.legend(fontsize=8)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/init_variance"), help="output folder")
-    parser.add_argument("--quick", action="store_true", help="smaller networks, for CI")
-    args = parser.parse_args(argv)
+def run(quick: bool) -> dict:
     start = time.perf_counter()
-    shallow, histograms = shallow_experiment(args.quick)
-    results = {
+    shallow, histograms = shallow_experiment(quick)
+    return {
         "shallow": shallow,
-        "deep_relu": deep_relu_experiment(args.quick),
-        "deep_cnn": deep_cnn_experiment(args.quick),
+        "deep_relu": deep_relu_experiment(quick),
+        "deep_cnn": deep_cnn_experiment(quick),
         "xavier_compromise": xavier_compromise(),
+        "seconds": time.perf_counter() - start,
+        "_histograms": histograms,  # for the figure only (not written to the JSON)
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(results, histograms, args.out / "init_variance.png")
-    results["seconds"] = time.perf_counter() - start
-    (args.out / "init_variance.json").write_text(json.dumps(results, indent=1, allow_nan=False))
+
+
+def report(results: dict) -> None:
+    shallow = results["shallow"]
     print("5 hidden layers of 100 units: Var(activations) in the last hidden layer")
     print(f"{'init':>12} " + " ".join(f"{a:>10}" for a in ACTIVATIONS))
     for name in INITS:
@@ -292,9 +290,7 @@ def main(argv=None):
         f"{results['deep_cnn']['depth']}-layer plain CNN: E[z²] last/first layer: "
         + ", ".join(f"{name} {stats['mean'][-1] / stats['mean'][0]:.3g}" for name, stats in cnn.items())
     )
-    print(f"wrote {args.out}/init_variance.png and .json in {results['seconds']:.1f} s")
-    return results
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -30,14 +30,13 @@ Run: ``python experiments/linear_regions.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import main, mean_std, pm
 
 import fnlearn as fl
 
@@ -174,14 +173,10 @@ def count_stack(stacked_params, lo=-np.inf, hi=np.inf) -> np.ndarray:
     return np.asarray([[c["activation_regions"], c["linear_regions"]] for c in counts])
 
 
-def mean_std(values) -> dict:
+def spread(values) -> dict:
+    """``mean_std`` (sample std) of the values, with their min and max."""
     values = np.asarray(values, np.float64)
-    return {
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": float(values.min()),
-        "max": float(values.max()),
-    }
+    return {**mean_std(values), "min": float(values.min()), "max": float(values.max())}
 
 
 def train_replicas(K: int, D: int, seeds: int, epochs: int, data):
@@ -207,7 +202,7 @@ def train_replicas(K: int, D: int, seeds: int, epochs: int, data):
 def summarise(counts: dict) -> dict:
     """mean ± std (and min, max) of the activation and linear region counts of each group of nets."""
     return {
-        f"{name}_{kind}": mean_std(c[:, j])
+        f"{name}_{kind}": spread(c[:, j])
         for name, c in counts.items()
         for j, kind in enumerate(("activation", "linear"))
     }
@@ -241,7 +236,7 @@ def measure(K: int, D: int, seeds: int, epochs: int | None, data, grid=None) -> 
     if epochs:
         p_trained, mse = train_replicas(K, D, seeds, epochs, data)
         counts |= {"trained_R": count_stack(p_trained), "trained_01": count_stack(p_trained, 0.0, 1.0)}
-        row["train_mse"] = mean_std(mse)
+        row["train_mse"] = spread(mse)
     row |= summarise(counts)
     row["max_over_all_nets"] = int(max(c.max() for c in counts.values()))
     if grid is not None:  # one compilation per shape: done for the largest shape only
@@ -257,7 +252,8 @@ def measure(K: int, D: int, seeds: int, epochs: int | None, data, grid=None) -> 
     return row, p_trained
 
 
-def plot(results, example, path: Path):
+def plot(results, path: Path):
+    example = results["_example"]
     import matplotlib  # noqa: PLC0415 - optional extra
 
     matplotlib.use("Agg")
@@ -352,21 +348,17 @@ def example_function(K: int, D: int, stacked_params, data) -> dict:
     }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/linear_regions"), help="output folder")
-    parser.add_argument("--quick", action="store_true", help="fewer shapes, seeds and epochs, for CI")
-    args = parser.parse_args(argv)
+def run(quick: bool) -> dict:
     start = time.perf_counter()
     # quick: training only (K, D) = (2, 8) -- each shape is a compilation of the replica program
-    if args.quick:
+    if quick:
         Ds, Ks, seeds, epochs, trained = (4, 8), (1, 2, 3), 4, 60, {(2, 8)}
     else:
         Ds, Ks, seeds, epochs = (4, 8, 16), (1, 2, 3, 4, 5), 8, 300
         trained = {(K, D) for K in Ks for D in Ds}
-    example_shape = (2, 8) if args.quick else (3, 16)
+    example_shape = (2, 8) if quick else (3, 16)
     data = fl.data.load("regression_1d")
-    grid = jnp.linspace(0.0, 1.0, 2**14 if args.quick else 2**16)
+    grid = jnp.linspace(0.0, 1.0, 2**14 if quick else 2**16)
     configs, example = [], None
     for D in Ds:
         for K in Ks:
@@ -375,7 +367,7 @@ def main(argv=None):
             configs.append(row)
             if (K, D) == example_shape:
                 example = example_function(K, D, p_trained, data)
-    results = {
+    return {
         "seeds": seeds,
         "epochs": epochs,
         "bias_std": BIAS_STD,
@@ -383,17 +375,20 @@ def main(argv=None):
         "all_within_bound": all(c["max_over_all_nets"] <= c["bound"] for c in configs),
         "param_formula_matches_mlp": all(c["params_formula"] == c["params_mlp"] for c in configs),
         "example": {k: example[k] for k in ("K", "D", "kinks")},
+        "seconds": time.perf_counter() - start,
+        "_example": example,  # for the figure only (not written to the JSON)
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(results, example, args.out / "linear_regions.png")
-    results["seconds"] = time.perf_counter() - start
-    (args.out / "linear_regions.json").write_text(json.dumps(results, indent=1, allow_nan=False))
-    print(f"linear regions (mean ± std over {seeds} seeds); init on ℝ, trained on [0, 1]; bound (D+1)^K")
+
+
+def report(results: dict) -> None:
+    print(
+        f"linear regions (mean ± std over {results['seeds']} seeds); init on ℝ, trained on [0, 1]; bound (D+1)^K"
+    )
     print(
         f"{'K':>2} {'D':>3} {'params':>6} {'bound':>9} {'sawtooth':>8} {'init b=0':>9} {'init b~N':>12} {'trained':>12}"
     )
-    for c in configs:
-        fmt = lambda s: f"{s['mean']:.1f}±{s['std']:.1f}" if s else "—"  # noqa: E731
+    for c in results["configs"]:
+        fmt = lambda s: pm(s, ".1f").replace(" ", "") if s else "—"  # noqa: E731
         print(
             f"{c['K']:>2} {c['D']:>3} {c['params_formula']:>6} {c['bound']:>9} {c['sawtooth_01']:>8} "
             f"{fmt(c['init_zero_bias_R_linear']):>9} {fmt(c['init_random_bias_R_linear']):>12} {fmt(c.get('trained_01_linear')):>12}"
@@ -402,9 +397,7 @@ def main(argv=None):
         f"every count within the bound: {results['all_within_bound']}; parameter formula = mlp's count: "
         f"{results['param_formula_matches_mlp']}"
     )
-    print(f"wrote {args.out}/linear_regions.png and .json in {results['seconds']:.1f} s")
-    return results
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

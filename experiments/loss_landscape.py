@@ -23,8 +23,6 @@ Run: ``python experiments/loss_landscape.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import descend, main
 
 import fnlearn as fl
 
@@ -81,17 +80,8 @@ def train(model, x, y, steps: int, seed: int = 0):
     params, state = init(jax.random.key(seed))
     loss_fn = lambda p: nll(apply(p, state, x), y)  # noqa: E731
 
-    def run(params):
-        def step(carry, _):
-            p, o = carry
-            loss, grads = jax.value_and_grad(loss_fn)(p)
-            updates, o = tx.update(grads, o, p)
-            return (fl.optim.apply_updates(p, updates), o), loss
-
-        (params, _), curve = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-        return params, curve
-
-    params, curve = jax.jit(run).lower(params).compile(FAST_COMPILE)(params)
+    descent = jax.jit(lambda p: descend(loss_fn, tx, p, steps))
+    params, curve = descent.lower(params).compile(FAST_COMPILE)(params)
     return apply, params, state, np.asarray(curve)
 
 
@@ -224,16 +214,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/loss_landscape", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="shallower network, coarser grid (CI smoke run)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "loss_landscape.png")
-    (out / "loss_landscape.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     cfg = result["config"]
     print(f"{cfg['depth']} hidden layers × {cfg['width']}, {cfg['grid']}² grid over α, β ∈ [−1, 1]")
     for name, r in result["networks"].items():
@@ -241,9 +222,8 @@ def main(argv=None) -> dict:
             f"{name:<9} L(θ*) {r['loss_at_minimum']:.4f} (acc {r['train_accuracy']:.3f}); rise at r=0.25 {r['rise_at_radius_0.25']:.3f}, "
             f"r=0.5 {r['rise_at_radius_0.5']:.3f}; non-convex {r['nonconvex_fraction_r_le_1']:.1%}; local minima {r['local_minima']}"
         )
-    print(f"{result['seconds']:.1f} s; wrote {out}/loss_landscape.{{png,json}}")
-    return result
+    print(f"computed in {result['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

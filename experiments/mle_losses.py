@@ -25,9 +25,6 @@ Run: ``python experiments/mle_losses.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
 import math
 import time
 from pathlib import Path
@@ -36,19 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import main, sibling
 
 import fnlearn as fl
 from fnlearn import distributions, losses
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def sibling(name: str):
-    """Import experiments/<name>.py (experiments are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------------------------ the two ways
@@ -168,9 +158,9 @@ def run(quick: bool) -> dict:
     same_predictions = [row(kind, *data)[0] for kind, data in random_predictions().items()]
 
     epochs = 3 if quick else 60
-    trained, scatter = [], {}
+    trained, scatter, states = [], {}, {}
     for kind in TASKS:
-        state, test, _ = train(kind, epochs)
+        state, test, _ = states[kind] = train(kind, epochs)
         y = jnp.asarray(test.y if kind != "gaussian" else test.y[:, 0])
         r, per = row(kind, predict(state, test.x), y)
         r["task"] = TASKS[kind][0]
@@ -179,7 +169,7 @@ def run(quick: bool) -> dict:
         scatter[kind] = [np.asarray(v).tolist() for v in per]
 
     # minimising MSE and minimising the Gaussian NLL give the same model
-    state_nll, test, _ = train("gaussian", epochs)
+    state_nll, test, _ = states["gaussian"]  # trained above: the same data, seed and loss
     state_mse, _, _ = train("gaussian", epochs, loss=mse_loss)
     pred_nll, pred_mse = predict(state_nll, test.x)[:, 0], predict(state_mse, test.x)[:, 0]
     same_argmin = {
@@ -251,17 +241,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/mle_losses", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="fewer epochs and steps (CI smoke run)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "mle_losses.png")
-    result.pop("_scatter")
-    (out / "mle_losses.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     for title, rows in (
         ("same random predictions", result["same_predictions"]),
         ("trained models, test set", result["trained_models"]),
@@ -284,9 +264,8 @@ def main(argv=None) -> dict:
         "heteroscedastic test NLL: "
         + ", ".join(f"{k} {v:.3f}" for k, v in result["heteroscedastic"]["test_nll"].items())
     )
-    print(f"ran in {result['seconds']:.1f} s; wrote {out}/mle_losses.{{png,json}}")
-    return result
+    print(f"computed in {result['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

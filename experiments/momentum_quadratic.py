@@ -21,28 +21,18 @@ out/momentum_quadratic). Run: ``python experiments/momentum_quadratic.py [--quic
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import descend, main, mean_std, pm, sibling
 
 import fnlearn.optim as fo
 
 EFFECTIVE_RATE = 0.07
 STEPS = 100
-
-
-def sibling(name: str):
-    """Import experiments/<name>.py (experiments are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def heavy_ball_paths(A, starts, beta: float, effective_rate: float, steps: int):
@@ -51,13 +41,8 @@ def heavy_ball_paths(A, starts, beta: float, effective_rate: float, steps: int):
     loss = lambda t: 0.5 * t @ A @ t  # noqa: E731
 
     def one(theta0):
-        def step(carry, _):
-            theta, state = carry
-            updates, state = opt.update(A @ theta, state, theta)
-            theta = fo.apply_updates(theta, updates)
-            return (theta, state), (theta, loss(theta))
-
-        _, (thetas, losses) = jax.lax.scan(step, (theta0, opt.init(theta0)), None, length=steps)
+        record = lambda s: (s.next_params, loss(s.next_params))  # noqa: E731
+        _, (thetas, losses) = descend(loss, opt, theta0, steps, gradient=lambda t: A @ t, record=record)
         return jnp.vstack([theta0[None], thetas]), jnp.concatenate([loss(theta0)[None], losses])
 
     thetas, losses = jax.jit(jax.vmap(one))(starts)
@@ -86,11 +71,7 @@ def summary(values):
     """Mean ± std over the paths that have a value (NaN = not reached), and how many have one."""
     values = np.asarray(values, float)
     ok = values[np.isfinite(values)]
-    return {
-        "mean": float(ok.mean()) if ok.size else None,
-        "std": float(ok.std()) if ok.size else None,
-        "count": int(ok.size),
-    }
+    return {**(mean_std(ok) if ok.size else {"mean": None, "std": None}), "count": int(ok.size)}
 
 
 def run(quick: bool) -> dict:
@@ -212,27 +193,15 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/momentum_quadratic", help="output directory")
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer starts, β values and rates (CI smoke run)"
-    )
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "momentum_quadratic.png")
-    result.pop("_plot")
-    (out / "momentum_quadratic.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     print(
         f"same effective rate η/(1−β) = {EFFECTIVE_RATE}, {result['config']['starts']} starts (mean ± std):"
     )
     print("   β   zigzags      tortuosity   loss TV ratio  steps to 1e-6")
     for beta, v in result["smoothness"].items():
         print(
-            f"  {beta:>4}  {v['zigzags']['mean']:5.1f} ± {v['zigzags']['std']:4.1f}  {v['tortuosity']['mean']:5.2f} ± {v['tortuosity']['std']:4.2f}"
-            f"  {v['loss_total_variation']['mean']:6.2f} ± {v['loss_total_variation']['std']:4.2f}  {v['steps_to_1e-6']['mean'] or float('nan'):6.1f} ({v['steps_to_1e-6']['count']}/{result['config']['starts']} reached)"
+            f"  {beta:>4}  {pm(v['zigzags'], '5.1f')}  {pm(v['tortuosity'], '5.2f')}  {pm(v['loss_total_variation'], '6.2f')}"
+            f"  {v['steps_to_1e-6']['mean'] or float('nan'):6.1f} ({v['steps_to_1e-6']['count']}/{result['config']['starts']} reached)"
         )
     print(
         "largest stable η:  "
@@ -241,9 +210,8 @@ def main(argv=None) -> dict:
             for s in result["stable_rates"]
         )
     )
-    print(f"ran in {result['seconds']:.1f} s; wrote {out}/momentum_quadratic.{{png,json}}")
-    return result
+    print(f"computed in {result['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

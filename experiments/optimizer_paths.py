@@ -17,14 +17,12 @@ out/optimizer_paths). Run: ``python experiments/optimizer_paths.py [--quick] [--
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import descend, main
 
 import fnlearn.optim as fo
 
@@ -105,24 +103,23 @@ def run_path(optimizer, loss_fn, theta0, steps, batch_size=None, data=None, key=
     def full_loss(theta):
         return loss_fn(theta, *data) if data is not None else loss_fn(theta)
 
-    def step(carry, k):
-        theta, state = carry
+    def gradient(theta, k):
         if batch_size is None:
-            g = jax.grad(full_loss)(theta)
-        else:
-            idx = jax.random.choice(k, data[0].shape[0], (batch_size,), replace=False)
-            g = jax.grad(loss_fn)(theta, data[0][idx], data[1][idx]) * (data[0].shape[0] / batch_size)
-        updates, state = optimizer.update(g, state, theta)
-        theta = fo.apply_updates(theta, updates)
-        return (theta, state), (theta, full_loss(theta))
+            return jax.grad(full_loss)(theta)
+        idx = jax.random.choice(k, data[0].shape[0], (batch_size,), replace=False)
+        return jax.grad(loss_fn)(theta, data[0][idx], data[1][idx]) * (data[0].shape[0] / batch_size)
 
     @jax.jit
-    def run():
+    def path():
         keys = jax.random.split(key if key is not None else jax.random.PRNGKey(0), steps)
-        _, (thetas, losses) = jax.lax.scan(step, (theta0, optimizer.init(theta0)), keys)
+        record = lambda s: (s.next_params, full_loss(s.next_params))  # noqa: E731
+        objective = lambda theta, k: full_loss(theta)  # noqa: E731
+        _, (thetas, losses) = descend(
+            objective, optimizer, theta0, keys=keys, gradient=gradient, record=record
+        )
         return jnp.vstack([theta0[None], thetas]), jnp.concatenate([full_loss(theta0)[None], losses])
 
-    thetas, losses = run()
+    thetas, losses = path()
     return np.asarray(thetas), np.asarray(losses)
 
 
@@ -135,13 +132,8 @@ def stable_rates(momentum, rates, steps=200):
 
     def final_loss(rate):
         optimizer = fo.sgd(rate, momentum=momentum)
-
-        def step(carry, _):
-            theta, state = carry
-            updates, state = optimizer.update(A @ theta, state, theta)
-            return (fo.apply_updates(theta, updates), state), None
-
-        (theta, _), _ = jax.lax.scan(step, (theta0, optimizer.init(theta0)), None, length=steps)
+        gradient = lambda theta: A @ theta  # noqa: E731
+        theta, _ = descend(quadratic_loss, optimizer, theta0, steps, gradient=gradient, record=lambda s: None)
         return quadratic_loss(theta)
 
     losses = np.asarray(jax.jit(jax.vmap(final_loss))(jnp.asarray(rates, jnp.float32)))
@@ -311,16 +303,10 @@ def surface_grid(loss, a_range, b_range, n):
     return {"a": a.tolist(), "b": b.tolist(), "loss": values.tolist()}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/optimizer_paths")
-    parser.add_argument("--quick", action="store_true", help="fewer steps and a coarser grid")
-    args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+def run(quick: bool) -> dict:
     start = time.perf_counter()
-    steps = 150 if args.quick else 400
-    grid_n = 60 if args.quick else 120
+    steps = 150 if quick else 400
+    grid_n = 60 if quick else 120
 
     x, y = gabor_data()
     gabor_start = jnp.array([-1.5, 6.0])
@@ -337,7 +323,7 @@ def main():
         thetas, losses = run_path(optimizer, quadratic_loss, quad_start, steps // 2)
         quad_paths[name] = {"theta": thetas.tolist(), "loss": losses.tolist()}
 
-    rates = np.geomspace(1e-3, 1.0, 61 if args.quick else 241)
+    rates = np.geomspace(1e-3, 1.0, 61 if quick else 241)
     sweep = {"rates": rates.tolist(), "initial_loss": float(quadratic_loss(jnp.array([1.0, 1.0])))}
     for beta in (0.0, 0.9):
         losses, stable = stable_rates(beta if beta > 0 else None, rates)
@@ -367,10 +353,18 @@ def main():
         "stable_rates": sweep,
         "second_order_tol": tol,
         "second_order": second_order_table(tol, 20000),
+        "seconds": time.perf_counter() - start,
     }
-    (out / "optimizer_paths.json").write_text(json.dumps(results))
-    plot(results, out / "optimizer_paths.png")
+    return results
 
+
+def report(results: dict) -> None:
+    gabor_paths, quad_paths, sweep = (
+        results["gabor"]["paths"],
+        results["quadratic"]["paths"],
+        results["stable_rates"],
+    )
+    tol = results["second_order_tol"]
     print("final loss (Gabor, quadratic):")
     for name in gabor_paths:
         quad = f"{quad_paths[name]['loss'][-1]:10.2e}" if name in quad_paths else "         —"
@@ -386,8 +380,7 @@ def main():
             f"  {r['problem']:10s} newton {r['newton_steps']:5d}  lbfgs {r['lbfgs_steps']:5d}  "
             f"adam {r['adam_steps']:5d}{'' if r['adam_converged'] else ' (not converged)'}  scipy BFGS {r['scipy_bfgs_iterations']:4d}"
         )
-    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -22,13 +22,12 @@ Run: ``python experiments/regularisation.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from _common import main, mean_std, pm
 
 import fnlearn as fl
 
@@ -123,10 +122,7 @@ def run(quick: bool) -> dict:
             "gap_nll": test_nll - train_nll,
             "near_zero_fraction": zero,
         }
-        results[name] = {
-            k: {"mean": float(v.mean()), "std": float(v.std()), "per_seed": v.tolist()}
-            for k, v in entry.items()
-        }
+        results[name] = {k: {**mean_std(v), "per_seed": v.tolist()} for k, v in entry.items()}
         results[name]["curves"] = {
             "train_loss": per_epoch("train_loss"),
             "eval_loss": per_epoch("val_loss"),
@@ -243,27 +239,15 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/regularisation", help="output directory")
-    parser.add_argument(
-        "--quick", action="store_true", help="smaller network, fewer seeds and epochs (CI smoke run)"
-    )
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "regularisation.png")
-    (out / "regularisation.json").write_text(json.dumps(result, indent=2))
-    fmt = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
+def report(result: dict) -> None:
+    fmt = pm
     print(f"{'variant':<15} {'train NLL':>15} {'test NLL':>15} {'test acc':>15} {'|w|<1e-3':>15}")
     for name, r in result["variants"].items():
         print(
             f"{name:<15} {fmt(r['train_nll']):>15} {fmt(r['test_nll']):>15} {fmt(r['test_accuracy']):>15} {fmt(r['near_zero_fraction']):>15}"
         )
-    print(f"{result['seconds']:.1f} s; wrote {out}/regularisation.{{png,json}}")
-    return result
+    print(f"trained in {result['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -21,13 +21,12 @@ out/schedules_warmup). Run: ``python experiments/schedules_warmup.py [--quick] [
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import main, mean_std, pm
 
 import fnlearn as fl
 from fnlearn.optim import schedules
@@ -104,12 +103,8 @@ def summarise(records, rates, seeds) -> dict:
                 "learning_rate": float(rate),
                 "stable_seeds": int(sum(stable)),
                 "diverged_seeds": int(sum(r["diverged"] for r in group)),
-                "last_epoch_loss": {"mean": float(loss.mean()), "std": float(loss.std())}
-                if len(finite)
-                else None,
-                "last_epoch_accuracy": {"mean": float(acc.mean()), "std": float(acc.std())}
-                if len(finite)
-                else None,
+                "last_epoch_loss": mean_std(loss) if len(finite) else None,
+                "last_epoch_accuracy": mean_std(acc) if len(finite) else None,
             }
         )
     all_stable = [r["learning_rate"] for r in rows if r["stable_seeds"] == len(seeds)]
@@ -183,7 +178,12 @@ def plot(result: dict, path: Path) -> None:
                 [row["last_epoch_loss"]["mean"] if row["last_epoch_loss"] else np.nan for row in rows]
             )
             s = np.array(
-                [row["last_epoch_loss"]["std"] if row["last_epoch_loss"] else np.nan for row in rows]
+                [
+                    np.nan
+                    if (row["last_epoch_loss"] or {}).get("std") is None
+                    else row["last_epoch_loss"]["std"]
+                    for row in rows
+                ]
             )
             best = exp[optimizer][name]["highest_rate_all_seeds_stable"]
             ax.errorbar(
@@ -219,20 +219,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/schedules_warmup", help="output directory")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="SGD only, 2 rates, 1 seed, 1 epoch, 4 hidden layers (CI smoke run)",
-    )
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "schedules_warmup.png")
-    (out / "schedules_warmup.json").write_text(json.dumps(result))
+def report(result: dict) -> None:
     for name, r in (
         (f"{o} {w}", r) for o, group in result["warmup_experiment"].items() for w, r in group.items()
     ):
@@ -241,14 +228,13 @@ def main(argv=None) -> dict:
         )
         for row in r["rows"]:
             loss = row["last_epoch_loss"]
-            text = f"{loss['mean']:.3f} ± {loss['std']:.3f}" if loss else "—"
+            text = pm(loss) if loss else "—"
             print(
                 f"    η = {row['learning_rate']:.3f}: stable {row['stable_seeds']}/{len(result['config']['seeds'])}, "
                 f"diverged {row['diverged_seeds']}, last-epoch loss {text}"
             )
-    print(f"ran in {result['seconds']:.1f} s; wrote {out}/schedules_warmup.{{png,json}}")
-    return result
+    print(f"trained in {result['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -19,15 +19,13 @@ Run: ``python experiments/second_order.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import descend, main, sibling
 from jax.flatten_util import ravel_pytree
 
 import fnlearn as fl
@@ -35,14 +33,6 @@ import fnlearn.optim as fo
 
 TOL = 1e-6
 ADAM_RATES = (0.01, 0.03, 0.1, 0.3)
-
-
-def sibling(name: str):
-    """Import experiments/<name>.py (experiments are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def breast_cancer_problem():
@@ -80,13 +70,8 @@ def grad_norm_curve(loss, params0, optimizer, steps: int):
     """‖∇L(θ_t)‖ for t = 0..steps (a scan of the same update minimize makes), for the figure."""
     grad = jax.grad(loss)
 
-    def step(carry, _):
-        params, state = carry
-        updates, state = optimizer.update(grad(params), state, params)
-        params = fo.apply_updates(params, updates)
-        return (params, state), jnp.linalg.norm(ravel_pytree(grad(params))[0])
-
-    _, norms = jax.jit(lambda p: jax.lax.scan(step, (p, optimizer.init(p)), None, length=steps))(params0)
+    record = lambda s: jnp.linalg.norm(ravel_pytree(grad(s.next_params))[0])  # noqa: E731
+    _, norms = jax.jit(lambda p: descend(loss, optimizer, p, steps, gradient=grad, record=record))(params0)
     return [float(jnp.linalg.norm(ravel_pytree(grad(params0))[0]))] + np.asarray(norms).tolist()
 
 
@@ -196,20 +181,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/second_order", help="output directory")
-    parser.add_argument(
-        "--quick", action="store_true", help="the synthetic problem only, 2 timing repeats (CI smoke run)"
-    )
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "second_order.png")
-    for row in result["problems"]:
-        row.pop("_curves")
-    (out / "second_order.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     print(f"steps and time to ‖∇L‖ ≤ {TOL:g} (float64, compile excluded):")
     for row in result["problems"]:
         cells = []
@@ -219,9 +191,8 @@ def main(argv=None) -> dict:
                 f"{method} {r['steps']:5d} steps {r['run_seconds'] * 1e3:8.2f} ms{'' if r['converged'] else ' (not converged)'}"
             )
         print(f"  {row['problem']:22s} " + " | ".join(cells) + f"  (adam lr {row['adam_best_rate']})")
-    print(f"ran in {result['seconds']:.1f} s; wrote {out}/second_order.{{png,json}}")
-    return result
+    print(f"computed in {result['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

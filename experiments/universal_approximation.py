@@ -18,13 +18,12 @@ out/universal_approximation). Run: ``python experiments/universal_approximation.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from _common import descend, main, sample_std
 
 import fnlearn as fl
 from fnlearn.data.synthetic import gabor_model
@@ -53,13 +52,7 @@ def train_replicas(width: int, seeds: int, x, y, steps: int):
         params, state = model.init(key)
         loss_fn = lambda p: fl.losses.mse(model.apply(p, state, x)[0], y)  # noqa: E731
 
-        def step(carry, _):
-            p, s = carry
-            loss, grads = jax.value_and_grad(loss_fn)(p)
-            updates, s = tx.update(grads, s, p)
-            return (fl.optim.apply_updates(p, updates), s), loss
-
-        (params, _), curve = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+        params, curve = descend(loss_fn, tx, params, steps)
         return params, state, curve
 
     keys = jax.random.split(jax.random.key(width), seeds)
@@ -97,9 +90,9 @@ def run(quick: bool) -> dict:
                 "hidden_units": width,
                 "parameters": 3 * width + 1,
                 "rmse_mean": float(rmse.mean()),
-                "rmse_std": float(rmse.std()),
+                "rmse_std": sample_std(rmse),
                 "max_error_mean": float(max_err.mean()),
-                "max_error_std": float(max_err.std()),
+                "max_error_std": sample_std(max_err),
                 "rmse_per_seed": rmse.tolist(),
             }
         )
@@ -166,16 +159,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/universal_approximation", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="fewer widths, seeds and epochs (CI smoke run)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run(args.quick)
-    plot(result, out / "universal_approximation.png")
-    (out / "universal_approximation.json").write_text(json.dumps(result, indent=2))
+def report(result: dict) -> None:
     print(f"{'D':>5} {'params':>7}   RMSE (mean ± std)      max error")
     for r in result["rows"]:
         print(
@@ -184,10 +168,9 @@ def main(argv=None) -> dict:
         )
     print(
         f"RMSE falls {result['rmse_ratio_smallest_to_largest']:.0f}× from D = {result['rows'][0]['hidden_units']} "
-        f"to D = {result['rows'][-1]['hidden_units']}; {result['seconds']:.1f} s; wrote {out}/universal_approximation.{{png,json}}"
+        f"to D = {result['rows'][-1]['hidden_units']}; trained in {result['seconds']:.1f} s"
     )
-    return result
 
 
 if __name__ == "__main__":
-    main()
+    main(run, plot, report)

@@ -190,7 +190,7 @@ def test_quick_run_writes_table_figure_and_json(tmp_path):
     assert "| jax scan |" in (out / "train_loop.md").read_text()
 
 
-def test_targets_read_the_issue_thresholds_from_the_table():
+def test_targets_read_their_thresholds_from_the_table():
     def rows(**ratios):  # fnlearn fit ÷ each competitor, as bench_workload's paired ratios
         return [
             {

@@ -48,7 +48,8 @@ def test_heteroscedastic_noise_grows_with_x_as_stated():
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100])
 def test_two_moons_are_scikit_learns_points_before_noise(n):
-    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    import sklearn.datasets as sklearn_datasets  # the test extra installs scikit-learn
+
     ours = load("two_moons", n=n, noise=0.0, seed=5)
     ref_x, ref_y = sklearn_datasets.make_moons(n_samples=n, shuffle=False, noise=0.0)
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from tensorboardX.proto import event_pb2  # the test extra installs tensorboardX
 
 import fnlearn as fl
 from fnlearn import cli
-
-event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
 
 
 def read_scalars(log_dir: Path) -> dict:

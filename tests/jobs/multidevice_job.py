@@ -13,11 +13,14 @@ from fnlearn.errors import FnlearnError
 def train(devices, batch_size=32, tx=None):
     digits = fl.data.load("digits")
     parts, _ = fl.data.standardize(fl.data.split(digits, val=0.0, test=0.2, seed=0))
+    # 256 examples: 8 batches of 32 (4 per device) an epoch are as good a test of the sharded step as
+    # the 45 of the whole training split, at a sixth of the 8-device run time
+    x, y = parts.train.x[:256], parts.train.y[:256]
     model = fl.nn.mlp([64, 64, 10], dropout=0.1, norm="batch_norm")
     state = fl.TrainState.create(model, tx or fl.optim.sgd(0.05, momentum=0.9), jax.random.key(0))
     state, history = fl.fit(
         state,
-        (parts.train.x, parts.train.y),
+        (x, y),
         loss=fl.distributions.get("categorical"),
         epochs=3,
         batch_size=batch_size,
