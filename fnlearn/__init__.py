@@ -22,6 +22,7 @@ _SUBMODULES = (
     "config",
     "data",
     "distributions",
+    "ema",
     "errors",
     "init",
     "loop",
@@ -29,13 +30,16 @@ _SUBMODULES = (
     "nn",
     "optim",
     "parallel",
+    "precision",
+    "prediction",
     "registry",
     "replicas",
     "report",
+    "runs",
     "train",
     "tree",
 )
-_NAMES = {"fit": "loop", "evaluate": "loop", "TrainState": "train"}
+_NAMES = {"fit": "loop", "evaluate": "loop", "predict": "prediction", "TrainState": "train"}
 
 __all__ = [*_SUBMODULES, *_NAMES, "__version__"]
 
@@ -60,6 +64,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
         config,
         data,
         distributions,
+        ema,
         errors,
         init,
         loop,
@@ -67,11 +72,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
         nn,
         optim,
         parallel,
+        precision,
+        prediction,
         registry,
         replicas,
         report,
+        runs,
         train,
         tree,
     )
     from fnlearn.loop import evaluate, fit  # noqa: F401
+    from fnlearn.prediction import predict  # noqa: F401
     from fnlearn.train import TrainState  # noqa: F401

@@ -186,6 +186,9 @@ def fit_kwargs(built) -> dict:
         "augment": built.augment,
         "drop_last": t.drop_last,
         "progress": built.config.logging.progress,
+        **({"accumulate": t.accumulate} if t.accumulate != 1 else {}),
+        **({"ema": t.ema} if t.ema else {}),
+        **({"compute_dtype": "bfloat16"} if t.precision == "bf16" else {}),
     }
 
 
@@ -219,15 +222,17 @@ def _fit_run(built, run_dir: Path, *, resume: bool, quiet: bool):
 def _finish(built, run_dir: Path, label: str, state, history, extra: dict, start: float) -> dict:
     """Evaluate on the test split, write summary.json (atomically) and the plots."""
     config = built.config
-    test = None
+    test, test_ema = None, None
     if built.splits.test is not None:
-        test = evaluate(
-            state,
-            (built.splits.test.x, built.splits.test.y),
-            loss=built.head,
-            batch_size=config.training.eval_batch_size,
-        )
+        data = (built.splits.test.x, built.splits.test.y)
+        test = evaluate(state, data, loss=built.head, batch_size=config.training.eval_batch_size)
+        if state.ema is not None:  # the moving average of the params, evaluated beside them
+            test_ema = evaluate(
+                state, data, loss=built.head, batch_size=config.training.eval_batch_size, use_ema=True
+            )
     summary = _summary(built, label, state, history, test) | extra
+    if state.ema is not None:
+        summary["test_ema"] = test_ema
     summary["wall_time_s"] = time.perf_counter() - start
     _write_json(run_dir / "summary.json", summary)
     if config.logging.plots:
@@ -322,7 +327,8 @@ def _summary(built, label: str, state, history, test) -> dict:
 def _replica_groups(plans: list[Plan], resume: bool) -> list[list[Plan]]:
     """Consecutive runs that differ only in their seed (same label, same parent folder) form one
     group to train as vmapped replicas, where ``training.replicas`` allows it and nothing needs the
-    sequential path: one device, per-epoch logging, no update skipping, not a resume."""
+    sequential path: one device, per-epoch logging, no update skipping, not a resume, and no
+    accumulation, moving average or bfloat16."""
     groups: list[list[Plan]] = []
     for plan in plans:
         config = plan.config.config
@@ -332,6 +338,9 @@ def _replica_groups(plans: list[Plan], resume: bool) -> list[list[Plan]]:
             and config.training.devices == 1
             and not config.logging.every
             and not config.optimizer.skip_nonfinite
+            and config.training.accumulate == 1  # fl.replicas.fit has none of these three
+            and not config.training.ema
+            and config.training.precision == "f32"
         )
         last = groups[-1] if groups else None
         if (
