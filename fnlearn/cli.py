@@ -185,6 +185,10 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("run", metavar="RUN_DIR", help="a run directory (or a folder of them: one plot each)")
     plot.add_argument("--out", metavar="PNG", help="where to write (default RUN_DIR/plots/training.png)")
     plot.set_defaults(handler=cmd_plot)
+    from fnlearn.commands import predict, summary  # noqa: PLC0415 - command modules (no jax at import)
+
+    predict.add_parser(commands)
+    summary.add_parser(commands)
     return parser
 
 
@@ -214,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command is None:
                 _parser().print_help()
                 return EXIT_USAGE
-            return args.handler(args) or 0
+            return (getattr(args, "func", None) or args.handler)(args) or 0
         except FnlearnError as error:
             _error(error)
             return EXIT_USAGE

@@ -45,7 +45,7 @@ from fnlearn.nn.linear import dense
 from fnlearn.nn.normalization import NORMS, batch_norm, group_norm, layer_norm, rms_norm
 from fnlearn.nn.pooling import avg_pool, flatten, global_avg_pool, max_pool, reshape
 from fnlearn.nn.stochastic import dropout
-from fnlearn.nn.summary import intermediates
+from fnlearn.nn.summary import intermediates, summary
 from fnlearn.nn.transformer import transformer_block
 
 __all__ = [
@@ -88,6 +88,7 @@ __all__ = [
     "selu",
     "serial",
     "sigmoid",
+    "summary",
     "sinusoidal_positions",
     "softplus",
     "tanh",
