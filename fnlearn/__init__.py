@@ -27,6 +27,7 @@ _SUBMODULES = (
     "init",
     "loop",
     "losses",
+    "lr_range",
     "nn",
     "optim",
     "parallel",
@@ -39,7 +40,13 @@ _SUBMODULES = (
     "train",
     "tree",
 )
-_NAMES = {"fit": "loop", "evaluate": "loop", "predict": "prediction", "TrainState": "train"}
+_NAMES = {
+    "fit": "loop",
+    "evaluate": "loop",
+    "predict": "prediction",
+    "lr_find": "lr_range",
+    "TrainState": "train",
+}
 
 __all__ = [*_SUBMODULES, *_NAMES, "__version__"]
 
@@ -69,6 +76,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
         init,
         loop,
         losses,
+        lr_range,
         nn,
         optim,
         parallel,
@@ -82,5 +90,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
         tree,
     )
     from fnlearn.loop import evaluate, fit  # noqa: F401
+    from fnlearn.lr_range import lr_find  # noqa: F401
     from fnlearn.prediction import predict  # noqa: F401
     from fnlearn.train import TrainState  # noqa: F401

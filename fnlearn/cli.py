@@ -185,10 +185,11 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("run", metavar="RUN_DIR", help="a run directory (or a folder of them: one plot each)")
     plot.add_argument("--out", metavar="PNG", help="where to write (default RUN_DIR/plots/training.png)")
     plot.set_defaults(handler=cmd_plot)
-    from fnlearn.commands import predict, summary  # noqa: PLC0415 - command modules (no jax at import)
+    from fnlearn.commands import lr_find, predict, summary  # noqa: PLC0415 - no jax at import
 
     predict.add_parser(commands)
     summary.add_parser(commands)
+    lr_find.add_parser(commands)
     return parser
 
 
