@@ -223,13 +223,13 @@ def fit(
             resume=resume,
         )
     x, y = check_pair(train, "fit", "train")
+    check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
     if batch_size * obj.accumulate > len(x):
         raise FnlearnError(
             f"fit: accumulate={obj.accumulate} x batch_size={batch_size} = {batch_size * obj.accumulate} "
             f"examples per update, but the training data has {len(x)}. Lower accumulate or batch_size."
         )
     batch_size *= obj.accumulate  # the examples of one update
-    check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
     plan = plan_steps(len(x), batch_size, drop_last, epochs, steps, log_every)
     mesh = parallel.data_mesh(devices)
     if mesh is None:
