@@ -42,7 +42,8 @@ def test_apply_runs_in_bfloat16_and_the_state_loss_and_grads_stay_float32():
     x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
     y = np.arange(16) % 3
     batch = (x, y, np.ones(16, np.float32))
-    grads, (loss, _, outputs, model_state) = jax.grad(train._micro_loss, has_aux=True)(
+    grad_fn = jax.jit(jax.grad(train._micro_loss, has_aux=True), static_argnums=(4,))
+    grads, (loss, _, outputs, model_state) = grad_fn(
         state.params, state, state.model_state, batch, _obj("bfloat16"), None, 1.0
     )
     assert seen == [jnp.bfloat16, jnp.bfloat16]  # after dense, and after batch_norm (cast back)
