@@ -67,13 +67,15 @@ def test_the_sweep_runs_the_states_own_optimizer_at_each_rate():
     tx = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
     params, opt = state.params, tx.init(state.params)
     nll = fl.losses.nll(head)
+    value_and_grad = jax.jit(
+        jax.value_and_grad(lambda p: nll(state.model.apply(p, state.model_state, x)[0], y))
+    )
+    update = jax.jit(tx.update)
     for t, rate in enumerate(result.learning_rates):
-        value, grads = jax.value_and_grad(lambda p: nll(state.model.apply(p, state.model_state, x)[0], y))(
-            params
-        )
+        value, grads = value_and_grad(params)
         np.testing.assert_allclose(result.losses[t], value, rtol=1e-5)
         opt.hyperparams["learning_rate"] = jnp.asarray(rate, jnp.float32)
-        updates, opt = tx.update(grads, opt, params)
+        updates, opt = update(grads, opt, params)
         params = optax.apply_updates(params, updates)
 
 

@@ -33,19 +33,22 @@ def test_mlp_with_remat_has_the_same_values_and_gradients(kwargs):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g1, g0)
 
 
+def _outputs(model, x):
+    params, state = jax.jit(model.init)(jax.random.key(0))
+    return jax.jit(lambda p, x: model.apply(p, state, x)[0])(params, x)
+
+
 def test_cnn_and_gpt_take_remat_too():
+    """Same outputs from the same parameters (the gradients of the wrapper are checked on the mlp)."""
     images = np.random.default_rng(1).normal(size=(2, 6, 6, 1)).astype(np.float32)
-    plain = fl.nn.cnn((6, 6, 1), channels=(3,), dense=(4,), num_outputs=2)
-    remat = fl.nn.cnn((6, 6, 1), channels=(3,), dense=(4,), num_outputs=2, remat=True)
-    jax.tree.map(np.testing.assert_allclose, _grads(remat, images), _grads(plain, images))
+    kwargs = {"channels": (3,), "dense": (4,), "num_outputs": 2}
+    plain, remat = fl.nn.cnn((6, 6, 1), **kwargs), fl.nn.cnn((6, 6, 1), remat=True, **kwargs)
+    np.testing.assert_array_equal(_outputs(remat, images), _outputs(plain, images))
+    assert "remat(conv_block_0)" in fl.nn.summary(remat) and "remat(block_0)" in fl.nn.summary(remat)
     ids = np.array([[1, 2, 3, 0]], np.int32)
-    plain = fl.nn.gpt(5, 4, width=8, depth=2, num_heads=2)
-    remat = fl.nn.gpt(5, 4, width=8, depth=2, num_heads=2, remat=True)
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-        _grads(remat, ids),
-        _grads(plain, ids),
-    )
+    plain = fl.nn.gpt(5, 4, width=8, depth=1, num_heads=2)
+    remat = fl.nn.gpt(5, 4, width=8, depth=1, num_heads=2, remat=True)
+    np.testing.assert_array_equal(_outputs(remat, ids), _outputs(plain, ids))
     assert "remat(block_0)" in fl.nn.summary(remat)
 
 
