@@ -177,30 +177,3 @@ def lr_find(
         suggestion=_steepest(rates[kept], smoothed[kept]),
         diverged_at=float(rates[end]) if end < steps else None,
     )
-
-
-def plot(result: LRFind, out) -> None:
-    """The curve (raw and smoothed loss against log η) with the suggestion marked, written whole
-    or not at all to ``out`` (PNG by default)."""
-    from fnlearn import report  # noqa: PLC0415 - matplotlib loads only here
-
-    path = report.check_figure_path(out, "lr_find figure")
-    plt = report._pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(result.learning_rates, result.losses, color="0.75", lw=1, label="batch loss")
-    ax.plot(result.learning_rates, result.smoothed, color="C0", lw=2, label="smoothed (β = 0.98)")
-    ax.axvline(result.suggestion, color="C3", ls="--", label=f"steepest descent: {result.suggestion:.2g}")
-    ax.set_xscale("log")
-    finite = result.smoothed[np.isfinite(result.smoothed)]
-    if finite.size:
-        raw = result.losses[np.isfinite(result.losses)]
-        low, high = float(min(np.min(finite), np.min(raw, initial=np.inf))), float(np.max(finite))
-        pad = 0.1 * (high - low) + 1e-12
-        ax.set_ylim(low - pad / 2, high + pad)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    end = "" if result.diverged_at is None else f", diverged at {result.diverged_at:.2g}"
-    ax.set_title(f"learning-rate range test ({len(result.losses)} steps{end})")
-    ax.legend()
-    fig.tight_layout()
-    report._save_figure(plt, fig, path)

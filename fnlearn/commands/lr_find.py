@@ -45,6 +45,35 @@ def add_parser(subcommands) -> None:
     sub.set_defaults(func=run)
 
 
+def plot(result, out) -> None:
+    """The curve (raw and smoothed loss against log η) with the suggestion marked, written whole
+    or not at all to ``out`` (PNG by default)."""
+    import numpy as np  # noqa: PLC0415
+
+    from fnlearn import report  # noqa: PLC0415 - matplotlib loads only here
+
+    path = report.check_figure_path(out, "lr_find figure")
+    plt = report._pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(result.learning_rates, result.losses, color="0.75", lw=1, label="batch loss")
+    ax.plot(result.learning_rates, result.smoothed, color="C0", lw=2, label="smoothed (β = 0.98)")
+    ax.axvline(result.suggestion, color="C3", ls="--", label=f"steepest descent: {result.suggestion:.2g}")
+    ax.set_xscale("log")
+    finite = result.smoothed[np.isfinite(result.smoothed)]
+    if finite.size:
+        raw = result.losses[np.isfinite(result.losses)]
+        low, high = float(min(np.min(finite), np.min(raw, initial=np.inf))), float(np.max(finite))
+        pad = 0.1 * (high - low) + 1e-12
+        ax.set_ylim(low - pad / 2, high + pad)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    end = "" if result.diverged_at is None else f", diverged at {result.diverged_at:.2g}"
+    ax.set_title(f"learning-rate range test ({len(result.losses)} steps{end})")
+    ax.legend()
+    fig.tight_layout()
+    report._save_figure(plt, fig, path)
+
+
 def run(args) -> int:
     import jax  # noqa: PLC0415 - jax loads here, not for --help
 
@@ -71,7 +100,7 @@ def run(args) -> int:
         steps=args.steps,
         batch_size=t.batch_size,
     )
-    lr_range.plot(result, out)
+    plot(result, out)
     end = (
         "no divergence up to --max-lr"
         if result.diverged_at is None
