@@ -150,18 +150,34 @@ plots = false
 """
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def _train_in_process(folder, text: str):
     """(run_dir, built, state): trained in this process the way `fnlearn train` does it."""
-    run_dir = tmp_path_factory.mktemp("run") / "tiny"
-    source = run_dir.parent / "tiny.toml"
-    source.write_text(RUN)
+    run_dir = folder / "tiny"
+    source = folder / "tiny.toml"
+    source.write_text(text)
     built = fbuild.build(fconfig.load(source))
     run_dir.mkdir()
     execute._write_config(run_dir, built.config)
     state, history, _ = execute._fit_run(built, run_dir, resume=False, quiet=True)
     execute._finish(built, run_dir, "tiny", state, history, {}, 0.0)
     return run_dir, built, state
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    return _train_in_process(tmp_path_factory.mktemp("run"), RUN)
+
+
+def test_a_run_that_restored_its_best_epoch_loads_those_weights(tmp_path):
+    """Early stopping on the *highest* training loss: the best epoch is the first, the run ends
+    on its weights, and so does the loaded run (its last checkpoint is epoch 2's)."""
+    text = RUN.replace("ema = 0.9\n", "") + (
+        '[training.early_stopping]\nenabled = true\nmonitor = "train_loss"\nmode = "max"\npatience = 5\n'
+    )
+    run_dir, built, state = _train_in_process(tmp_path, text)
+    loaded = fl.runs.load(run_dir)
+    assert int(loaded.state.step) == int(state.step)
+    jax.tree.map(np.testing.assert_array_equal, loaded.state.params, state.params)
 
 
 def test_a_restored_run_predicts_exactly_what_the_trained_state_predicted(trained_run):

@@ -2,7 +2,8 @@
 
 The run's ``config.toml`` is built again (data, model, head, optimizer: the same objects the run
 trained, with the same split) and its newest checkpoint in ``checkpoints/last`` is restored into
-them, every array checked against the checksum it was saved with. The data standardiser is the
+them, every array checked against the checksum it was saved with (with early stopping's
+``restore_best``, the best epoch's weights that checkpoint keeps, as the run ended on them). The data standardiser is the
 one the run recorded in ``summary.json`` (else the one the rebuilt split gives, which is the same
 unless the data file changed), so ``Loaded.predict`` takes inputs in the data's units and
 returns regression outputs in them.
@@ -82,6 +83,21 @@ def _standardizer(run_dir: Path, built):
     return built.standardizer
 
 
+def _best_weights(state, extra: dict, config):
+    """With early stopping's ``restore_best`` a run ends on its best epoch's weights (the ones its
+    test metrics are from); its last checkpoint keeps them beside the last epoch's: use those."""
+    import jax  # noqa: PLC0415
+
+    es = config.training.early_stopping
+    entry = (extra.get("callbacks") or {}).get("EarlyStopping") or {}
+    names = (entry.get("arrays") or {}).get("best_weights")
+    if not (es.enabled and es.restore_best and names):
+        return state
+    structure = jax.tree.structure((state.params, state.model_state))
+    params, model_state = jax.tree.unflatten(structure, [extra["arrays"][n] for n in names])
+    return state.replace(params=params, model_state=model_state)
+
+
 def load(run_dir) -> Loaded:
     """The state, model, head and standardiser of the run in ``run_dir`` (its newest checkpoint).
 
@@ -109,7 +125,8 @@ def load(run_dir) -> Loaded:
             f"{run_dir} has no checkpoint to load ({last} holds none): the run wrote none "
             "(training.checkpoint.every = 0) or stopped before its first. Train it with checkpoints."
         )
-    state, _ = checkpoint.restore(last, state)
+    state, extra = checkpoint.restore(last, state)
+    state = _best_weights(state, extra, built.config)
     standardizer = _standardizer(run_dir, built)
     names = built.splits.train.feature_names
     return Loaded(state, built.model, built.head, standardizer, built.config, run_dir, names)
