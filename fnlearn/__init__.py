@@ -22,20 +22,31 @@ _SUBMODULES = (
     "config",
     "data",
     "distributions",
+    "ema",
     "errors",
     "init",
     "loop",
     "losses",
+    "lr_range",
     "nn",
     "optim",
     "parallel",
+    "precision",
+    "prediction",
     "registry",
     "replicas",
     "report",
+    "runs",
     "train",
     "tree",
 )
-_NAMES = {"fit": "loop", "evaluate": "loop", "TrainState": "train"}
+_NAMES = {
+    "fit": "loop",
+    "evaluate": "loop",
+    "predict": "prediction",
+    "lr_find": "lr_range",
+    "TrainState": "train",
+}
 
 __all__ = [*_SUBMODULES, *_NAMES, "__version__"]
 
@@ -60,18 +71,25 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
         config,
         data,
         distributions,
+        ema,
         errors,
         init,
         loop,
         losses,
+        lr_range,
         nn,
         optim,
         parallel,
+        precision,
+        prediction,
         registry,
         replicas,
         report,
+        runs,
         train,
         tree,
     )
     from fnlearn.loop import evaluate, fit  # noqa: F401
+    from fnlearn.lr_range import lr_find  # noqa: F401
+    from fnlearn.prediction import predict  # noqa: F401
     from fnlearn.train import TrainState  # noqa: F401

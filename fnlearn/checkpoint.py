@@ -71,14 +71,19 @@ def _ocp():
 
 
 def _arrays(state):
-    """The state as a tree of plain arrays (the typed PRNG key as its uint32 data)."""
-    return {
+    """The state as a tree of plain arrays (the typed PRNG key as its uint32 data). The moving
+    average of the params is an entry only when the state keeps one, so states without it have the
+    signature they had before ``TrainState.ema`` existed and older checkpoints restore unchanged."""
+    tree = {
         "step": state.step,
         "params": state.params,
         "model_state": state.model_state,
         "opt_state": state.opt_state,
         "key": jax.random.key_data(state.key),
     }
+    if getattr(state, "ema", None) is not None:
+        tree["ema"] = state.ema
+    return tree
 
 
 def _checksums(tree) -> list[str]:
@@ -259,6 +264,8 @@ def _restore_with(manager, directory: Path, state, step: int):
         opt_state=arrays["opt_state"],
         key=jax.random.wrap_key_data(arrays["key"]),
     )
+    if "ema" in arrays:
+        restored = restored.replace(ema=type(state.ema)(*arrays["ema"]))
     extra = dict(meta["extra"])
     if meta.get("arrays"):
         abstract = {

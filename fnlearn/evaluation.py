@@ -13,6 +13,7 @@ import numpy as np
 
 from fnlearn import checks
 from fnlearn.inputs import check_arrays, check_pair, check_state
+from fnlearn.prediction import state_params
 from fnlearn.train import TrainState, eval_sums, objective
 
 __all__ = ["evaluate", "eval_scan", "padded_batches"]
@@ -47,11 +48,16 @@ def padded_batches(x, y, batch_size: int):
     )
 
 
-def evaluate(state: TrainState, data, loss=None, *, batch_size: int = 512, objective_=None) -> dict:
+def evaluate(
+    state: TrainState, data, loss=None, *, batch_size: int = 512, objective_=None, use_ema: bool = False
+) -> dict:
     """Mean loss and metrics over a whole dataset ``(x, y)``, without dropout and with running
     BatchNorm statistics. The data is padded to a multiple of ``batch_size`` with weight-0 rows and
-    evaluated in one compiled scan, so the means are exact for any dataset size."""
+    evaluated in one compiled scan, so the means are exact for any dataset size. ``use_ema=True``
+    evaluates the moving average of the parameters (``fit(..., ema=...)``) instead."""
     check_state(state, "evaluate")
+    if use_ema:
+        state = state.replace(params=state_params(state, use_ema, "evaluate"))
     checks.positive_int("evaluate", "batch_size", batch_size)
     obj = objective_ or objective(loss)
     x, y = check_pair(data, "evaluate", "data")

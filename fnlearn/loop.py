@@ -45,7 +45,7 @@ from fnlearn.session import (
     progress_bar,
     stop_if_nonfinite,
 )
-from fnlearn.train import Objective, TrainState, make_train_step, objective, train_step
+from fnlearn.train import Objective, TrainState, configure, make_train_step, objective, train_step
 
 __all__ = ["History", "evaluate", "fit"]
 
@@ -134,6 +134,9 @@ def fit(
     best_metric: str | None = None,
     resume: bool = False,
     config: dict | None = None,
+    accumulate: int = 1,
+    ema: float | None = None,
+    compute_dtype: str | None = None,
 ) -> tuple[TrainState, History]:
     """Train ``state`` on ``train = (x, y)`` (or an iterable of batches) and return ``(state, history)``.
 
@@ -170,11 +173,19 @@ def fit(
       devices: data parallelism over a mesh of devices ("all", a count, or a list; see
         ``fnlearn.parallel``): each batch is split across them, so ``batch_size`` must be a
         multiple of their number. None: one device.
+      accumulate: k micro-batches of ``batch_size`` per update (gradient accumulation): every
+        update sees k·batch_size examples, with one micro-batch's activations in memory.
+      ema: a decay β such as 0.999: keep a bias-corrected moving average of the parameters in
+        ``state.ema`` (``fnlearn.ema``); ``evaluate``/``predict`` use it with ``use_ema=True``.
+      compute_dtype: "bfloat16" runs the forward and backward passes in bfloat16, the parameters,
+        optimizer state, loss and gradients staying float32 (``fnlearn.precision``).
     """
     check_fit_arguments(locals())
     if on_nonfinite not in ("stop", "skip"):
         raise FnlearnError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}.")
-    obj = objective(loss, penalty)
+    obj, state = configure(
+        objective(loss, penalty), state, accumulate=accumulate, ema=ema, compute_dtype=compute_dtype
+    )
     if on_nonfinite == "skip":
         _check_can_skip(state)
     if eval is not None:
@@ -213,6 +224,12 @@ def fit(
         )
     x, y = check_pair(train, "fit", "train")
     check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
+    if batch_size * obj.accumulate > len(x):
+        raise FnlearnError(
+            f"fit: accumulate={obj.accumulate} x batch_size={batch_size} = {batch_size * obj.accumulate} "
+            f"examples per update, but the training data has {len(x)}. Lower accumulate or batch_size."
+        )
+    batch_size *= obj.accumulate  # the examples of one update
     plan = plan_steps(len(x), batch_size, drop_last, epochs, steps, log_every)
     mesh = parallel.data_mesh(devices)
     if mesh is None:

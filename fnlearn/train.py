@@ -34,7 +34,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnlearn import checks, losses, optim
+from fnlearn import checks, losses, optim, precision
+from fnlearn import ema as fema
 from fnlearn.distributions import Head
 from fnlearn.errors import FnlearnError
 from fnlearn.nn import Model
@@ -42,6 +43,7 @@ from fnlearn.tree import global_norm
 
 __all__ = [
     "TrainState",
+    "configure",
     "step_key",
     "Objective",
     "objective",
@@ -63,6 +65,7 @@ class TrainState:
     key: jax.Array
     model: Model = dataclasses.field(metadata={"static": True})
     tx: optim.GradientTransformation = dataclasses.field(metadata={"static": True})
+    ema: Any = None  # fnlearn.ema.EmaState: a moving average of the params (fit(..., ema=β)), or None
 
     @classmethod
     def create(cls, model: Model, tx, key: jax.Array) -> TrainState:
@@ -98,7 +101,7 @@ def _create(model, tx, key) -> TrainState:
 
 jax.tree_util.register_dataclass(
     TrainState,
-    data_fields=["step", "params", "model_state", "opt_state", "key"],
+    data_fields=["step", "params", "model_state", "opt_state", "key", "ema"],
     meta_fields=["model", "tx"],
 )
 
@@ -124,7 +127,8 @@ def _as_typed_key(key) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class Objective:
     """What a step minimises and reports: the mean NLL of a ``head``, or a plain ``loss(outputs, y,
-    weights) -> scalar`` (then ``head`` is None), plus an optional parameter penalty.
+    weights) -> scalar`` (then ``head`` is None), plus an optional parameter penalty; and how a
+    step computes it (``accumulate`` micro-batches, ``compute_dtype``).
 
     It is hashable and compares by its fields, so it can be a static argument of ``jit``: fitting
     twice with the same head, model and optimizer reuses the compiled program.
@@ -133,6 +137,10 @@ class Objective:
     loss: Callable | None
     head: Head | None
     penalty: Callable | None = None
+    # how a step computes it: micro-batches per update (gradient accumulation) and the dtype of
+    # the forward and backward passes (None: float32; "bfloat16": see fnlearn.precision)
+    accumulate: int = 1
+    compute_dtype: str | None = None
 
     def __call__(self, outputs, y, weights):
         """The data loss: Σ wᵢ·(−log p(yᵢ | outputsᵢ)) / Σ wᵢ for a head, else ``loss(...)``."""
@@ -159,6 +167,26 @@ def objective(loss, penalty=None) -> Objective:
     )
 
 
+def configure(obj: Objective, state: TrainState, *, accumulate=1, ema=None, compute_dtype=None):
+    """``(obj, state)`` set up for ``fit(..., accumulate=k, ema=β, compute_dtype=...)``: k and the
+    dtype become part of the (static) objective; β starts a moving average in the state (a state that
+    already keeps one, restored or trained before, keeps it, and must have the same β)."""
+    accumulate = checks.positive_int("fit", "accumulate", accumulate, "1 switches accumulation off.")
+    compute_dtype = precision.check_compute_dtype("fit", compute_dtype)
+    obj = dataclasses.replace(obj, accumulate=accumulate, compute_dtype=compute_dtype)
+    if ema is None:
+        return obj, state
+    decay = fema.check_decay("fit", ema)
+    if state.ema is None:
+        return obj, state.replace(ema=fema.init(state.params, decay))
+    if abs(float(state.ema.decay) - decay) > 1e-7:
+        raise FnlearnError(
+            f"fit: ema={decay}, but the state already averages its parameters with β = "
+            f"{float(state.ema.decay):.6g}. Pass ema={float(state.ema.decay):.6g} (or state.replace(ema=None) to start over)."
+        )
+    return obj, state
+
+
 def _unpack(batch):
     if len(batch) == 3:
         return batch
@@ -173,47 +201,110 @@ def step_key(state: TrainState) -> jax.Array:
     return jax.random.fold_in(state.key, state.step)
 
 
+def _micro_loss(params, state, model_state, batch, obj: Objective, key, share):
+    """share·data_loss + penalty/accumulate of one (micro-)batch, computed in ``obj.compute_dtype``
+    with the outputs (and so the loss) in float32; aux: the data loss, the penalty, the outputs and
+    the new model state."""
+    x, y, w = batch
+    dtype = None if obj.compute_dtype is None else jnp.dtype(obj.compute_dtype)
+    compute_params, x = precision.cast_floating((params, x), dtype)
+    outputs, model_state = state.model.apply(compute_params, model_state, x, train=True, key=key)
+    outputs = outputs.astype(jnp.float32) if dtype is not None else outputs
+    data_loss = obj(outputs, y, w)
+    penalty = obj.penalty(params) if obj.penalty is not None else jnp.zeros((), data_loss.dtype)
+    total = data_loss * share + penalty / obj.accumulate if obj.accumulate > 1 else data_loss + penalty
+    return total, (data_loss, penalty, outputs, model_state)
+
+
+def _batch_metrics(obj: Objective, outputs, y, w) -> dict:
+    return {
+        name: losses.weighted_mean(values, w)
+        for name, values in obj.per_example_metrics(jax.lax.stop_gradient(outputs), y).items()
+    }
+
+
+def _accumulated(state, batch, obj: Objective, key):
+    """The gradient of the whole batch's loss, summed over ``obj.accumulate`` micro-batches in a scan.
+
+    The batch of k·b examples is cut into k micro-batches of b; with W_j = Σ_{i∈j} wᵢ and W = Σ_j W_j,
+    ℓ = Σ_j (W_j/W)·ℓ_j + penalty, so ∇ℓ = Σ_j ∇[(W_j/W)·ℓ_j + penalty/k]: the full batch's gradient
+    (to rounding) with one micro-batch's activations in memory. Micro-batch j draws its dropout
+    from fold_in(key, j); BatchNorm's statistics are those of each micro-batch, threaded through.
+    """
+    k = obj.accumulate
+    if batch[0].shape[0] % k:
+        raise FnlearnError(
+            f"accumulate={k} splits every batch into {k} equal micro-batches, but a batch has "
+            f"{batch[0].shape[0]} examples. Give batches of a multiple of {k} examples."
+        )
+    micro = jax.tree.map(lambda a: a.reshape(k, a.shape[0] // k, *a.shape[1:]), batch)
+    weight = jnp.sum(micro[2], axis=1)
+    shares = weight / jnp.where(jnp.sum(weight) > 0, jnp.sum(weight), 1.0)
+    grad_fn = jax.grad(_micro_loss, has_aux=True)
+
+    def body(carry, inputs):
+        grads, model_state = carry
+        j, mb, share = inputs
+        g, (data_loss, penalty, outputs, model_state) = grad_fn(
+            state.params, state, model_state, mb, obj, jax.random.fold_in(key, j), share
+        )
+        metrics = {"loss": data_loss, "penalty": penalty} | _batch_metrics(obj, outputs, mb[1], mb[2])
+        return (jax.tree.map(jnp.add, grads, g), model_state), metrics
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (grads, model_state), per_micro = jax.lax.scan(
+        body, (zeros, state.model_state), (jnp.arange(k), micro, shares)
+    )
+    means = {name: jnp.sum(shares * v) for name, v in per_micro.items() if name != "penalty"}
+    return grads, means, per_micro["penalty"][0], model_state
+
+
 def train_step(state: TrainState, batch, obj: Objective, augment: Callable | None = None, norms: bool = True):
     """One update (not jitted; ``make_train_step`` and ``fit`` compile it).
 
     ``norms=False`` leaves out ``grad_norm`` and ``update_norm``: two reductions over every
     parameter, about a sixth of a small MLP's step on a CPU (measured), so ``fit`` logs them only
-    when asked (``log_norms=True``).
+    when asked (``log_norms=True``). With ``obj.accumulate = k`` the batch is k micro-batches
+    (``_accumulated``); a state with ``ema`` updates its moving average (``fnlearn.ema``).
     """
     x, y, w = _unpack(batch)
     dropout_key = step_key(state)
     if augment is not None:
         augment_key, dropout_key = jax.random.split(dropout_key)
         x = augment(augment_key, x)
-
-    def total_loss(params):
-        outputs, model_state = state.model.apply(params, state.model_state, x, train=True, key=dropout_key)
-        data_loss = obj(outputs, y, w)
-        penalty = obj.penalty(params) if obj.penalty is not None else jnp.zeros((), data_loss.dtype)
-        return data_loss + penalty, (data_loss, penalty, outputs, model_state)
-
-    grads, (data_loss, penalty, outputs, model_state) = jax.grad(total_loss, has_aux=True)(state.params)
+    if obj.accumulate > 1:
+        grads, metrics, penalty, model_state = _accumulated(state, (x, y, w), obj, dropout_key)
+    else:
+        grads, (data_loss, penalty, outputs, model_state) = jax.grad(_micro_loss, has_aux=True)(
+            state.params, state, state.model_state, (x, y, w), obj, dropout_key, 1.0
+        )
+        metrics = {"loss": data_loss} | _batch_metrics(obj, outputs, y, w)
     # The loss goes to the optimizer as optax's extra argument ``value`` (reduce_on_plateau reads it).
     tx = optim.with_extra_args_support(state.tx)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params, value=data_loss + penalty)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, value=metrics["loss"] + penalty)
     params = optim.apply_updates(state.params, updates)
-    metrics = {"loss": data_loss}
-    if norms:
-        metrics |= {"grad_norm": global_norm(grads), "update_norm": global_norm(updates)}
-    if obj.penalty is not None:
-        metrics["penalty"] = penalty
-    lr = optim.learning_rate(opt_state)
-    if lr is not None:
-        metrics["learning_rate"] = jnp.asarray(lr, jnp.float32)
-    skipped = optim.skipped_steps(opt_state)
-    if skipped is not None:
-        metrics["skipped_steps"] = jnp.asarray(skipped, jnp.float32)
-    for name, values in obj.per_example_metrics(jax.lax.stop_gradient(outputs), y).items():
-        metrics[name] = losses.weighted_mean(values, w)
+    metrics = _step_metrics(metrics, grads, updates, penalty, opt_state, obj, norms)
+    ema = None if state.ema is None else fema.update(state.ema, params)
     new_state = state.replace(
-        step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
+        step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state, ema=ema
     )
     return new_state, metrics
+
+
+def _step_metrics(metrics, grads, updates, penalty, opt_state, obj, norms) -> dict:
+    """loss, [grad_norm, update_norm], [penalty], [learning_rate], [skipped_steps], the head's metrics."""
+    out = {"loss": metrics["loss"]}
+    if norms:
+        out |= {"grad_norm": global_norm(grads), "update_norm": global_norm(updates)}
+    if obj.penalty is not None:
+        out["penalty"] = penalty
+    lr = optim.learning_rate(opt_state)
+    if lr is not None:
+        out["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    skipped = optim.skipped_steps(opt_state)
+    if skipped is not None:
+        out["skipped_steps"] = jnp.asarray(skipped, jnp.float32)
+    return out | {name: v for name, v in metrics.items() if name != "loss"}
 
 
 def make_train_step(loss, *, penalty=None, augment=None, donate: bool = True, norms: bool = True):

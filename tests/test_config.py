@@ -482,3 +482,27 @@ def test_schema_sections_are_frozen():
     config = C.loads("")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.optimizer.learning_rate = 1.0  # type: ignore[misc]
+
+
+def test_accumulation_makes_a_step_an_update_of_k_batches_and_the_schedule_follows():
+    text = '[data]\nname = "iris"\n[optimizer.schedule]\nname = "cosine_decay"\n[training]\nepochs = 3\nbatch_size = 8\n'
+    plain = build(C.loads(text))
+    acc = build(C.loads(text + 'accumulate = 4\nema = 0.99\nprecision = "bf16"\n'))
+    n = len(acc.splits.train)
+    assert plain.steps_per_epoch == -(-n // 8) and acc.steps_per_epoch == -(-n // 32)
+    assert acc.total_steps == 3 * acc.steps_per_epoch
+    assert acc.config.optimizer.schedule.options["decay_steps"] == acc.total_steps
+    from fnlearn.runs.execute import fit_kwargs
+
+    assert {k: fit_kwargs(acc)[k] for k in ("accumulate", "ema", "compute_dtype")} == {
+        "accumulate": 4,
+        "ema": 0.99,
+        "compute_dtype": "bfloat16",
+    }
+    assert not {"accumulate", "ema", "compute_dtype"} & set(fit_kwargs(plain))
+    with pytest.raises(FnlearnError, match="training.accumulate = 100: out of range"):
+        build(C.loads(text + "accumulate = 100\n"))
+    with pytest.raises(FnlearnError, match="training.precision"):
+        C.loads(text + 'precision = "fp16"\n')
+    with pytest.raises(FnlearnError, match="training.ema"):
+        C.loads(text + "ema = 1.0\n")

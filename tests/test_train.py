@@ -175,3 +175,52 @@ def test_the_step_gives_the_optimizer_its_loss_as_value():
         lambda s, b: fl.train.train_step(s, b, fl.train.objective(head)), bare_state, (x[:8], y[:8])
     )
     assert traced[1]["loss"].shape == ()
+
+
+# ------------------------------------------------------------------------------------------------
+# gradient accumulation: k micro-batches per update
+
+
+def _accumulating(k: int, penalty=None):
+    return dataclasses.replace(fl.train.objective(fl.distributions.get("categorical"), penalty), accumulate=k)
+
+
+def test_accumulated_micro_batches_equal_one_full_batch_sgd_step():
+    """Weights: micro-batch 2 (rows 8-11) is all padding, rows 5 and 14 too, so the micro-batches'
+    shares W_j / W are unequal; the update still equals the full batch's, to rounding."""
+    x, y = _problem()
+    w = np.ones(16, np.float32)
+    w[[5, 8, 9, 10, 11, 14]] = 0.0
+    batch = (x[:16], y[:16], w)
+    state = fl.TrainState.create(fl.nn.mlp([6, 8, 3], dropout=0.0), fl.optim.sgd(0.5), KEY)
+    penalty = fl.losses.l2(1e-2)
+    step = jax.jit(fl.train.train_step, static_argnums=(2,))
+    full, m_full = step(state, batch, _accumulating(1, penalty))
+    acc, m_acc = step(state, batch, _accumulating(4, penalty))
+    chex.assert_trees_all_close(acc.params, full.params, rtol=1e-6, atol=1e-7)
+    for name in ("loss", "accuracy", "penalty"):
+        np.testing.assert_allclose(m_acc[name], m_full[name], rtol=1e-6)
+    assert int(acc.step) == int(full.step) == 1
+
+
+def test_fit_with_accumulation_updates_once_per_k_batches_and_follows_the_full_batch_run():
+    x, y = _problem(n=24)
+    head = fl.distributions.get("categorical")
+
+    def run(batch_size, accumulate):
+        state = fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.sgd(0.3), KEY)
+        return fl.fit(state, (x, y), loss=head, epochs=2, batch_size=batch_size, accumulate=accumulate)
+
+    acc, history = run(4, 3)  # an update sees 3 x 4 = 12 examples: 2 updates per epoch
+    full, _ = run(12, 1)
+    assert int(acc.step) == 4 and history[-1]["step"] == 4
+    chex.assert_trees_all_close(acc.params, full.params, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_that_does_not_split_into_k_micro_batches_is_one_line():
+    x, y = _problem()
+    state = fl.TrainState.create(fl.nn.mlp([6, 8, 3]), fl.optim.sgd(0.1), KEY)
+    with pytest.raises(FnlearnError, match="accumulate=3 splits every batch into 3"):
+        fl.fit(state, [(x[:8], y[:8])], loss=fl.distributions.get("categorical"), epochs=1, accumulate=3)
+    with pytest.raises(FnlearnError, match="accumulate"):
+        fl.fit(state, (x, y), loss=fl.distributions.get("categorical"), epochs=1, accumulate=0)

@@ -32,7 +32,8 @@ section         keys (defaults in :class:`DataConfig` ... :class:`LoggingConfig`
 ``optimizer``   ``name``, ``learning_rate``, ``options``, ``weight_decay``,
                 ``weight_decay_mask``, ``clip_norm``, ``skip_nonfinite``, ``[optimizer.schedule]``
 ``training``    ``epochs``, ``steps``, ``batch_size``, ``eval_batch_size``, ``seeds``,
-                ``drop_last``, ``devices``, ``[training.early_stopping]``, ``[training.checkpoint]``
+                ``drop_last``, ``devices``, ``accumulate``, ``ema``, ``precision``,
+                ``[training.early_stopping]``, ``[training.checkpoint]``
 ``logging``     ``every``, ``progress``, ``plots``
 ``sweep``       ``grid``, ``variants``, ``seeds`` (read by ``fnlearn sweep`` only)
 ==============  ===============================================================================

@@ -27,7 +27,6 @@ from fnlearn.config.values import (
 )
 from fnlearn.errors import FnlearnError, did_you_mean
 
-
 # ------------------------------------------------------------------------------------------------
 # dict -> Config, with one-line errors that name the key
 

@@ -263,6 +263,10 @@ class TrainingConfig:
     # several seeds: one vmapped program (fl.replicas), checkpointed when it ends; false: one run
     # after another, each checkpointed every checkpoint.every epochs (exactly resumable mid-run)
     replicas: bool = _field(True)
+    # micro-batches of batch_size per update (gradient accumulation): updates see accumulate x batch_size
+    accumulate: int = _field(1, _at_least(1))
+    ema: float = _field(0.0, _unit_interval)  # decay of a moving average of the params; 0 = none
+    precision: str = _field("f32", _one_of("f32", "bf16"))  # bf16: forward/backward in bfloat16
     early_stopping: EarlyStoppingConfig = _field(EarlyStoppingConfig())
     checkpoint: CheckpointConfig = _field(CheckpointConfig())
 

@@ -38,14 +38,14 @@ from fnlearn.nn.activations import (
 from fnlearn.nn.attention import multi_head_attention
 from fnlearn.nn.base import Layer, Model, Shape, build
 from fnlearn.nn.builders import BUILDERS, cnn, gpt, mlp
-from fnlearn.nn.combinators import residual, serial
+from fnlearn.nn.combinators import remat, residual, serial
 from fnlearn.nn.convolution import conv
 from fnlearn.nn.embeddings import embedding, positional_embedding, sinusoidal_positions
 from fnlearn.nn.linear import dense
 from fnlearn.nn.normalization import NORMS, batch_norm, group_norm, layer_norm, rms_norm
 from fnlearn.nn.pooling import avg_pool, flatten, global_avg_pool, max_pool, reshape
 from fnlearn.nn.stochastic import dropout
-from fnlearn.nn.summary import intermediates
+from fnlearn.nn.summary import intermediates, summary
 from fnlearn.nn.transformer import transformer_block
 
 __all__ = [
@@ -82,12 +82,14 @@ __all__ = [
     "multi_head_attention",
     "positional_embedding",
     "relu",
+    "remat",
     "reshape",
     "residual",
     "rms_norm",
     "selu",
     "serial",
     "sigmoid",
+    "summary",
     "sinusoidal_positions",
     "softplus",
     "tanh",

@@ -16,6 +16,7 @@ from fnlearn import init as initializers
 from fnlearn.errors import FnlearnError, unknown_name
 from fnlearn.nn.activations import ACTIVATIONS, default_w_init
 from fnlearn.nn.base import Model, build, check_inits, positive_int
+from fnlearn.nn.combinators import remat as remat_layer
 from fnlearn.nn.combinators import residual as residual_layer
 from fnlearn.nn.combinators import serial
 from fnlearn.nn.convolution import conv
@@ -46,6 +47,12 @@ def _block(core, activation: str, norm: str | None, extra=(), *, name: str):
     return serial(core, *norm_layers, ACTIVATIONS[activation](), *extra, name=name)
 
 
+def _maybe_remat(owner: str, layers: list, remat: bool) -> list:
+    """With ``remat``, every block wrapped in ``remat`` (activations recomputed in the backward pass)."""
+    checks.boolean(owner, "remat", remat)
+    return [remat_layer(layer) for layer in layers] if remat else layers
+
+
 def _dropout_tail(rate: float) -> list:
     return [dropout_layer(rate)] if rate > 0 else []
 
@@ -59,6 +66,7 @@ def mlp(
     dropout: float = 0.0,
     norm: str | None = None,
     residual: bool = False,
+    remat: bool = False,
 ) -> Model:
     """A multilayer perceptron: ``sizes = [in, hidden..., out]``.
 
@@ -66,6 +74,7 @@ def mlp(
     ``residual=True`` a block whose input and output widths agree becomes x + block(x). The last
     layer is a plain dense layer (no activation; its weights are LeCun-initialised, Var = 1/fan_in,
     since no activation follows). ``w_init`` defaults to ``default_w_init(activation)``.
+    ``remat=True`` recomputes each hidden block's activations in the backward pass (``remat``).
     """
     sizes = _check_sizes(sizes)
     check_rate("mlp", dropout, "dropout")
@@ -78,6 +87,7 @@ def mlp(
         core = dense_layer(width, w_init=hidden_init, b_init=b_init, name=f"dense_{i}")
         block = _block(core, activation, norm, _dropout_tail(dropout), name=f"block_{i}")
         layers.append(residual_layer(block) if residual and sizes[i] == width else block)
+    layers = _maybe_remat("mlp", layers, remat)
     out_init = w_init or initializers.lecun_normal()
     layers.append(dense_layer(sizes[-1], w_init=out_init, b_init=b_init, name="output"))
     return build(serial(*layers, name="mlp"), sizes[0], fix=f"smaller widths in sizes={sizes}")
@@ -103,6 +113,7 @@ def cnn(
     activation: str = "relu",
     norm: str | None = None,
     dropout: float = 0.0,
+    remat: bool = False,
 ) -> Model:
     """A convolutional network for channels-last examples, e.g. images (H, W, C).
 
@@ -112,6 +123,7 @@ def cnn(
     ``num_outputs``. Hidden weights follow the activation (``default_w_init``, the fans counting the
     receptive field); the output layer is LeCun-initialised. ``norm="batch_norm"`` normalises each
     channel over the batch and every position; ``"layer_norm"`` each position over its channels.
+    ``remat=True`` recomputes each block's activations in the backward pass (``remat``).
     """
     _check_names(activation, norm)
     num_outputs = positive_int("cnn", "num_outputs", num_outputs)
@@ -122,10 +134,13 @@ def cnn(
     for i, width in enumerate(channels):
         core = conv(width, kernel_size, w_init=hidden_init, name=f"conv_{i}")
         layers.append(_block(core, activation, norm, pooling, name=f"conv_block_{i}"))
+    layers = _maybe_remat("cnn", layers, remat)
     layers.append(flatten())
+    dense_blocks = []
     for i, width in enumerate(dense):
         core = dense_layer(width, w_init=hidden_init, name=f"dense_{i}")
-        layers.append(_block(core, activation, None, _dropout_tail(dropout), name=f"block_{i}"))
+        dense_blocks.append(_block(core, activation, None, _dropout_tail(dropout), name=f"block_{i}"))
+    layers += _maybe_remat("cnn", dense_blocks, remat)
     layers.append(dense_layer(num_outputs, name="output"))
     return build(serial(*layers, name="cnn"), input_shape)
 
@@ -138,12 +153,14 @@ def gpt(
     depth: int = 4,
     num_heads: int = 4,
     dropout: float = 0.0,
+    remat: bool = False,
 ) -> Model:
     """A decoder-only transformer (GPT): token ids (T,) → next-token logits (T, vocab_size).
 
     Token embedding + learned positions → (dropout) → ``depth`` causal pre-norm transformer blocks
     → layer norm → dense to ``vocab_size`` logits. The model takes sequences of exactly ``max_len``
     ids (integers, or floats holding whole numbers); the logits at position t depend on ids ≤ t only.
+    ``remat=True`` recomputes each transformer block's activations in the backward pass (``remat``).
     """
     vocab_size = positive_int("gpt", "vocab_size", vocab_size)
     width = positive_int("gpt", "width", width)
@@ -152,6 +169,7 @@ def gpt(
     blocks = [
         transformer_block(num_heads, dropout=dropout, causal=True, name=f"block_{i}") for i in range(depth)
     ]
+    blocks = _maybe_remat("gpt", blocks, remat)
     layers = [
         embedding(vocab_size, width, name="token_embedding"),
         positional_embedding(max_len),

@@ -1,4 +1,5 @@
-"""Layers made of layers: ``serial`` (composition) and ``residual`` (x + f(x))."""
+"""Layers made of layers: ``serial`` (composition), ``residual`` (x + f(x)) and ``remat`` (f, its
+activations recomputed in the backward pass)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import jax
 from fnlearn.errors import FnlearnError
 from fnlearn.nn.base import Layer, check_layer
 
-__all__ = ["residual", "serial"]
+__all__ = ["remat", "residual", "serial"]
 
 
 def serial(*layers: Layer, name: str = "serial") -> Layer:
@@ -55,3 +56,19 @@ def residual(layer: Layer) -> Layer:
         return x + y, state
 
     return Layer(f"residual({layer.name})", init, apply, (layer,))
+
+
+def remat(layer: Layer) -> Layer:
+    """The same function as ``layer``, its intermediate activations not stored for the backward
+    pass but recomputed from its input when the gradient is taken (``jax.checkpoint``): memory
+    for compute. Only the block's input is kept, so a deep model with each block wrapped keeps one
+    activation per block instead of every one inside it. Values and gradients are unchanged."""
+    check_layer("remat", "layer", layer, "serial(dense(8), relu())")
+
+    def apply(params, state, x, *, train=False, key=None):
+        def block(params, state, x, key):
+            return layer.apply(params, state, x, train=train, key=key)
+
+        return jax.checkpoint(block)(params, state, x, key)
+
+    return Layer(f"remat({layer.name})", layer.init, apply, (layer,))

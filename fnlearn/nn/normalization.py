@@ -21,6 +21,12 @@ def _normalise(x, mean, var, eps):
     return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
+def _f32(x):
+    """x in at least float32: the statistics of a bfloat16 activation are taken in float32
+    (fnlearn.precision), and the normalised output is cast back to x's dtype."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _scale_shift(features: int) -> dict:
     return {"scale": jnp.ones((features,)), "shift": jnp.zeros((features,))}
 
@@ -51,6 +57,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
 
     def apply(params, state, x, *, train=False, key=None):
         del key
+        dtype, x = x.dtype, _f32(x)
         if train:
             axes = tuple(range(x.ndim - 1))
             mean = jnp.mean(x, axis=axes)
@@ -61,7 +68,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
             }
         else:
             mean, var = state["mean"], state["var"]
-        return params["scale"] * _normalise(x, mean, var, eps) + params["shift"], state
+        return (params["scale"] * _normalise(x, mean, var, eps) + params["shift"]).astype(dtype), state
 
     return Layer("batch_norm", init, apply)
 
@@ -77,9 +84,10 @@ def layer_norm(eps: float = 1e-5) -> Layer:
 
     def apply(params, state, x, *, train=False, key=None):
         del train, key
+        dtype, x = x.dtype, _f32(x)
         mean = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        return params["scale"] * _normalise(x, mean, var, eps) + params["shift"], state
+        return (params["scale"] * _normalise(x, mean, var, eps) + params["shift"]).astype(dtype), state
 
     return Layer("layer_norm", init, apply)
 
@@ -96,8 +104,9 @@ def rms_norm(eps: float = 1e-6) -> Layer:
 
     def apply(params, state, x, *, train=False, key=None):
         del train, key
+        dtype, x = x.dtype, _f32(x)
         mean_square = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
-        return params["scale"] * x * jax.lax.rsqrt(mean_square + eps), state
+        return (params["scale"] * x * jax.lax.rsqrt(mean_square + eps)).astype(dtype), state
 
     return Layer("rms_norm", init, apply)
 
@@ -124,12 +133,13 @@ def group_norm(num_groups: int, eps: float = 1e-5) -> Layer:
 
     def apply(params, state, x, *, train=False, key=None):
         del train, key
+        dtype, x = x.dtype, _f32(x)
         grouped = x.reshape(*x.shape[:-1], num_groups, x.shape[-1] // num_groups)
         axes = (*range(1, grouped.ndim - 2), grouped.ndim - 1)
         mean = jnp.mean(grouped, axis=axes, keepdims=True)
         var = jnp.mean(jnp.square(grouped - mean), axis=axes, keepdims=True)
         x_hat = _normalise(grouped, mean, var, eps).reshape(x.shape)
-        return params["scale"] * x_hat + params["shift"], state
+        return (params["scale"] * x_hat + params["shift"]).astype(dtype), state
 
     return Layer("group_norm", init, apply)
 

@@ -13,6 +13,8 @@ from fnlearn.report.figures import (
     group_curve,
     plot_compare,
     plot_run,
+    pyplot,
+    save_figure,
 )
 from fnlearn.report.labels import format_value, group_list, group_runs, key_text, label_key, short_names
 from fnlearn.report.runs import (
@@ -50,8 +52,10 @@ __all__ = [
     "plot_compare",
     "plot_run",
     "plot_sweep",
+    "pyplot",
     "read_metrics",
     "read_run",
+    "save_figure",
     "short_names",
     "show_path",
     "write_csv",

@@ -28,7 +28,9 @@ OVERLAY_LIMIT = 10
 """Most groups drawn on one axes; more are drawn as small multiples."""
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only); without matplotlib, one line saying how to
+    install it."""
     try:
         import matplotlib
     except ImportError:
@@ -77,7 +79,7 @@ def plot_run(run: Run, out: str | Path | None = None) -> Path:
             out.parent.mkdir(exist_ok=True)  # inside the run directory
         except OSError as err:
             raise FnlearnError(f"{show_path(out.parent)}: cannot make it: {err.strerror or err}.") from None
-    plt = _pyplot()
+    plt = pyplot()
     metric = _other_metric(metric_keys(rows))
     panels = [("loss", ["train_loss", "val_loss"])]
     if metric:
@@ -103,7 +105,7 @@ def plot_run(run: Run, out: str | Path | None = None) -> Path:
         if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.suptitle(_plain_text(run.config.get("name") or run.path.name))
-    return _save_figure(plt, fig, out)
+    return save_figure(plt, fig, out)
 
 
 def _plain_text(text) -> str:
@@ -117,7 +119,7 @@ def check_figure_path(path: str | Path, what: str) -> Path:
     path = check_output(path, what)
     fmt = path.suffix[1:].lower()
     if fmt:
-        _pyplot()  # no matplotlib: one line saying how to install it
+        pyplot()  # no matplotlib: one line saying how to install it
         from matplotlib.backend_bases import FigureCanvasBase
 
         known = FigureCanvasBase.get_supported_filetypes()
@@ -129,7 +131,7 @@ def check_figure_path(path: str | Path, what: str) -> Path:
     return path
 
 
-def _save_figure(plt, fig, out: Path) -> Path:
+def save_figure(plt, fig, out: Path) -> Path:
     """Save ``fig`` to ``out`` whole or not at all, and close it; a figure matplotlib cannot draw
     is a FnlearnError."""
 
@@ -314,7 +316,7 @@ def plot_compare(runs: Sequence[Run], out: str | Path) -> Path:
     """The learning curves of every group of ``runs`` (see the module docstring) as one figure."""
     curve_panels(runs)  # no metrics: an error before anything is drawn
     out = check_figure_path(out, "figure")
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=curves_size(runs), layout="constrained")
     draw_curves(fig, runs)
-    return _save_figure(plt, fig, out)
+    return save_figure(plt, fig, out)

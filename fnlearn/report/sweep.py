@@ -17,12 +17,12 @@ from pathlib import Path
 from fnlearn.errors import FnlearnError
 from fnlearn.report.figures import (
     _plain_text,
-    _pyplot,
-    _save_figure,
     check_figure_path,
     curve_panels,
     curves_size,
     draw_curves,
+    pyplot,
+    save_figure,
 )
 from fnlearn.report.labels import format_value, grouping
 from fnlearn.report.runs import Run, find_runs, show_path
@@ -115,7 +115,7 @@ def plot_sweep(runs: Sequence[Run], out: str | Path) -> Path:
     metric = headline(columns)
     found = grouping(runs)
     swept = list(found.names)[:4] if found.names else []
-    plt = _pyplot()
+    plt = pyplot()
     width, height = curves_size(runs)
     panels = max(1, len(swept))
     bottom = 3.0 if swept else 0.9 + 0.22 * len(rows)
@@ -129,7 +129,7 @@ def plot_sweep(runs: Sequence[Run], out: str | Path) -> Path:
             _draw_by_setting(ax, rows, metric, key, found.names)
     else:
         _draw_by_label(low.subplots(), rows, metric)
-    return _save_figure(plt, fig, out)
+    return save_figure(plt, fig, out)
 
 
 def write_sweep_report(folder: str | Path) -> list[Path]:

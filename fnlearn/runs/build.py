@@ -366,13 +366,20 @@ def build_augment(augment: AugmentConfig, image_shape) -> Callable | None:
 
 
 def _steps(training: TrainingConfig, n_train: int) -> tuple[int, int]:
-    """(steps per epoch, total steps); a batch cannot be larger than the training split."""
+    """(steps per epoch, total steps); a batch cannot be larger than the training split. A step is
+    an update: with ``training.accumulate = k`` it takes k batches."""
     if training.batch_size > n_train:
         raise FnlearnError(
             f"training.batch_size = {training.batch_size}: out of range: expected an integer <= "
             f"{n_train}, the number of training examples."
         )
-    per_epoch = n_train // training.batch_size if training.drop_last else -(-n_train // training.batch_size)
+    per_update = training.batch_size * training.accumulate
+    if per_update > n_train:
+        raise FnlearnError(
+            f"training.accumulate = {training.accumulate}: out of range: {training.accumulate} x batch_size "
+            f"{training.batch_size} = {per_update} examples per update, but the training split has {n_train}."
+        )
+    per_epoch = n_train // per_update if training.drop_last else -(-n_train // per_update)
     total = training.steps or training.epochs * per_epoch
     if total > INT32_MAX:
         raise FnlearnError(
@@ -423,6 +430,9 @@ def fit_kwargs(built: Built) -> dict:
         "augment": built.augment,
         "drop_last": t.drop_last,
         "progress": built.config.logging.progress,
+        **({"accumulate": t.accumulate} if t.accumulate != 1 else {}),
+        **({"ema": t.ema} if t.ema else {}),
+        **({"compute_dtype": "bfloat16"} if t.precision == "bf16" else {}),
     }
 
 

@@ -28,13 +28,17 @@ BOOKKEEPING = ("replica", "seed", "active", "diverged")  # fields of replicas.fi
 
 
 def _eligible(config, resume: bool) -> bool:
-    """Nothing needs the sequential path: one device, per-epoch logging, no update skipping, not a resume."""
+    """Nothing needs the sequential path: one device, per-epoch logging, no update skipping, not a
+    resume, and no accumulation, moving average or bfloat16 (``fl.replicas.fit`` has none of these)."""
     return (
         not resume
         and config.training.replicas
         and config.training.devices == 1
         and not config.logging.every
         and not config.optimizer.skip_nonfinite
+        and config.training.accumulate == 1
+        and not config.training.ema
+        and config.training.precision == "f32"
     )
 
 

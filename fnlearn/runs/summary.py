@@ -41,15 +41,17 @@ def write_run(
         write_json(run_dir / "summary.json", summary)
         return summary
     config = built.config
-    test = None
+    test, test_ema = None, None
     if built.splits.test is not None:
-        test = evaluate(
-            state,
-            (built.splits.test.x, built.splits.test.y),
-            loss=built.head,
-            batch_size=config.training.eval_batch_size,
-        )
+        data = (built.splits.test.x, built.splits.test.y)
+        test = evaluate(state, data, loss=built.head, batch_size=config.training.eval_batch_size)
+        if state.ema is not None:  # the moving average of the params, evaluated beside them
+            test_ema = evaluate(
+                state, data, loss=built.head, batch_size=config.training.eval_batch_size, use_ema=True
+            )
     summary = finished_summary(built, label, state, history, test) | (extra or {})
+    if state.ema is not None:
+        summary["test_ema"] = test_ema
     summary["wall_time_s"] = time.perf_counter() - start
     write_json(run_dir / "summary.json", summary)
     if config.logging.plots:
