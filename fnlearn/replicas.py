@@ -271,6 +271,7 @@ def fit(
                 for name, values in sums.items():
                     for i in range(S):
                         records[i][f"val_{name}"] = float(values[i] / weight[i])
+                records = [rules.with_perplexity(record) for record in records]
             if stopper is not None:
                 active, states = stopper.update(records, active, states, epoch + 1)
             for i in range(S):
@@ -316,7 +317,7 @@ def _epoch_records(metrics, was_active, epoch, step, elapsed):
             record[f"train_{name}"] = (
                 (float(v[-1]) if name in rules.LATEST_VALUE else float(np.mean(v))) if len(v) else None
             )
-        records.append(record)
+        records.append(rules.with_perplexity(record))
     return records
 
 
