@@ -6,6 +6,7 @@
     fnlearn sweep configs/optimizers.toml [--grid optimizer.name=sgd,adam] [--seeds 3]
     fnlearn compare runs/a runs/b [--csv table.csv] [--out curves.png]
     fnlearn plot runs/a
+    fnlearn sample runs/sort_gpt --prompt "86523=" --length 5
 
 A config mistake is one line on stderr naming the key, and exit status 2; it is found before any
 run directory is made. Training code (jax, the engine) is imported inside the commands that train.
@@ -185,6 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("run", metavar="RUN_DIR", help="a run directory (or a folder of them: one plot each)")
     plot.add_argument("--out", metavar="PNG", help="where to write (default RUN_DIR/plots/training.png)")
     plot.set_defaults(handler=cmd_plot)
+    from fnlearn.commands import sample  # noqa: PLC0415 - commands in their own modules
+
+    sample.add_parser(commands)
     return parser
 
 
@@ -214,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command is None:
                 _parser().print_help()
                 return EXIT_USAGE
-            return args.handler(args) or 0
+            return (getattr(args, "func", None) or args.handler)(args) or 0
         except FnlearnError as error:
             _error(error)
             return EXIT_USAGE

@@ -7,6 +7,7 @@ exists. ``run_all`` then trains them: the seeds of one configuration together as
 where they can, the rest one after another, each in its locked run directory:
 
     RUN/config.toml    the resolved config, written (atomically) once the run is accepted
+    RUN/vocab.json     sequence data only: the tokens' text and T, for ``fnlearn sample``
     RUN/metrics.jsonl  one JSON object per logging point
     RUN/checkpoints/   what --resume continues from (checksummed; see fnlearn.checkpoint)
     RUN/summary.json   written last, atomically: "status" is "finished" or "diverged"
@@ -115,9 +116,15 @@ def _write_json(path: Path, value: dict) -> None:
     write_text(path, json.dumps(value, indent=2, default=float) + "\n")
 
 
-def _write_config(run_dir: Path, config) -> None:
+def _write_config(run_dir: Path, built) -> None:
+    """RUN/config.toml, and for sequence data RUN/vocab.json: the tokens' text and the model's
+    sequence length, what ``fnlearn sample`` needs to encode a prompt and decode the output."""
+    config = built.config
     header = f"The resolved config of run {config.name!r}, seed {config.training.seeds[0]}, written by fnlearn train."
     write_text(run_dir / "config.toml", fconfig.dumps(config, header=header))
+    train = built.splits.train
+    if train.vocab is not None:
+        _write_json(run_dir / "vocab.json", {"vocab": list(train.vocab), "max_len": int(train.x.shape[1])})
 
 
 def untouched(run_dir: Path) -> bool:
@@ -246,7 +253,7 @@ def _train_sequential(claim: Claim, plan: Plan, *, resume: bool, quiet: bool) ->
         return Done(run_dir, decision.summary)
     if resume and decision.action == "fresh":
         _say(quiet, f"{run_dir}: no checkpoint yet, starting from the beginning")
-    _write_config(run_dir, built.config)
+    _write_config(run_dir, built)
     _say(quiet, f"{'resuming' if decision.action == 'resume' else 'training'} {run_dir}")
     start = time.perf_counter()
     try:
@@ -357,7 +364,7 @@ def _train_replicas(claim: Claim, group: list[Plan], *, quiet: bool) -> list[Don
     built = group[0].config
     for plan in group:
         claim.lock(plan.run_dir)
-        _write_config(plan.run_dir, plan.config.config)
+        _write_config(plan.run_dir, plan.config)
     _say(
         quiet, f"training {len(group)} seeds as vmapped replicas: {', '.join(str(p.run_dir) for p in group)}"
     )

@@ -1,0 +1,1 @@
+"""The ``fnlearn`` subcommands, one module each: ``add_parser(subcommands)`` and ``run(args) -> int``."""
