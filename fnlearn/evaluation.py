@@ -2,7 +2,8 @@
 
 The data is padded to a multiple of the batch size with weight-0 rows and summed in one compiled
 ``lax.scan`` (``eval_scan``), so the means are exact for any dataset size and one program serves
-every dataset of the same shape. No dropout; BatchNorm uses its running statistics.
+every dataset of the same shape. No dropout; BatchNorm uses its running statistics. For sequence
+targets the loss and metrics are per-token means, with ``sequence_accuracy`` and ``perplexity``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnlearn import checks
+from fnlearn import checks, rules
 from fnlearn.inputs import check_arrays, check_pair, check_state
 from fnlearn.prediction import state_params
 from fnlearn.train import TrainState, eval_sums, objective
@@ -64,4 +65,4 @@ def evaluate(
     check_arrays(state, x, y, obj, name="evaluation data")
     sums = jax.device_get(_eval_scan_jit(state, *padded_batches(x, y, batch_size), obj))
     total = float(sums.pop("weight"))
-    return {name: float(value) / total for name, value in sums.items()}
+    return rules.with_perplexity({name: float(value) / total for name, value in sums.items()})

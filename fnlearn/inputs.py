@@ -1,9 +1,14 @@
 """What ``fit``, ``evaluate`` and ``fl.replicas`` accept, checked before anything is compiled: one
-clear error naming the argument for each usual mistake in the state, the data or a number."""
+clear error naming the argument for each usual mistake in the state, the data or a number.
+
+Sequence models (outputs (T, K) per example, like ``nn.gpt``) take targets [n, T] (one class id per
+position) and may take integer token ids x [n, T]."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from fnlearn import checks
 from fnlearn import data as fldata
@@ -19,6 +24,7 @@ def check_arrays(
 ) -> None:
     """One clear error for the usual mistakes in (x, y), before any compilation. With a
     distribution head the head judges the targets (class ids, counts, reals), else the dataset rules do."""
+    x = _token_ids_as_floats(state, x)
     if obj.head is None:
         x_np, y_np = fldata.check_dataset(x, y, name=name)
     else:
@@ -30,12 +36,38 @@ def check_arrays(
             f"Build the model for this data (the first entry of mlp's sizes is the input width)."
         )
     if obj.head is not None:
-        obj.head.check_targets(y_np, state.model.output_shape[-1])
+        positions = _check_positions(state, y_np, name)
+        per_position = y_np.reshape(
+            (-1, *y_np.shape[1 + len(positions) :])
+        )  # [n·T, ...]: what the head reads
+        obj.head.check_targets(per_position, state.model.output_shape[-1])
     if batch_size is not None and not 0 < batch_size <= len(x_np):
         raise FnlearnError(
             f"{name}: batch_size={batch_size} but the data has {len(x_np)} examples. "
             f"Use a batch size between 1 and {len(x_np)}."
         )
+
+
+def _token_ids_as_floats(state: TrainState, x):
+    """Integer x is accepted for a sequence model (outputs (T, ..., K), like the GPT's token ids
+    [n, T]): checked as the floats it equals. Other models want floating x (see check_inputs)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not np.issubdtype(dtype, np.integer) or len(state.model.output_shape) < 2:
+        return x
+    return np.asarray(x, np.float64)
+
+
+def _check_positions(state: TrainState, y, name: str) -> tuple:
+    """A sequence model's outputs (T..., K) want targets with those positions, y [n, T..., ...];
+    returns the positions (T...), () for one output row per example."""
+    positions = tuple(state.model.output_shape[:-1])
+    if positions and tuple(y.shape[1 : 1 + len(positions)]) != positions:
+        raise FnlearnError(
+            f"{name}: y has targets of shape {tuple(y.shape[1:])} per example, but the model outputs "
+            f"{tuple(state.model.output_shape)}: expected one target per position, y of shape "
+            f"[n, {', '.join(map(str, positions))}] (class ids) or with a last axis of targets per position."
+        )
+    return positions
 
 
 def check_state(state, owner: str) -> None:

@@ -5,7 +5,10 @@ Every training loss in fnlearn is ``nll(head)``: the mean of -log p(yᵢ | f(x�
 caller: ``loss = nll(head)(outputs, y) + l2(1e-4, mask=weights_only)(params)``.
 
 Per-example weights wᵢ (e.g. 0 for the rows that pad the last batch) enter every reduction as
-Σ wᵢ·vᵢ / Σ wᵢ, so a zero-weight row changes nothing.
+Σ wᵢ·vᵢ / Σ wᵢ, so a zero-weight row changes nothing. For sequences (outputs ``[n, T, K]``, targets
+``[n, T]``) the entries are tokens: the NLL and ``accuracy`` are per-token means, weights are given
+per example (repeated over its tokens) or per token (a mask); ``sequence_accuracy`` counts the
+examples whose every token is right and ``perplexity`` is exp of the mean token NLL.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ __all__ = [
     "elastic_net",
     "weights_only",
     "accuracy",
+    "sequence_accuracy",
+    "perplexity",
+    "per_example",
     "top_k_accuracy",
     "mse",
     "mae",
@@ -39,19 +45,25 @@ NOT_PENALISED = ("b", "scale", "shift")
 
 
 def _check_weights(values: jax.Array, weights) -> jax.Array:
+    """``weights`` broadcast to ``values``: one weight per example (``values.shape[:k]``, repeated
+    over the remaining axes, e.g. the tokens of a sequence) or one per entry (``values.shape``)."""
     weights = jnp.asarray(weights, values.dtype)
-    if weights.shape != values.shape:
+    if weights.shape != values.shape[: weights.ndim]:
         raise FnlearnError(
             f"weights of shape {tuple(weights.shape)} do not match the {tuple(values.shape)} per-example "
-            "values. Fix: pass one weight per example (shape = the batch shape)."
+            "values. Fix: pass one weight per example (shape = the batch shape), or one per token "
+            f"(shape {tuple(values.shape)})."
         )
-    return weights
+    return jnp.broadcast_to(
+        weights.reshape(weights.shape + (1,) * (values.ndim - weights.ndim)), values.shape
+    )
 
 
 def weighted_mean(values: jax.Array, weights: jax.Array | None = None) -> jax.Array:
     """mean_w(v) = Σᵢ wᵢ·vᵢ / Σᵢ wᵢ over all entries (the plain mean when ``weights`` is None).
 
-    Returns 0 when Σ w = 0 (an all-padding batch), not NaN.
+    ``weights`` has the shape of ``values`` or of its leading axes (one weight per example, the same
+    for each of its tokens). Returns 0 when Σ w = 0 (an all-padding batch), not NaN.
     """
     values = jnp.asarray(values)
     if weights is None:
@@ -65,9 +77,11 @@ def weighted_mean(values: jax.Array, weights: jax.Array | None = None) -> jax.Ar
 def nll(head: Head, reduction: str = "mean") -> Callable[..., jax.Array]:
     """The negative log-likelihood loss of ``head``: ``loss(outputs, y, weights=None)``.
 
-    ℓᵢ = -log p(yᵢ | outputsᵢ) (summed over the event dimensions). ``reduction``:
-    ``"mean"`` → Σ wᵢℓᵢ / Σ wᵢ (1/n Σ ℓᵢ without weights), ``"sum"`` → Σ wᵢℓᵢ,
-    ``"none"`` → the per-example wᵢℓᵢ. Also the NLL *metric*: evaluate it on held-out data.
+    ℓᵢ = -log p(yᵢ | outputsᵢ) (summed over the event dimensions) for every leading position i of
+    the outputs: an example, or a token of a sequence (outputs ``[n, T, K]``, targets ``[n, T]``).
+    ``reduction``: ``"mean"`` → Σ wᵢℓᵢ / Σ wᵢ (1/n Σ ℓᵢ without weights; per token for sequences),
+    ``"sum"`` → Σ wᵢℓᵢ, ``"none"`` → the wᵢℓᵢ. ``weights``: one per example (repeated over its
+    tokens) or one per token, e.g. a 0/1 mask. Also the NLL *metric*: evaluate it on held-out data.
     """
     if not isinstance(head, Head):
         raise FnlearnError(
@@ -85,6 +99,13 @@ def nll(head: Head, reduction: str = "mean") -> Callable[..., jax.Array]:
         return jnp.sum(per_example) if reduction == "sum" else per_example
 
     return loss
+
+
+def perplexity(head: Head) -> Callable[..., jax.Array]:
+    """``perplexity(head)(outputs, y, weights=None)`` = exp(mean token NLL) = exp(nll(head)(...)):
+    the number of equally likely tokens the model is as unsure as (V for a uniform guess over V)."""
+    mean_nll = nll(head)
+    return lambda outputs, y, weights=None: jnp.exp(mean_nll(outputs, y, weights))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +200,29 @@ def accuracy(logits, labels, weights=None) -> jax.Array:
     logits = jnp.asarray(logits)
     correct = _predicted_class(logits) == _labels(logits, labels)
     return weighted_mean(correct.astype(jnp.float32), weights)
+
+
+def sequence_accuracy(logits, labels, weights=None) -> jax.Array:
+    """mean_w over examples of 1[every token right]: logits ``[n, T..., K]``, labels ``[n, T...]``
+    (or one-hot ``[n, T..., K]``), one weight per example."""
+    logits = jnp.asarray(logits)
+    correct = _predicted_class(logits) == _labels(logits, labels)
+    return weighted_mean(jnp.all(correct.reshape(correct.shape[0], -1), axis=-1).astype(jnp.float32), weights)
+
+
+def per_example(metrics: dict, batch_ndim: int = 1) -> dict:
+    """Per-example values from per-position ones (a head's ``metrics`` over ``[n, T...]``): each
+    metric's mean over the axes after the first ``batch_ndim``, and, where there are such token
+    axes, ``sequence_accuracy`` = 1[every token right] from the per-token ``accuracy``."""
+    out = {}
+    for name, values in metrics.items():
+        flat = values.reshape(values.shape[:batch_ndim] + (-1,))
+        out[name] = jnp.mean(flat, axis=-1) if values.ndim > batch_ndim else values
+        if values.ndim > batch_ndim and name.rsplit(".", 1)[-1] == "accuracy":
+            out[name[: -len("accuracy")] + "sequence_accuracy"] = (jnp.min(flat, axis=-1) >= 1).astype(
+                flat.dtype
+            )
+    return out
 
 
 def top_k_accuracy(logits, labels, k: int = 5, weights=None) -> jax.Array:

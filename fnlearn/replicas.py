@@ -319,6 +319,8 @@ def _add_validation(records: list[dict], states, eval_batches, obj) -> None:
     for name, values in sums.items():
         for i, record in enumerate(records):
             record[f"val_{name}"] = float(values[i] / weight[i])
+    for i, record in enumerate(records):
+        records[i] = rules.with_perplexity(record)
 
 
 def _check_fit_arguments(
@@ -350,7 +352,7 @@ def _epoch_records(metrics, was_active, epoch, step, elapsed):
             record[f"train_{name}"] = (
                 (float(v[-1]) if name in rules.LATEST_VALUE else float(np.mean(v))) if len(v) else None
             )
-        records.append(record)
+        records.append(rules.with_perplexity(record))
     return records
 
 

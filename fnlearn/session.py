@@ -19,7 +19,7 @@ from fnlearn.callbacks import FitContext, NonFiniteError, monitored_value
 from fnlearn.errors import FnlearnError
 from fnlearn.evaluation import evaluate
 from fnlearn.order import steps_per_epoch
-from fnlearn.rules import LATEST_VALUE
+from fnlearn.rules import LATEST_VALUE, with_perplexity
 from fnlearn.train import Objective, TrainState
 
 __all__ = [
@@ -69,7 +69,7 @@ def epoch_summaries(host: dict, epochs: int) -> list[dict]:
         values = per_epoch[:, -1] if name in LATEST_VALUE else per_epoch.mean(axis=1, dtype=np.float64)
         for summary, value in zip(summaries, values):
             summary[f"train_{name}"] = float(value)
-    return summaries
+    return [with_perplexity(summary) for summary in summaries]
 
 
 class Accumulator:

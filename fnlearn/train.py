@@ -149,8 +149,9 @@ class Objective:
         return self.loss(outputs, y, weights)
 
     def per_example_metrics(self, outputs, y) -> dict:
-        """The head's natural metrics per example (accuracy for classifiers, mse/mae for regression)."""
-        return {} if self.head is None else self.head.metrics(outputs, y)
+        """The head's natural metrics per example (accuracy for classifiers, mse/mae for regression);
+        for sequences the mean over each example's tokens, plus ``sequence_accuracy``."""
+        return {} if self.head is None else losses.per_example(self.head.metrics(outputs, y))
 
 
 def objective(loss, penalty=None) -> Objective:
@@ -328,7 +329,7 @@ def eval_sums(state: TrainState, batch, obj: Objective) -> dict:
     x, y, w = _unpack(batch)
     outputs, _ = state.model.apply(state.params, state.model_state, x, train=False)
     if obj.head is not None:
-        per_example = {"loss": -obj.head.log_prob(outputs, y)}
+        per_example = losses.per_example({"loss": -obj.head.log_prob(outputs, y)})  # token mean
     else:  # a plain loss function gives the weighted batch mean m; Σ wᵢ·m = m·Σ wᵢ
         per_example = {"loss": jnp.full(w.shape, obj(outputs, y, w))}
     per_example.update(obj.per_example_metrics(outputs, y))

@@ -158,7 +158,7 @@ def _train_in_process(folder, text: str):
     source.write_text(text)
     built = fbuild.build(fconfig.load(source))
     run_dir.mkdir()
-    rundir.write_config(run_dir, built.config)
+    rundir.write_config(run_dir, built)
     state, history, _ = execute._fit_run(built, run_dir, resume=False, quiet=True)
     summary.write_run(Plan(run_dir, built, "tiny"), state, history, 0.0)
     return run_dir, built, state

@@ -8,11 +8,12 @@
 
 Modules, one job each: ``dataset`` (the record and its checks), ``embedded`` (scikit-learn sets),
 ``idx`` (MNIST-style files), ``files`` (CSV, npz), ``synthetic`` (problems from the notes),
+``sequences`` (a text corpus and the sort/addition/copy tasks as next-token data),
 ``splits`` (split, Standardizer), ``augment`` (jax transforms), ``layout`` (flat rows or images),
 ``registry`` (the name table).
 """
 
-from fnlearn.data import augment, layout
+from fnlearn.data import augment, layout, sequences
 from fnlearn.data.dataset import (
     TASKS,
     Dataset,
@@ -33,6 +34,7 @@ __all__ = [
     "Splits",
     "Standardizer",
     "augment",
+    "sequences",
     "check_dataset",
     "check_inputs",
     "from_arrays",

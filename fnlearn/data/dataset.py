@@ -5,7 +5,9 @@ A dataset is a pair of host numpy arrays plus the little metadata the rest of fn
 * ``x``: float32, shape ``[n, *feature_shape]``: flat rows ``[n, features]`` (what the MLPs take;
   ``image_shape`` then tells augmentation how a row is an image) or, in the image layout of
   ``fnlearn.data.layout``, images ``[n, H, W, C]`` with ``image_shape == x.shape[1:]``,
-* ``y``: int32 class ids ``[n]`` for classification, float32 ``[n, d]`` for regression,
+* ``y``: int32 class ids ``[n]`` for classification, float32 ``[n, d]`` for regression; for token
+  sequences x ``[n, T]`` (ids stored as float32) the targets are class ids ``[n, T]``, one per
+  position (e.g. the next token), and ``vocab`` lists the tokens' text,
 * ``task``: ``"classification"`` or ``"regression"``; ``num_classes`` is K for classification.
 
 ``check_dataset`` is the one validation the loaders, the splits and the training engine share, so
@@ -50,6 +52,7 @@ class Dataset:
     name: str = "dataset"
     feature_names: tuple[str, ...] | None = None
     image_shape: tuple[int, ...] | None = None
+    vocab: tuple[str, ...] | None = None  # token i's text, for sequence datasets (decoding samples)
 
     def __post_init__(self):
         _check_metadata(self)
@@ -88,6 +91,7 @@ def from_arrays(
     name: str = "dataset",
     feature_names: Sequence[str] | None = None,
     image_shape: Sequence[int] | None = None,
+    vocab: Sequence[str] | None = None,
 ) -> Dataset:
     """A ``Dataset`` from ordinary arrays: x cast to float32; y to int32 [n] or float32 [n, d].
 
@@ -103,7 +107,7 @@ def from_arrays(
     x = _as_numeric(x, "x", name)
     y = _as_numeric(y, "y", name)
     if task == "classification":
-        y = _as_class_ids(y, name)
+        y = _as_class_ids(y, name, x)
         if num_classes is None and y.size:
             _check_class_count(y, None, name)  # before K is taken from the largest label
             num_classes = int(y.max()) + 1 if y.max() >= 0 else 1
@@ -117,6 +121,7 @@ def from_arrays(
         name=name,
         feature_names=None if feature_names is None else tuple(str(f) for f in feature_names),
         image_shape=None if image_shape is None else _image_shape(image_shape, name),
+        vocab=None if vocab is None else tuple(vocab),
     )
 
 
@@ -138,7 +143,7 @@ def check_dataset(
             if num_classes is not None or np.issubdtype(y.dtype, np.integer)
             else "regression"
         )
-    _check_targets(y, task, name)
+    _check_targets(y, task, name, x)
     _check_finite(y, "y", name)
     if task == "classification":
         _check_labels(y, num_classes, name)
@@ -169,14 +174,19 @@ def _check_x(x: np.ndarray, name: str) -> None:
         )
 
 
-def _check_targets(y: np.ndarray, task: str, name: str) -> None:
+def _is_sequence(x: np.ndarray | None, y: np.ndarray) -> bool:
+    """Class ids [n, T] for token sequences x [n, T]: one target (the next token) per position."""
+    return x is not None and y.ndim == 2 and x.ndim == 2 and y.shape == x.shape
+
+
+def _check_targets(y: np.ndarray, task: str, name: str, x: np.ndarray | None = None) -> None:
     if task == "classification":
         if not np.issubdtype(y.dtype, np.integer):
             raise FnlearnError(
                 f"{name}: class labels y have dtype {y.dtype}, expected integer class ids 0..K-1. "
                 f"Cast them with y = y.astype(np.int32), or use task='regression' for real-valued targets."
             )
-        if y.ndim != 1:
+        if y.ndim != 1 and not _is_sequence(x, y):
             raise FnlearnError(
                 f"{name}: class labels y have shape {y.shape}, expected [n] class ids. "
                 f"Convert one-hot rows with y = y.argmax(axis=1)."
@@ -251,8 +261,8 @@ def _check_class_count(y: np.ndarray, num_classes: int | None, name: str) -> Non
     )
     checks.check_bytes(
         name,
-        f"{source} one-hot targets for its {len(y)} examples",
-        4 * len(y) * k,
+        f"{source} one-hot targets for its {y.size} labels",
+        4 * y.size * k,
         "Class ids must be 0..K-1: remap them with np.unique(y, return_inverse=True), or use task='regression' "
         "if the column holds numbers rather than classes.",
     )
@@ -289,6 +299,18 @@ def _check_metadata(d: Dataset) -> None:
         )
     if d.feature_names is not None:
         check_unique(d.feature_names, d.name, "feature_names")
+    if d.vocab is not None:
+        _check_vocab(d)
+
+
+def _check_vocab(d: Dataset) -> None:
+    """A vocabulary lists each of the K token ids' text once: K distinct strings."""
+    if not all(isinstance(t, str) for t in d.vocab) or d.num_classes != len(d.vocab):
+        raise FnlearnError(
+            f"{d.name}: vocab must hold one string per token id 0..K-1 (K = num_classes = {d.num_classes}), "
+            f"got {len(d.vocab)} entries."
+        )
+    check_unique(d.vocab, d.name, "vocab")
 
 
 def _image_shape(image_shape, name: str) -> tuple[int, ...]:
@@ -346,7 +368,7 @@ def _as_numeric(a, which: str, name: str) -> np.ndarray:
     return a
 
 
-def _as_class_ids(y: np.ndarray, name: str) -> np.ndarray:
+def _as_class_ids(y: np.ndarray, name: str, x: np.ndarray | None = None) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating):
         finite = np.isfinite(y)
         fractional = finite & (y != np.round(np.where(finite, y, 0)))
@@ -362,9 +384,10 @@ def _as_class_ids(y: np.ndarray, name: str) -> np.ndarray:
                 f"{name}: y contains {int((~finite).sum())} NaN/Inf label(s), the first at row {first}; drop "
                 "those rows."
             )
-    if y.ndim != 1:
+    if y.ndim != 1 and not _is_sequence(x, y):
         raise FnlearnError(
-            f"{name}: class labels y have shape {y.shape}, expected [n]; convert one-hot rows with y.argmax(axis=1)."
+            f"{name}: class labels y have shape {y.shape}, expected [n] (or [n, T] for token sequences x [n, T]); "
+            "convert one-hot rows with y.argmax(axis=1)."
         )
     if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
         raise FnlearnError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fnlearn import registry
-from fnlearn.data import embedded, files, idx, synthetic
+from fnlearn.data import embedded, files, idx, sequences, synthetic
 from fnlearn.data.dataset import Dataset
 
 __all__ = ["DEFAULT", "load", "names", "options"]
@@ -36,6 +36,11 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "heteroscedastic": synthetic.heteroscedastic,
     "two_moons": synthetic.two_moons,
     "spirals": synthetic.spirals,
+    # sequences: next-token data for a GPT
+    "text": sequences.text,
+    "sort": sequences.sort,
+    "addition": sequences.addition,
+    "copy": sequences.copy,
 }
 
 

@@ -52,7 +52,7 @@ def split(
 
     ``test`` may instead be a ``Dataset`` (e.g. MNIST's official test set): it is used as the
     test split as is, and only ``val`` is carved from ``dataset``. ``stratify`` defaults to True
-    for classification and must stay off for regression. Indices within each split are sorted,
+    for classification with one label per example (not for sequences) and must stay off for regression. Indices within each split are sorted,
     so each split keeps the dataset's order.
     """
     if not isinstance(dataset, Dataset):
@@ -74,7 +74,12 @@ def split(
     if stratify is not None:
         checks.boolean("split", "stratify", stratify, "None picks True for classification.")
     if stratify is None:
-        stratify = dataset.task == "classification"
+        stratify = dataset.task == "classification" and dataset.y.ndim == 1
+    if stratify and dataset.task == "classification" and dataset.y.ndim != 1:
+        raise FnlearnError(
+            f"split: stratify=True needs one class label per example, but {dataset.name} holds sequences "
+            f"(y of shape {list(dataset.y.shape)}). Pass stratify=False (or None)."
+        )
     if stratify and dataset.task != "classification":
         raise FnlearnError(
             f"split: stratify=True needs class labels, but {dataset.name} is a regression dataset."

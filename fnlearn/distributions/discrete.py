@@ -81,14 +81,23 @@ def poisson() -> Head:
 # Categorical
 
 
+def _is_one_hot(y: np.ndarray) -> bool:
+    """Whether ``[..., m]`` targets (m > 1) are one-hot rows rather than m class ids per example
+    (a sequence): anything non-integral (checked as probability rows then), or every row one-hot."""
+    if not np.all(y == np.round(y)):
+        return True
+    return bool(np.all((y >= 0) & (y <= 1)) and np.all(y.sum(axis=-1) == 1))
+
+
 def _categorical_check(spec: str, y, num_outputs=None) -> None:
-    """Class ids in [0, K) (shape [n] or [n, 1]) or one-hot rows (shape [n, K])."""
+    """Class ids in [0, K) (shape [n], [n, 1], or [n, T...] for sequences) or one-hot rows (shape
+    [n, ..., K])."""
     y = _host_targets(spec, y)
     if num_outputs is not None and int(num_outputs) < 2:
         raise FnlearnError(
             f"{spec} needs one logit per class (at least 2), got {num_outputs} output(s). Fix: give the model's last layer K units for K classes."
         )
-    if y.ndim >= 2 and y.shape[-1] > 1:
+    if y.ndim >= 2 and y.shape[-1] > 1 and _is_one_hot(y):
         _check_width(
             spec, num_outputs, y.shape[-1], f"one logit per class, one-hot targets have {y.shape[-1]} columns"
         )
@@ -148,6 +157,8 @@ def categorical() -> Head:
     probability rows are accepted and give the cross-entropy against them). NLL = -log softmax(z)_y
     = logsumexp(z) - z_y, computed with log-softmax. Mode: argmax z (a class id). Mean: π (the
     expectation of the one-hot target). Samples: class ids. Metric: per-example accuracy.
+    Leading axes beyond the batch are positions: logits ``[n, T, K]`` with ids ``[n, T]`` give a
+    log-probability and an accuracy per token.
     ``event_size`` for this head is K; in a :func:`product` it reads one target column (the id).
     """
     spec = "categorical()"

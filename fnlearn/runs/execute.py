@@ -8,6 +8,7 @@ vmapped replicas where they can (``runs.replica_runs``), the rest one after anot
 in its locked run directory; both paths end in ``runs.summary.write_run``:
 
     RUN/config.toml    the resolved config, written (atomically) once the run is accepted
+    RUN/vocab.json     sequence data only: the tokens' text and T, for ``fnlearn sample``
     RUN/metrics.jsonl  one JSON object per logging point
     RUN/checkpoints/   what --resume continues from (checksummed; see fnlearn.checkpoint)
     RUN/summary.json   written last, atomically: "status" is "finished" or "diverged"
@@ -139,7 +140,7 @@ def _train_sequential(claim: Claim, plan: Plan, *, resume: bool, quiet: bool) ->
         return Done(run_dir, decision.summary)
     if resume and decision.action == "fresh":
         say(quiet, f"{run_dir}: no checkpoint yet, starting from the beginning")
-    write_config(run_dir, built.config)
+    write_config(run_dir, built)
     say(quiet, f"{'resuming' if decision.action == 'resume' else 'training'} {run_dir}")
     start = time.perf_counter()
     try:

@@ -46,6 +46,28 @@ class Loaded(NamedTuple):
         )
 
 
+def restore_newest(run_dir: Path, model, optimizer, config) -> tuple:
+    """``(state, extra)`` of the newest checkpoint in ``RUN/checkpoints/last``, restored into a state
+    of ``model`` and ``optimizer`` (with the moving average ``training.ema`` keeps), checksums
+    checked; a run without one is a FnlearnError saying why."""
+    import jax  # noqa: PLC0415
+
+    from fnlearn import checkpoint  # noqa: PLC0415
+    from fnlearn import ema as fema  # noqa: PLC0415
+    from fnlearn.train import TrainState  # noqa: PLC0415
+
+    state = TrainState.create(model, optimizer, jax.random.key(config.training.seeds[0]))
+    if config.training.ema:
+        state = state.replace(ema=fema.init(state.params, config.training.ema))
+    last = run_dir / "checkpoints" / "last"
+    if checkpoint.latest_step(last) is None:
+        raise FnlearnError(
+            f"{run_dir} has no checkpoint to load ({last} holds none): the run wrote none "
+            "(training.checkpoint.every = 0) or stopped before its first. Train it with checkpoints."
+        )
+    return checkpoint.restore(last, state)
+
+
 def _config(run_dir: Path):
     from fnlearn import config as fconfig  # noqa: PLC0415
 
@@ -104,12 +126,7 @@ def load(run_dir) -> Loaded:
 
     A missing or damaged directory, config or checkpoint is one ``FnlearnError`` naming it.
     """
-    import jax  # noqa: PLC0415
-
-    from fnlearn import checkpoint  # noqa: PLC0415
-    from fnlearn import ema as fema  # noqa: PLC0415
     from fnlearn.runs.build import build  # noqa: PLC0415
-    from fnlearn.train import TrainState  # noqa: PLC0415
 
     run_dir = Path(run_dir)
     config = _config(run_dir)
@@ -117,16 +134,7 @@ def load(run_dir) -> Loaded:
         built = build(config)
     except FnlearnError as error:
         raise FnlearnError(f"{run_dir / 'config.toml'}: {error}") from None
-    state = TrainState.create(built.model, built.optimizer, jax.random.key(config.training.seeds[0]))
-    if config.training.ema:
-        state = state.replace(ema=fema.init(state.params, config.training.ema))
-    last = run_dir / "checkpoints" / "last"
-    if checkpoint.latest_step(last) is None:
-        raise FnlearnError(
-            f"{run_dir} has no checkpoint to load ({last} holds none): the run wrote none "
-            "(training.checkpoint.every = 0) or stopped before its first. Train it with checkpoints."
-        )
-    state, extra = checkpoint.restore(last, state)
+    state, extra = restore_newest(run_dir, built.model, built.optimizer, config)
     state = _best_weights(state, extra, built.config)
     standardizer = _standardizer(run_dir, built)
     names = built.splits.train.feature_names

@@ -70,7 +70,7 @@ def train_replicas(claim: Claim, group: list[Plan], *, quiet: bool) -> list[Done
     built = group[0].config
     for plan in group:
         claim.lock(plan.run_dir)
-        write_config(plan.run_dir, plan.config.config)
+        write_config(plan.run_dir, plan.config)
     say(quiet, f"training {len(group)} seeds as vmapped replicas: {', '.join(str(p.run_dir) for p in group)}")
     early = early_stopping(built.config)
     splits = built.splits

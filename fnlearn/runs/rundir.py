@@ -249,10 +249,16 @@ def _refuse_taken(given: str, out: Path) -> None:
     )
 
 
-def write_config(run_dir: Path, config) -> None:
-    """``RUN/config.toml``: the resolved config of one seed, with a header naming it, atomically."""
+def write_config(run_dir: Path, built) -> None:
+    """``RUN/config.toml``: the resolved config of one seed, with a header naming it, atomically;
+    for sequence data also ``RUN/vocab.json``: the tokens' text and the model's sequence length,
+    what ``fnlearn sample`` needs to encode a prompt and decode the output."""
+    config = built.config
     header = f"The resolved config of run {config.name!r}, seed {config.training.seeds[0]}, written by fnlearn train."
     write_text(run_dir / "config.toml", dumps(config, header=header))
+    train = built.splits.train
+    if train.vocab is not None:
+        write_json(run_dir / "vocab.json", {"vocab": list(train.vocab), "max_len": int(train.x.shape[1])})
 
 
 def write_json(path: Path, value: dict) -> None:
