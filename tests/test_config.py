@@ -492,7 +492,7 @@ def test_accumulation_makes_a_step_an_update_of_k_batches_and_the_schedule_follo
     assert plain.steps_per_epoch == -(-n // 8) and acc.steps_per_epoch == -(-n // 32)
     assert acc.total_steps == 3 * acc.steps_per_epoch
     assert acc.config.optimizer.schedule.options["decay_steps"] == acc.total_steps
-    from fnlearn.runs.execute import fit_kwargs
+    from fnlearn.runs.build import fit_kwargs
 
     assert {k: fit_kwargs(acc)[k] for k in ("accumulate", "ema", "compute_dtype")} == {
         "accumulate": 4,
