@@ -208,6 +208,7 @@ def _fit_run(built, run_dir: Path, *, resume: bool, quiet: bool):
         on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop",
         log_norms=config.logging.norms,
         devices=fbuild.fit_devices(t),
+        driver=t.driver,  # not in fit_kwargs: fl.replicas.fit has no driver (yet)
         checkpoint_every=t.checkpoint.every or None,
         keep_checkpoints=t.checkpoint.keep,
         resume=resume,
@@ -305,6 +306,7 @@ def _summary(built, label: str, state, history, test) -> dict:
         "test": test,
         "train_time_s": history[-1]["time"] if history else 0.0,
         "num_params": int(num_params(state.params)),
+        "driver": getattr(history, "driver", None),  # fit's choice and measured s/step (docs/speed.md)
         "examples": {
             "train": len(splits.train),
             "val": len(splits.val) if splits.val is not None else 0,
