@@ -114,12 +114,13 @@ def test_a_measured_choice_is_reused_by_later_fits_of_the_same_program(monkeypat
 
     monkeypatch.setattr(drivers, "choose_driver", measured)
     monkeypatch.setattr(fl.loop, "_CHOICES", {})
-    _, first = _fit("auto", epochs=2)
-    _, second = _fit("auto", epochs=3)
+    x, y = _problem()
+    model, tx = fl.nn.mlp([6, 16, 3]), fl.optim.adam(1e-2)  # the same objects: the same program
+    _, first = fl.fit(fl.TrainState.create(model, tx, KEY), (x, y), loss=HEAD, batch_size=16, epochs=2)
+    _, second = fl.fit(fl.TrainState.create(model, tx, KEY), (x, y), loss=HEAD, batch_size=16, epochs=3)
     assert calls == [8] and first.driver["driver"] == second.driver["driver"] == "scan"
     assert "earlier fit" in second.driver["reason"] and second.driver["scan_s_per_step"] == 1e-3
-    x, y = _problem()
-    fl.fit(_state(), (x, y), loss=HEAD, batch_size=10, epochs=1)
+    fl.fit(fl.TrainState.create(model, tx, KEY), (x, y), loss=HEAD, batch_size=10, epochs=1)
     assert calls == [8, 5]
 
 
