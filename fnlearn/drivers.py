@@ -37,9 +37,10 @@ __all__ = [
     "DriverChoice",
     "choose_driver",
     "loop_stepper",
-    "metric_buffers",
+    "metric_shapes",
     "run_chunk",
     "run_epochs",
+    "zero_buffers",
 ]
 
 DRIVERS = ("auto", "scan", "loop")
@@ -140,13 +141,14 @@ def loop_stepper(steps_per_epoch: int, obj, augment, batch_sharding, norms: bool
     return jax.jit(step, donate_argnums=(0, 1))
 
 
-def metric_buffers(state, x, y, indices, weights, *, obj, augment, norms, put=None) -> dict:
-    """Zeroed device buffers, one row per step of an epoch, for every metric the step returns
-    (found by tracing the step, not running it); ``put`` places them (on a mesh)."""
-    batch = (x[indices[0]], y[indices[0]], weights[0])
-    shapes = jax.eval_shape(lambda s, b: train_step(s, b, obj, augment, norms)[1], state, batch)
-    buffers = {name: jnp.zeros((len(indices), *v.shape), v.dtype) for name, v in shapes.items()}
-    return buffers if put is None else put(buffers)
+def metric_shapes(state, batch, obj, augment, norms: bool) -> dict:
+    """The shape and dtype of every metric the train step returns (traced, not run)."""
+    return jax.eval_shape(lambda s, b: train_step(s, b, obj, augment, norms)[1], state, batch)
+
+
+def zero_buffers(shapes: dict, rows: int) -> dict:
+    """The loop driver's metric buffers: ``rows`` (one per step of an epoch) per metric."""
+    return {name: jnp.zeros((rows, *v.shape), v.dtype) for name, v in shapes.items()}
 
 
 # --------------------------------------------------------------------------------------------

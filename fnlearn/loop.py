@@ -57,6 +57,7 @@ __all__ = ["History", "evaluate", "fit"]
 
 _epoch_order_jit = jax.jit(epoch_order, static_argnums=(2, 3, 4))
 _CHOICES: dict[tuple, drivers.DriverChoice] = {}  # auto's measured choices, by program (see program_key)
+_METRIC_SHAPES: dict[tuple, dict] = {}  # the loop driver's metrics, by program
 _SESSION_ARGS = (
     "callbacks",
     "run_dir",
@@ -335,18 +336,13 @@ class _ArrayRun:
         )
 
     def new_buffers(self, state, indices, weights) -> dict:
-        put = None if self.mesh is None else (lambda tree: parallel.put_replicated(tree, self.mesh))
-        return drivers.metric_buffers(
-            state,
-            self.x,
-            self.y,
-            indices,
-            weights,
-            obj=self.obj,
-            augment=self.augment,
-            norms=self.log_norms,
-            put=put,
-        )
+        """Zeroed metric buffers; their shapes traced once per program (see ``program_key``)."""
+        key = self.program_key(state)
+        if key not in _METRIC_SHAPES:
+            batch = (self.x[indices[0]], self.y[indices[0]], weights[0])
+            _METRIC_SHAPES[key] = drivers.metric_shapes(state, batch, self.obj, self.augment, self.log_norms)
+        buffers = drivers.zero_buffers(_METRIC_SHAPES[key], len(indices))
+        return buffers if self.mesh is None else parallel.put_replicated(buffers, self.mesh)
 
     def run_scan(self, state, indices, weights):
         return drivers.run_chunk(
