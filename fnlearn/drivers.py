@@ -19,10 +19,13 @@ wins by up to 1.5×. ``choose_driver`` therefore decides by measurement (``drive
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import signal
 import statistics
+import threading
 import time
 from collections.abc import Callable
 
@@ -149,6 +152,35 @@ def metric_shapes(state, batch, obj, augment, norms: bool) -> dict:
 def zero_buffers(shapes: dict, rows: int) -> dict:
     """The loop driver's metric buffers: ``rows`` (one per step of an epoch) per metric."""
     return {name: jnp.zeros((rows, *v.shape), v.dtype) for name, v in shapes.items()}
+
+
+@contextlib.contextmanager
+def noticed_interrupts():
+    """Yields ``check()``, which raises KeyboardInterrupt if Ctrl-C came since the block began.
+
+    The loop driver spends its time inside jax's dispatch of the jitted step, where a
+    KeyboardInterrupt raised by Python's handler could be caught on the way (by a fallback from
+    jax's fast path, say) and the run would train on. While the block runs, SIGINT also sets a
+    flag, and the loop calls ``check()`` after every step, so Ctrl-C stops it within one step. Only in the main thread and over Python's default handler:
+    a handler of the caller's is left alone."""
+    hit: list[int] = []
+    own = threading.current_thread() is threading.main_thread()
+    own = own and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def handler(signum, frame):
+        hit.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    def check():
+        if hit:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler) if own else None
+    try:
+        yield check
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, previous)
 
 
 # --------------------------------------------------------------------------------------------

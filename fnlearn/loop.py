@@ -370,8 +370,10 @@ class _ArrayRun:
         if self.buffers is None:
             self.buffers = self.new_buffers(state, indices, weights)
         stepper, buffers = self.stepper(), self.buffers
-        for _ in range(k):
-            state, buffers = stepper(state, buffers, self.x, self.y, indices, weights)
+        with drivers.noticed_interrupts() as check:
+            for _ in range(k):
+                state, buffers = stepper(state, buffers, self.x, self.y, indices, weights)
+                check()
         self.buffers = buffers
 
         def read():

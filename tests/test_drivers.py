@@ -202,3 +202,19 @@ def test_driver_mistakes_get_one_clear_line():
         fl.fit(_state(), batches, loss=HEAD, epochs=1, driver="scan")
     _, history = fl.fit(_state(), batches, loss=HEAD, epochs=1)
     assert history.driver["driver"] == "loop" and "streamed" in history.driver["reason"]
+
+
+def test_an_interrupt_lost_inside_a_step_is_raised_by_the_next_check():
+    """Ctrl-C whose KeyboardInterrupt something swallows (as jax's dispatch can) is raised again by
+    check(); outside the block Python's own handler is back."""
+    import signal
+
+    with drivers.noticed_interrupts() as check:
+        check()  # nothing yet
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # swallowed
+        with pytest.raises(KeyboardInterrupt):
+            check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
