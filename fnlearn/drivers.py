@@ -51,8 +51,11 @@ DRIVERS = ("auto", "scan", "loop")
 # auto: below this many seconds of loop steps, the scan is not measured (see choose_driver)
 MEASURE_ABOVE_S = 0.25
 PROBE_BUDGET_S = 0.1  # seconds of timed steps per driver, at most (plus one warm-up call each)
-SCAN_PROBE_CALL_S = 0.02  # the scan probe's length is chosen so one call takes about this long
-SCAN_PROBE_LENGTHS = (2, 16)  # ... within these bounds (2: XLA keeps a loop of two trips a loop)
+# the scan probe's length is chosen so one call takes about this long: long enough that the fixed
+# cost of a call (dispatch, wait, read back: ~1 ms) is small against its steps (with 16 steps of a
+# 0.07 ms MLP step it was most of the call, and auto wrongly chose the loop)
+SCAN_PROBE_CALL_S = 0.05
+SCAN_PROBE_LENGTHS = (2, 512)  # ... within these bounds (2: XLA keeps a loop of two trips a loop)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def choose_driver(
        second on a CPU, even for a tiny model), and the loop costs such a run little (its
        overhead is one dispatch, ~0.1 ms, per step): choose the loop without measuring. Tiny runs
        (tests, smoke runs) thus pay one compilation, the loop's, and a few probe steps.
-    3. The scan: k = clamp(SCAN_PROBE_CALL_S / t_loop, 2, 16) steps per call, one warm-up call,
+    3. The scan: k = clamp(SCAN_PROBE_CALL_S / t_loop, 2, 512) steps per call (about 0.05 s), one warm-up call,
        then calls until ``budget_s`` (2 to 5 of them); t_scan = median call ÷ k.
     4. The loop if t_loop < t_scan, else the scan (a tie keeps the scan: no Python per step).
     """

@@ -152,11 +152,12 @@ def test_choose_driver_picks_the_faster_of_the_measured_two(loop_s, scan_s, expe
     assert choice.loop_s_per_step == pytest.approx(loop_s) and choice.scan_s_per_step == pytest.approx(scan_s)
     lengths = {k for kind, k in calls if kind == "scan"}
     # one call ≈ SCAN_PROBE_CALL_S of steps, within the bounds
-    expected_length = min(16, max(2, int(np.ceil(drivers.SCAN_PROBE_CALL_S / loop_s))))
+    low, high = drivers.SCAN_PROBE_LENGTHS
+    expected_length = min(high, max(low, int(np.ceil(drivers.SCAN_PROBE_CALL_S / loop_s))))
     assert lengths == {expected_length}
     # the probe stays bounded: a warm-up step, rounds of 1, 2, ..., 64 loop steps, a warm-up call
     # and at most 5 timed calls of the scan
-    assert sum(k for _, k in calls) <= 1 + 127 + 6 * 16
+    assert sum(k for _, k in calls) <= 1 + 127 + 6 * expected_length
 
 
 def test_choose_driver_skips_the_scan_on_a_short_run():
@@ -204,11 +205,14 @@ def test_driver_mistakes_get_one_clear_line():
     assert history.driver["driver"] == "loop" and "streamed" in history.driver["reason"]
 
 
-def test_an_interrupt_lost_inside_a_step_is_raised_by_the_next_check():
+def test_an_interrupt_lost_inside_a_step_is_raised_by_the_next_check(monkeypatch):
     """Ctrl-C whose KeyboardInterrupt something swallows (as jax's dispatch can) is raised again by
     check(); outside the block Python's own handler is back."""
     import signal
 
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # from Python's own handler (whatever an earlier test in this process may have installed)
+    monkeypatch.setattr(signal, "getsignal", lambda signum: signal.default_int_handler)
     with drivers.noticed_interrupts() as check:
         check()  # nothing yet
         try:
@@ -217,4 +221,6 @@ def test_an_interrupt_lost_inside_a_step_is_raised_by_the_next_check():
             pass  # swallowed
         with pytest.raises(KeyboardInterrupt):
             check()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the block's handler is gone
+    signal.signal(signal.SIGINT, before)
