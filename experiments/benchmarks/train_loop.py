@@ -1025,6 +1025,11 @@ def throughput_table(workload: Workload, rows: list[dict], peak: dict) -> str:
     return "\n".join(lines)
 
 
+def rate_text(steps_per_s: float) -> str:
+    """Steps/s as the tables show them: whole numbers from 100 up, else 3 significant digits."""
+    return f"{steps_per_s:.0f}" if steps_per_s >= 100 else f"{steps_per_s:.3g}"
+
+
 def driver_line(rows: list[dict]) -> str:
     """What ``fnlearn fit`` (driver="auto") chose, with the times it measured."""
     fit = next((r for r in rows if r["competitor"] == "fnlearn fit" and r.get("driver")), None)
@@ -1077,7 +1082,7 @@ def markdown_report(results: dict) -> str:
                 out.append(f"| {r['competitor']} | missing: {r['missing']} | | | | | | |")
                 continue
             out.append(
-                f"| {r['competitor']} | {r['steps_per_s']:.4g} | {r['baseline_over_this']:.2f} | {r['gflops']:.1f} | "
+                f"| {r['competitor']} | {rate_text(r['steps_per_s'])} | {r['baseline_over_this']:.2f} | {r['gflops']:.1f} | "
                 f"{100 * r['fraction_of_peak']:.0f}% | {r['first_call_s']:.2f} | {r['first_step_overhead_s']:.2f} | {r['final_loss']:.4g} |"
             )
         out += ["", driver_line(rows), ""]
