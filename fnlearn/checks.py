@@ -121,6 +121,13 @@ def nonneg_int(owner: str, name: str, value, hint: str = "") -> int:
     return int_at_least(owner, name, value, 0, hint)
 
 
+def one_of(owner: str, name: str, value, choices) -> str:
+    """One of the strings ``choices``; returns it."""
+    if not isinstance(value, str) or value not in choices:
+        raise _fail(owner, name, "one of " + ", ".join(map(repr, choices)), value)
+    return value
+
+
 # --------------------------------------------------------------------------------------------
 # real numbers (arrays and tracers pass: see the module docstring)
 

@@ -35,7 +35,13 @@ __all__ = [
     "write_record",
 ]
 
-History = list  # one dict per epoch: {"epoch", "step", "time", "train_*", "val_*", ...}
+
+class History(list):
+    """One dict per epoch: ``{"epoch", "step", "time", "train_*", "val_*", ...}``. ``driver``: how
+    fit drove the steps (``fnlearn.drivers.DriverChoice.as_dict()``: the driver, why, and the
+    measured seconds per step), also kept in every checkpoint; None before fit chose."""
+
+    driver: dict | None = None
 
 
 @dataclasses.dataclass
@@ -142,10 +148,11 @@ class Session:
         self.checkpoints = (
             RunCheckpoints(Path(run_dir) / "checkpoints", keep=keep_checkpoints) if use_checkpoints else None
         )
-        self.history: History = []
+        self.history = History()
         self.start_time = time.perf_counter()
         self.metrics_file = None
         self.ctx = None
+        self.restored_driver: dict | None = None  # the choice recorded in the checkpoint resumed from
 
     def open(self, state: TrainState, resume: bool) -> TrainState:
         """Continue from the newest checkpoint (with ``resume``: the state, the history, the time
@@ -161,7 +168,8 @@ class Session:
                 state, extra = restored
                 if self.mesh is not None:
                     state = parallel.put_replicated(state, self.mesh)
-                self.history = list(extra["history"])
+                self.history = History(extra["history"])
+                self.restored_driver = extra.get("driver")
                 self.start_time -= extra.get("elapsed", 0.0)
         self.metrics_file = open_metrics(self.run_dir, resume, self.history)
         self.ctx = FitContext(
@@ -176,6 +184,10 @@ class Session:
         if extra is not None:
             _load_callback_states(self.callbacks, extra, self.ctx)
         return state
+
+    def record_driver(self, choice: dict) -> None:
+        """How the steps are driven: into the history (``history.driver``) and every checkpoint."""
+        self.history.driver = dict(choice)
 
     def epochs_done(self) -> int:
         return int(self.history[-1]["epoch"]) if self.history else 0
@@ -226,6 +238,7 @@ class Session:
             "elapsed": self.elapsed(),
             "config": self.config or {},
             "callbacks": values,
+            "driver": self.history.driver,
         }
         best = None
         if self.best_metric is not None:

@@ -31,7 +31,12 @@ tl = load("train_loop")
 
 # The competitors that need nothing beyond the test extra. flax, equinox and torch are not test
 # dependencies: `python experiments/benchmarks/train_loop.py --smoke` checks them where installed.
-JAX_COMPETITORS = [name for name, (package, _) in tl.COMPETITORS.items() if package in (None, "fnlearn")]
+# (fit's two explicit drivers are left out here: tests/test_drivers.py checks they train alike.)
+JAX_COMPETITORS = [
+    name
+    for name, (package, _) in tl.COMPETITORS.items()
+    if package in (None, "fnlearn") and "driver=" not in name
+]
 
 
 def test_smoke_trains_every_jax_competitor_like_the_handwritten_loop(capsys):
@@ -219,3 +224,50 @@ def test_targets_read_their_thresholds_from_the_table():
         "met": None,
     }
     assert by_name["memory: fnlearn fit donates its buffers"]["met"] is True
+
+
+def test_handwritten_cnn_and_gpt_are_fnlearns_networks(monkeypatch):
+    """The hand-written jax CNN and GPT of the deep workloads, on fnlearn's parameter trees, give
+    fnlearn's own logits (so their final losses check that fit trained the same network). The GPT
+    shrunk to one block of width 32 on 8 tokens: the same code, a fraction of the compilation."""
+    deep = tl.deep
+    for name, value in (("DEPTH", 1), ("SEQ", 8), ("WIDTH", 32)):
+        monkeypatch.setattr(deep, name, value)
+    for kind in ("cnn", "gpt"):
+        workload = deep.DeepWorkload(kind, kind, batch=2, n=2, epochs=1)
+        problem = deep.make_problem(workload)
+        model = deep.fnlearn_model(workload)
+        params = jax.tree.map(jnp.asarray, problem.params)
+        _, model_state = jax.jit(model.init)(jax.random.key(0))
+        apply = jax.jit(lambda p, s, x, model=model: model.apply(p, s, x)[0])  # jitted: few compilations
+        ours = apply(params, model_state, jnp.asarray(problem.x, jnp.float32))
+        theirs = jax.jit(deep.logits_fn(workload))(params, jnp.asarray(problem.x))
+        np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-5)
+
+
+def test_fit_is_judged_against_the_faster_handwritten_driver():
+    """On the CNN the loop is the faster hand-written driver, on the MLP the scan: the target
+    reads fit ÷ the faster one, the smaller of the two ratios."""
+    rows = lambda **r: [  # noqa: E731
+        {
+            "competitor": k.replace("_", " "),
+            "baseline": "fnlearn fit",
+            "baseline_over_this": v,
+            "fraction_of_peak": 0.5,
+        }
+        for k, v in r.items()
+    ]
+    results = {
+        "workloads": {
+            "cnn": {"rows": rows(fnlearn_fit=1.0, jax_scan=5.0, jax_jit_loop=0.97, flax_linen=1.1)},
+            "small": {"rows": rows(fnlearn_fit=1.0, jax_scan=0.9, jax_jit_loop=1.4, flax_linen=0.99)},
+        }
+    }
+    by_name = {t["target"]: t for t in tl.targets(results)}
+    cnn = by_name["cnn: fnlearn fit ÷ faster hand-written driver ≥ 0.95"]
+    assert cnn["measured"] == pytest.approx(0.97) and cnn["met"] is True
+    small = by_name["small: fnlearn fit ÷ faster hand-written driver ≥ 0.95"]
+    assert small["measured"] == pytest.approx(0.9) and small["met"] is False
+    assert by_name["cnn: fnlearn fit ahead of flax linen"]["met"] is True
+    assert by_name["small: fnlearn fit ahead of flax linen"]["met"] is False
+    assert by_name["gpt: fnlearn fit ahead of flax linen"]["measured"] is None

@@ -32,9 +32,10 @@ def _state(model=None, tx=None):
     return fl.TrainState.create(model or fl.nn.mlp([6, 16, 3]), tx or fl.optim.adam(1e-2), KEY)
 
 
-def test_fit_equals_the_plain_step_over_the_same_batches():
+@pytest.mark.parametrize("driver", ["scan", "loop"])
+def test_fit_equals_the_plain_step_over_the_same_batches(driver):
     x, y = _problem()
-    state, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16)
+    state, history = fl.fit(_state(), (x, y), loss=HEAD, epochs=3, batch_size=16, driver=driver)
     reference = _state()
     order_key = jax.random.fold_in(reference.key, fl.loop.ORDER_SALT)
     step = fl.train.make_train_step(HEAD)
@@ -50,9 +51,15 @@ def test_whole_epochs_in_one_scan_give_the_same_run_as_epoch_by_epoch():
     """Without evaluation, callbacks or checkpoints, fit runs the remaining whole epochs as one
     scan; with a (no-op) callback it returns to the host every epoch. Same parameters, same records."""
     x, y = _problem()
-    fast, fast_history = fl.fit(_state(), (x, y), loss=HEAD, steps=4 * 4 + 2, batch_size=16)
+    fast, fast_history = fl.fit(_state(), (x, y), loss=HEAD, steps=4 * 4 + 2, batch_size=16, driver="scan")
     slow, slow_history = fl.fit(
-        _state(), (x, y), loss=HEAD, steps=4 * 4 + 2, batch_size=16, callbacks=[LambdaCallback()]
+        _state(),
+        (x, y),
+        loss=HEAD,
+        steps=4 * 4 + 2,
+        batch_size=16,
+        callbacks=[LambdaCallback()],
+        driver="scan",
     )
     chex.assert_trees_all_close(fast.params, slow.params, rtol=1e-6, atol=1e-7)
     assert int(fast.step) == int(slow.step) == 18
@@ -113,7 +120,10 @@ def test_every_example_once_per_epoch(drop_last):
     assert not np.array_equal(indices, np.asarray(other))  # a new permutation each epoch
 
 
-def test_fit_compiles_the_chunk_once():
+@pytest.mark.parametrize("driver, traces_expected", [("scan", 1), ("loop", 2)])
+def test_fit_compiles_the_chunk_once(driver, traces_expected):
+    """scan: one scan over the 4 steps of an epoch, reused five times; loop: the step traced once
+    for its metrics' shapes and once to compile it, then called 20 times."""
     x, y = _problem()
     traces = []
 
@@ -121,8 +131,8 @@ def test_fit_compiles_the_chunk_once():
         traces.append(1)
         return fl.losses.nll(HEAD)(outputs, y, weights)
 
-    fl.fit(_state(), (x, y), loss=loss, epochs=5, batch_size=16)
-    assert len(traces) == 1  # one scan over the 4 steps of an epoch, reused five times
+    fl.fit(_state(), (x, y), loss=loss, epochs=5, batch_size=16, driver=driver, callbacks=[LambdaCallback()])
+    assert len(traces) == traces_expected
 
 
 def test_log_every_writes_chunk_records_and_steps_stop_mid_epoch(tmp_path):

@@ -23,6 +23,7 @@ def test_eight_devices_match_one():
     assert result["devices"] == 8 and result["param_devices"] == 8  # parameters replicated on all 8
     assert result["max_param_diff"] < 1e-4
     np.testing.assert_allclose(*result["losses"], rtol=1e-5)
+    np.testing.assert_allclose(*result["scan_losses"], rtol=1e-5)
     np.testing.assert_allclose(*result["adam_losses"], rtol=1e-4)
     assert "does not split evenly over 8 devices" in result["error"]
 

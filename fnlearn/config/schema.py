@@ -260,6 +260,9 @@ class TrainingConfig:
     seeds: tuple = _field((0,), _distinct_nonempty, kind="int list")  # one run per seed
     drop_last: bool = _field(False)
     devices: int = _field(1, _at_least(0))  # data parallelism over this many devices; 0 = all
+    # how fit drives the steps: "scan" (one compiled lax.scan per chunk), "loop" (a jitted step per
+    # batch, dispatched ahead), "auto" (time both at the start, keep the faster; docs/speed.md)
+    driver: str = _field("auto", _one_of("auto", "scan", "loop"))
     # several seeds: one vmapped program (fl.replicas), checkpointed when it ends; false: one run
     # after another, each checkpointed every checkpoint.every epochs (exactly resumable mid-run)
     replicas: bool = _field(True)

@@ -100,6 +100,7 @@ def finished_summary(built, label: str, state, history, test) -> dict:
         "test": test,
         "train_time_s": history[-1]["time"] if history else 0.0,
         "num_params": int(num_params(state.params)),
+        "driver": getattr(history, "driver", None),  # fit's choice and measured s/step (docs/speed.md)
         "examples": {
             "train": len(splits.train),
             "val": len(splits.val) if splits.val is not None else 0,

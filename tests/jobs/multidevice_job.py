@@ -10,7 +10,7 @@ import fnlearn as fl
 from fnlearn.errors import FnlearnError
 
 
-def train(devices, batch_size=32, tx=None):
+def train(devices, batch_size=32, tx=None, driver="auto"):
     digits = fl.data.load("digits")
     parts, _ = fl.data.standardize(fl.data.split(digits, val=0.0, test=0.2, seed=0))
     # 256 examples: 8 batches of 32 (4 per device) an epoch are as good a test of the sharded step as
@@ -25,13 +25,15 @@ def train(devices, batch_size=32, tx=None):
         epochs=3,
         batch_size=batch_size,
         devices=devices,
+        driver=driver,
     )
     return state, history
 
 
 def main():
-    one, h1 = train(None)
-    eight, h8 = train("all")
+    one, h1 = train(None, driver="scan")
+    eight, h8 = train("all", driver="loop")  # the loop driver's step on the mesh, against the scan on one
+    _, h8_scan = train("all", driver="scan")
     w = eight.params[0][0]["w"]
     diffs = [
         float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
@@ -54,6 +56,7 @@ def main():
                 "param_devices": len(w.sharding.device_set),
                 "max_param_diff": max(diffs),
                 "losses": [[r["train_loss"] for r in h1], [r["train_loss"] for r in h8]],
+                "scan_losses": [[r["train_loss"] for r in h1], [r["train_loss"] for r in h8_scan]],
                 "error": error,
             }
         )
