@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fnlearn.commands.common import add_set
 from fnlearn.errors import FnlearnError
 
 EPILOG = """\
@@ -30,14 +31,7 @@ def add_parser(subcommands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub.add_argument("config", metavar="CONFIG", help="the TOML config")
-    sub.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="overrides",
-        metavar="KEY=VALUE",
-        help="override a config value, as a TOML literal (repeatable)",
-    )
+    add_set(sub)
     sub.add_argument("--out", default="lr_find.png", metavar="PNG", help="the figure (default lr_find.png)")
     sub.add_argument("--min-lr", type=float, default=1e-7, help="the first rate (default 1e-7)")
     sub.add_argument("--max-lr", type=float, default=10.0, help="the last rate (default 10)")
