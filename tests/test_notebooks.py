@@ -36,9 +36,10 @@ def printed(cell) -> str:
     return "".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def executed(tmp_path_factory):
-    """``executed(name) -> (notebook, claims, OUT)``, executing each notebook once."""
+    """``executed(name) -> (notebook, claims, OUT)``, executing each notebook once per session (a
+    module-scoped fixture would run a notebook again when xdist interleaves another module's tests)."""
     import nbclient
     import nbformat
 
