@@ -57,23 +57,3 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if _CACHE_DIR is not None:  # the process that made it (the xdist controller, or the only one)
         shutil.rmtree(_CACHE_DIR, ignore_errors=True)
-
-
-# The longest tests (notebooks in a kernel, real processes, experiments, the docs' blocks), sent to
-# the workers first: xdist hands out tests in collection order, and a long test collected last
-# leaves the other worker idle at the end of the session.
-_LONG_FIRST = (
-    "tests/test_notebooks.py",
-    "tests/test_checkpoint.py::test_resume_after_kill_minus_nine",
-    "tests/test_experiments_",
-    "tests/test_docs.py",
-    "tests/test_parallel.py",
-    "tests/test_hostile_runs.py::test_two_real_processes",
-    "tests/test_cli.py::test_train_kill_resume_compare",
-    "tests/test_sample.py",
-    "tests/test_benchmarks.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: not item.nodeid.startswith(_LONG_FIRST))  # stable: order kept within each
