@@ -34,15 +34,9 @@ TORCH_DEVICE = "cpu"  # train_loop.py --device gpu: "cuda"
 VOCAB, SEQ, WIDTH, DEPTH, HEADS = 64, 64, 128, 4, 4
 
 
-@dataclasses.dataclass(frozen=True)
-class DeepWorkload:
-    """``kind`` "cnn" or "gpt"; ``n`` examples, ``epochs`` per timed call."""
-
-    name: str
-    kind: str
-    batch: int
-    n: int
-    epochs: int
+class StepCounts:
+    """Steps of a workload of ``n`` examples in batches of ``batch``, for ``epochs`` (train_loop.py's
+    MLP workloads share it)."""
 
     @property
     def steps_per_epoch(self) -> int:
@@ -51,6 +45,17 @@ class DeepWorkload:
     @property
     def steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepWorkload(StepCounts):
+    """``kind`` "cnn" or "gpt"; ``n`` examples, ``epochs`` per timed call."""
+
+    name: str
+    kind: str
+    batch: int
+    n: int
+    epochs: int
 
     @property
     def flops_per_step(self) -> int:

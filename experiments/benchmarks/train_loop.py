@@ -68,7 +68,7 @@ LEARNING_RATE = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
-class Workload:
+class Workload(deep.StepCounts):
     """An MLP classification problem: ``sizes = [in, hidden..., classes]``, ``n`` examples."""
 
     name: str
@@ -76,14 +76,6 @@ class Workload:
     batch: int
     n: int
     epochs: int
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.n // self.batch
-
-    @property
-    def steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
 
     @property
     def flops_per_step(self) -> int:
