@@ -585,31 +585,8 @@ def bench_workload(workload: Workload, factories: dict[str, Callable], repeats: 
     results = interleaved_medians({name: r.run for name, r in runners.items()}, repeats)
     initial_loss = train_set_loss(problem.layers, problem.x, problem.y)
     baseline = "fnlearn fit" if "fnlearn fit" in results else "jax scan"
-    rows = []
-    for name, r in results.items():
-        rate = workload.steps / r["median_s"]
-        # paired: round i ran every competitor once, back to back, so the ratio of round i's times
-        # cancels the slow drifts of a shared machine that a ratio of medians keeps
-        paired = [theirs / ours for theirs, ours in zip(r["times_s"], results[baseline]["times_s"])]
-        gflops = rate * workload.flops_per_step / 1e9
-        rows.append(
-            {
-                "competitor": name,
-                "steps_per_s": rate,
-                "baseline": baseline,
-                "baseline_over_this": statistics.median(paired),
-                "baseline_over_this_rounds": paired,
-                "gflops": gflops,
-                "first_call_s": r["first_call_s"],
-                "first_step_overhead_s": r["first_call_s"] - r["median_s"],
-                "median_s": r["median_s"],
-                "times_s": r["times_s"],
-                "initial_loss": initial_loss,
-                "final_loss": train_set_loss(runners[name].weights(), problem.x, problem.y),
-                "driver": runners[name].driver(),
-            }
-        )
-    return rows
+    final = {name: train_set_loss(runners[name].weights(), problem.x, problem.y) for name in results}
+    return _rows(workload, results, baseline, initial_loss, final, runners)
 
 
 def bench_deep(workload: deep.DeepWorkload, factories: dict[str, Callable], repeats: int) -> list[dict]:
@@ -620,10 +597,20 @@ def bench_deep(workload: deep.DeepWorkload, factories: dict[str, Callable], repe
     initial_loss = deep.own_loss(problem, lambda x: deep.logits_fn(workload)(problem.params, jnp.asarray(x)))
     results = interleaved_medians({name: r.run for name, r in runners.items()}, repeats)
     baseline = "fnlearn fit" if "fnlearn fit" in results else next(iter(results))
-    flops = workload.flops_per_step
+    final = {name: runners[name].loss() for name in results}
+    return _rows(workload, results, baseline, initial_loss, final, runners)
+
+
+def _rows(
+    workload, results: dict, baseline: str, initial_loss: float, final: dict, runners: dict
+) -> list[dict]:
+    """One row per competitor: steps/s (median), the paired ratio to the baseline, GFLOP/s, first
+    call, the loss before and after (``final[name]``), and the driver fnlearn chose."""
     rows = []
     for name, r in results.items():
         rate = workload.steps / r["median_s"]
+        # paired: round i ran every competitor once, back to back, so the ratio of round i's times
+        # cancels the slow drifts of a shared machine that a ratio of medians keeps
         paired = [theirs / ours for theirs, ours in zip(r["times_s"], results[baseline]["times_s"])]
         rows.append(
             {
@@ -632,13 +619,13 @@ def bench_deep(workload: deep.DeepWorkload, factories: dict[str, Callable], repe
                 "baseline": baseline,
                 "baseline_over_this": statistics.median(paired),
                 "baseline_over_this_rounds": paired,
-                "gflops": rate * flops / 1e9,
+                "gflops": rate * workload.flops_per_step / 1e9,
                 "first_call_s": r["first_call_s"],
                 "first_step_overhead_s": r["first_call_s"] - r["median_s"],
                 "median_s": r["median_s"],
                 "times_s": r["times_s"],
                 "initial_loss": initial_loss,
-                "final_loss": runners[name].loss(),
+                "final_loss": final[name],
                 "driver": runners[name].driver(),
             }
         )
