@@ -38,7 +38,7 @@ from fnlearn.nn.activations import (
 from fnlearn.nn.attention import multi_head_attention
 from fnlearn.nn.base import Layer, Model, Shape, build
 from fnlearn.nn.builders import BUILDERS, cnn, gpt, mlp
-from fnlearn.nn.combinators import remat, residual, serial
+from fnlearn.nn.combinators import remat, repeat, residual, serial
 from fnlearn.nn.convolution import conv
 from fnlearn.nn.embeddings import embedding, positional_embedding, sinusoidal_positions
 from fnlearn.nn.linear import dense
@@ -83,6 +83,7 @@ __all__ = [
     "positional_embedding",
     "relu",
     "remat",
+    "repeat",
     "reshape",
     "residual",
     "rms_norm",

@@ -1,14 +1,16 @@
-"""Layers made of layers: ``serial`` (composition), ``residual`` (x + f(x)) and ``remat`` (f, its
-activations recomputed in the backward pass)."""
+"""Layers made of layers: ``serial`` (composition), ``residual`` (x + f(x)), ``remat`` (f, its
+activations recomputed in the backward pass) and ``repeat`` (n copies of a block as one scan)."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
+from fnlearn.checks import positive_int
 from fnlearn.errors import FnlearnError
 from fnlearn.nn.base import Layer, check_layer
 
-__all__ = ["remat", "residual", "serial"]
+__all__ = ["remat", "repeat", "residual", "serial"]
 
 
 def serial(*layers: Layer, name: str = "serial") -> Layer:
@@ -72,3 +74,38 @@ def remat(layer: Layer) -> Layer:
         return jax.checkpoint(block)(params, state, x, key)
 
     return Layer(f"remat({layer.name})", layer.init, apply, (layer,))
+
+
+def repeat(layer: Layer, count: int) -> Layer:
+    """f_n ∘ … ∘ f_1, n = ``count`` copies of one shape-keeping block, each with its own parameters,
+    run as one ``lax.scan`` over them: one compiled block however deep the stack.
+
+    The parameters and state are the copies' stacked along a new leading axis of length n. Copy i
+    is initialised with ``fold_in(key, i)`` and in training draws ``fold_in(key, i)``, as
+    ``serial(*[layer] * count)`` does, so the two compute the same function of the same (stacked)
+    parameters. ``repeat(remat(block), n)`` keeps one activation per block for the backward pass
+    even where a compiler would merge an unrolled stack's recomputation back (XLA:CPU does).
+    """
+    check_layer("repeat", "layer", layer, "serial(dense(64), relu())")
+    count = positive_int("repeat", "count", count)
+
+    def init(key, in_shape):
+        copies = [layer.init(jax.random.fold_in(key, i), tuple(in_shape)) for i in range(count)]
+        out_shape = tuple(copies[0][0])
+        if out_shape != tuple(in_shape):
+            raise FnlearnError(
+                f"repeat({layer.name}, {count}) needs a block that keeps its input shape, but it maps "
+                f"{tuple(in_shape)} to {out_shape}. Give the block equal input and output widths."
+            )
+        stack = lambda *trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
+        return out_shape, stack(*(c[1] for c in copies)), stack(*(c[2] for c in copies))
+
+    def apply(params, state, x, *, train=False, key=None):
+        def block(h, copy):
+            p, s, i = copy
+            h, s = layer.apply(p, s, h, train=train, key=None if key is None else jax.random.fold_in(key, i))
+            return h, s
+
+        return jax.lax.scan(block, x, (params, state, jnp.arange(count)))
+
+    return Layer(f"repeat({layer.name})x{count}", init, apply, (layer,))

@@ -25,7 +25,7 @@ def intermediates(model: Model, params, state, x, *, train=False, key=None) -> l
     out = []
 
     def walk(layer, p, s, h, k):
-        if layer.sublayers and not layer.name.startswith("residual"):
+        if layer.sublayers and not layer.name.startswith(("residual", "repeat")):
             for i, (sub, sp, ss) in enumerate(zip(layer.sublayers, p, s, strict=True)):
                 h = walk(sub, sp, ss, h, None if k is None else jax.random.fold_in(k, i))
             return h
