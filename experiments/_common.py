@@ -148,6 +148,13 @@ def descend(
 
     Returns ``(θ_T, records)`` (records stacked over the steps), or ``(θ_T, state_T, records)`` with
     ``state``.
+
+    Why a scan (fit's driver rule, docs/speed.md): every experiment that descends trains dense
+    layers, whose steps run faster inside a scan than as jitted steps called from Python (fit's
+    probe measures the small MLP's scan ~2.8× faster on XLA:CPU), and callers vmap and jit around
+    it, which only a scan allows. Convolutions are the exception (slower inside a loop body on
+    XLA:CPU, jax-ml/jax#12868): the one convolutional experiment, init_variance's CNN part, drives
+    a jitted layer from Python instead.
     """
 
     def step(carry, key):
