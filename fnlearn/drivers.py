@@ -222,28 +222,31 @@ def choose_driver(
     1. The loop: one warm-up step (compilation), then rounds of 1, 2, 4, ... steps dispatched ahead
        and waited for at the round's end, until ``budget_s``; t_loop = the last round's time ÷ its
        steps (the largest round: the least weight on the one wait per round).
-    2. If ``remaining_steps · t_loop < measure_above_s`` (0.25 s), the whole run by the loop is
-       shorter than measuring the scan would be (its compilation alone takes a few tenths of a
-       second on a CPU, even for a tiny model), and the loop costs such a run little (its
-       overhead is one dispatch, ~0.1 ms, per step): choose the loop without measuring. Tiny runs
-       (tests, smoke runs) thus pay one compilation, the loop's, and a few probe steps.
-    3. The scan: k = clamp(SCAN_PROBE_CALL_S / t_loop, 2, 512) steps per call (about 0.05 s), one warm-up call,
-       then calls until ``budget_s`` (2 to 5 of them); t_scan = median call ÷ k.
+    2. The scan's probe would run k = clamp(SCAN_PROBE_CALL_S / t_loop, 2, 512) steps per call
+       (about 0.05 s), a warm-up call and at least two timed ones: 3k steps. If the whole run by
+       the loop is shorter than that, remaining_steps · t_loop < max(measure_above_s, 3k · t_loop)
+       (``measure_above_s`` = 0.25 s stands for the scan's compilation, a few tenths of a second on
+       a CPU even for a tiny model), measuring the scan would cost more than the loop can lose on
+       such a run (its overhead is one dispatch, ~0.1 ms, per step): choose the loop without
+       measuring. Tiny runs (tests, smoke runs) and a few steps of a large model thus pay one
+       compilation, the loop's, and a few probe steps.
+    3. The scan: one warm-up call of k steps, then calls until ``budget_s`` (2 to 5 of them);
+       t_scan = median call ÷ k.
     4. The loop if t_loop < t_scan, else the scan (a tie keeps the scan: no Python per step).
     """
     measure_above_s = MEASURE_ABOVE_S if measure_above_s is None else measure_above_s
     budget_s = PROBE_BUDGET_S if budget_s is None else budget_s
     jax.block_until_ready(loop_step())
     t_loop = _time_loop(loop_step, budget_s, clock)
-    if remaining_steps * t_loop < measure_above_s:
+    low, high = SCAN_PROBE_LENGTHS
+    length = int(min(high, max(low, math.ceil(SCAN_PROBE_CALL_S / t_loop))))
+    if remaining_steps * t_loop < max(measure_above_s, (1 + _MIN_CALLS) * length * t_loop):
         return DriverChoice(
             "loop",
             f"short run ({remaining_steps} steps, ~{remaining_steps * t_loop:.2g} s by the loop): "
             f"not worth measuring the scan",
             t_loop,
         )
-    low, high = SCAN_PROBE_LENGTHS
-    length = int(min(high, max(low, math.ceil(SCAN_PROBE_CALL_S / t_loop))))
     jax.block_until_ready(scan_steps(length))
     t_scan = _time_calls(lambda: scan_steps(length), budget_s, clock) / length
     faster = "loop" if t_loop < t_scan else "scan"
@@ -271,7 +274,10 @@ def _time_loop(loop_step, budget_s: float, clock, max_round: int = 64) -> float:
         n *= 2
 
 
-def _time_calls(call, budget_s: float, clock, min_calls: int = 2, max_calls: int = 5) -> float:
+_MIN_CALLS = 2  # timed calls of the scan's probe, at least
+
+
+def _time_calls(call, budget_s: float, clock, min_calls: int = _MIN_CALLS, max_calls: int = 5) -> float:
     """The median time of calls of ``call()`` (each waited for), until ``budget_s``."""
     times: list[float] = []
     while len(times) < min_calls or (sum(times) < budget_s and len(times) < max_calls):

@@ -168,11 +168,22 @@ def test_choose_driver_skips_the_scan_on_a_short_run():
     assert all(kind == "loop" for kind, _ in calls)
 
 
+def test_choose_driver_skips_the_scan_when_its_probe_outlasts_the_run():
+    """A large model's few steps (0.2 s each, 5 left): the scan's probe alone would run 3 × 2 steps
+    and compile, so the loop, unmeasured; with 7 steps left the scan is measured."""
+    for remaining, measured in ((5, False), (7, True)):
+        loop_step, scan_steps, clock, calls = _fake_timed(0.2, 0.1)
+        choice = drivers.choose_driver(loop_step, scan_steps, remaining_steps=remaining, clock=clock)
+        assert (choice.scan_s_per_step is not None) == measured, choice
+        assert any(kind == "scan" for kind, _ in calls) == measured
+
+
 def test_auto_measures_both_on_a_tiny_conv_records_it_and_trains_as_the_chosen_driver(tmp_path, monkeypatch):
     """A tiny CNN with auto forced to measure: both times in history.driver and in the checkpoint;
     the run equals an explicit run of the chosen driver (the probe ran on a copy of the state)."""
     monkeypatch.setattr(drivers, "MEASURE_ABOVE_S", 0.0)
     monkeypatch.setattr(drivers, "PROBE_BUDGET_S", 0.0)
+    monkeypatch.setattr(drivers, "SCAN_PROBE_LENGTHS", (2, 2))  # a 6-step probe: not longer than the run
     rng = np.random.default_rng(0)
     x = rng.normal(size=(24, 6, 6, 1)).astype(np.float32)
     y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.int32)
