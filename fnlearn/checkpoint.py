@@ -40,6 +40,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from fnlearn import ema
 from fnlearn.atomic import os_failure
 from fnlearn.errors import FnlearnError, FnlearnWarning
 from fnlearn.rules import higher_is_better, improved
@@ -122,25 +123,10 @@ def _signature(tree) -> list[list]:
     ]
 
 
-def _check_ema(saved: list, template: list, where: Path) -> None:
-    """A checkpoint with a moving average (``TrainState.ema``) restores only into a state with one."""
-    saved_ema, state_ema = (any(path.startswith("ema/") for path, *_ in sig) for sig in (saved, template))
-    if state_ema and not saved_ema:
-        raise CheckpointMismatchError(
-            f"checkpoint {where} was written without training.ema (fit's ema=); resume without it, "
-            "or start a new run with --out."
-        )
-    if saved_ema and not state_ema:
-        raise CheckpointMismatchError(
-            f"checkpoint {where} keeps a moving average of the parameters (training.ema, fit's ema=); "
-            "resume with the same training.ema, or start a new run with --out."
-        )
-
-
 def _check_signature(saved: list, template: list, where: Path) -> None:
     if saved == template:
         return
-    _check_ema(saved, template, where)
+    ema.check_restorable(saved, template, where)
     for (s_path, s_shape, s_dtype), (t_path, t_shape, t_dtype) in zip(saved, template):
         if (s_path, s_shape, s_dtype) != (t_path, t_shape, t_dtype):
             raise CheckpointMismatchError(

@@ -98,7 +98,6 @@ def test_resuming_with_the_average_turned_on_or_off_is_one_specific_line(tmp_pat
     """The checkpoint holds the moving average or not: fit and --resume say which, in one line."""
     import types
 
-    from fnlearn import checkpoint
     from fnlearn import config as fconfig
     from fnlearn.runs import resume
 
@@ -120,6 +119,6 @@ def test_resuming_with_the_average_turned_on_or_off_is_one_specific_line(tmp_pat
         resume.decide(tmp_path / "plain", with_ema)
     # and the other way round (a checkpoint with the average, a resume without it), on the checks alone
     with pytest.raises(FnlearnError, match=r"^checkpoint x keeps a moving average of the parameters"):
-        checkpoint._check_ema([["ema/decay", [], "float32"]], [["key", [2], "uint32"]], Path("x"))
+        fema.check_restorable([["ema/decay", [], "float32"]], [["key", [2], "uint32"]], Path("x"))
     with pytest.raises(FnlearnError, match=r"^--resume: the checkpoint \(step 3\) keeps a moving average"):
         resume._check_ema(fconfig.to_dict(with_ema.config), fconfig.to_dict(fconfig.loads(text)), 3)
