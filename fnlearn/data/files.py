@@ -88,6 +88,8 @@ def csv(
     names = None
     if task == "classification":
         y, names = _class_column(file, rows, columns[targets[0]], targets[0])
+        if names is not None and num_classes not in (None, len(names)):
+            names = None  # more classes than the file's labels name: the ids alone
     else:
         y = _numeric_columns(file, rows, [columns[c] for c in targets], targets)
     return from_arrays(
