@@ -142,7 +142,7 @@ def _losses(text: str) -> list[float]:
 def test_model_remat_in_a_config_trains_to_the_same_losses():
     """``[model] remat = true`` builds the rematerialised blocks and changes no number of training."""
     text = (
-        '[data]\nname = "iris"\nval = 0.0\n[model]\nsizes = [8, 8]\nnorm = "batch_norm"\ndropout = 0.1\n'
+        '[data]\nname = "iris"\nval = 0.0\n[model]\nsizes = [8, 8]\ndropout = 0.1\n'
         "[training]\nepochs = 2\nbatch_size = 32\n"
     )
     plain = _losses(text)
