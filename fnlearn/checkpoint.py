@@ -40,6 +40,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from fnlearn import ema
 from fnlearn.atomic import os_failure
 from fnlearn.errors import FnlearnError, FnlearnWarning
 from fnlearn.rules import higher_is_better, improved
@@ -125,6 +126,7 @@ def _signature(tree) -> list[list]:
 def _check_signature(saved: list, template: list, where: Path) -> None:
     if saved == template:
         return
+    ema.check_restorable(saved, template, where)
     for (s_path, s_shape, s_dtype), (t_path, t_shape, t_dtype) in zip(saved, template):
         if (s_path, s_shape, s_dtype) != (t_path, t_shape, t_dtype):
             raise CheckpointMismatchError(

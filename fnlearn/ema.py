@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from fnlearn import checks
 from fnlearn.errors import FnlearnError
 
-__all__ = ["EmaState", "init", "update", "averaged", "check_decay"]
+__all__ = ["EmaState", "init", "update", "averaged", "check_decay", "check_restorable"]
 
 
 class EmaState(NamedTuple):
@@ -66,3 +66,19 @@ def averaged(ema: EmaState, params=None):
     if params is None:
         return jax.tree.map(lambda m: (m / safe).astype(m.dtype), ema.mean)
     return jax.tree.map(lambda m, p: jnp.where(ema.count > 0, m / safe, p).astype(m.dtype), ema.mean, params)
+
+
+def check_restorable(saved: list, template: list, where) -> None:
+    """A checkpoint with a moving average restores only into a state that keeps one, and the other
+    way round; ``saved`` and ``template`` are checkpoint signatures, ``[path, shape, dtype]`` per leaf."""
+    saved_ema, state_ema = (any(path.startswith("ema/") for path, *_ in sig) for sig in (saved, template))
+    if state_ema and not saved_ema:
+        raise FnlearnError(
+            f"checkpoint {where} was written without training.ema (fit's ema=); resume without it, "
+            "or start a new run with --out."
+        )
+    if saved_ema and not state_ema:
+        raise FnlearnError(
+            f"checkpoint {where} keeps a moving average of the parameters (training.ema, fit's ema=); "
+            "resume with the same training.ema, or start a new run with --out."
+        )

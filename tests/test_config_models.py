@@ -4,10 +4,11 @@ import jax
 import numpy as np
 import pytest
 
+import fnlearn as fl
 import fnlearn.config as C
 from fnlearn import data
 from fnlearn.errors import FnlearnError
-from fnlearn.runs.build import build_model
+from fnlearn.runs.build import build, build_model, fit_kwargs
 from tests.hostile import assert_one_error_line, run_cli
 
 
@@ -24,7 +25,7 @@ def test_the_mlp_section_is_written_as_before():
     text = C.dumps(C.loads('[model]\nsizes = [64, 32]\ndropout = 0.2\nnorm = "layer_norm"\n'))
     section = text.split("[model]\n")[1].split("\n\n")[0]
     assert section == (
-        'name = "mlp"\nsizes = [64, 32]\nactivation = "relu"\ndropout = 0.2\nnorm = "layer_norm"\nresidual = false'
+        'name = "mlp"\nsizes = [64, 32]\nactivation = "relu"\ndropout = 0.2\nnorm = "layer_norm"\nresidual = false\nremat = false'
     )
 
 
@@ -69,6 +70,7 @@ def test_cnn_and_gpt_options_are_read_and_checked():
             "model.num_heads = 4: expected a divisor of model.width = 10",
         ),
         ('[model]\nname = "gpt"\n', "data.standardize = true: expected false for model 'gpt'"),
+        ('[model]\nname = "cnn"\nremat = 1\n', "model.remat = 1: expected true or false"),
     ],
 )
 def test_model_mistakes_are_one_line_naming_the_key(text, needle):
@@ -128,3 +130,23 @@ def test_a_model_that_does_not_fit_the_data_is_one_line():
         build_model(gpt, _images(), 3)
     with pytest.raises(FnlearnError, match=r"holding ids 0..9; .* with other values"):
         build_model(gpt, _tokens(vocab=11), 10)
+
+
+def _losses(text: str) -> list[float]:
+    built = build(C.loads(text))
+    state = fl.TrainState.create(built.model, built.optimizer, jax.random.key(0))
+    _, history = fl.fit(state, (built.splits.train.x, built.splits.train.y), **fit_kwargs(built))
+    return [float(row["train_loss"]) for row in history]
+
+
+def test_model_remat_in_a_config_trains_to_the_same_losses():
+    """``[model] remat = true`` builds the rematerialised blocks and changes no number of training."""
+    text = (
+        '[data]\nname = "iris"\nval = 0.0\n[model]\nsizes = [8, 8]\ndropout = 0.1\n'
+        "[training]\nepochs = 2\nbatch_size = 32\n"
+    )
+    plain = _losses(text)
+    remat_text = text.replace("dropout = 0.1\n", "dropout = 0.1\nremat = true\n")
+    assert "remat(block_0)" in fl.nn.summary(build(C.loads(remat_text)).model)
+    np.testing.assert_allclose(_losses(remat_text), plain, rtol=0, atol=1e-6)
+    assert len(plain) == 2

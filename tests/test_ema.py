@@ -92,3 +92,33 @@ def test_a_state_averaging_with_another_decay_is_refused():
     state, _ = fl.fit(_state(), (X, Y), loss=HEAD, steps=1, batch_size=8, ema=0.9)
     with pytest.raises(FnlearnError, match="already averages"):
         fl.fit(state, (X, Y), loss=HEAD, steps=2, batch_size=8, ema=0.5)
+
+
+def test_resuming_with_the_average_turned_on_or_off_is_one_specific_line(tmp_path):
+    """The checkpoint holds the moving average or not: fit and --resume say which, in one line."""
+    import types
+
+    from fnlearn import config as fconfig
+    from fnlearn.runs import resume
+
+    text = "[training]\nepochs = 1\nbatch_size = 8\n"
+    kwargs = {"loss": HEAD, "epochs": 1, "batch_size": 8}
+    fl.fit(
+        _state(), (X, Y), **kwargs, run_dir=tmp_path / "plain", config=fconfig.to_dict(fconfig.loads(text))
+    )
+    with pytest.raises(FnlearnError, match=r"^checkpoint \S+ was written without training.ema .*--out.$"):
+        fl.fit(_state(), (X, Y), **kwargs, ema=0.9, run_dir=tmp_path / "plain", resume=True)
+    with_ema = types.SimpleNamespace(
+        config=fconfig.loads(text + "ema = 0.9\n"), steps_per_epoch=3, total_steps=3
+    )
+    with pytest.raises(
+        FnlearnError,
+        match=r"^--resume: training.ema = 0.9, but the checkpoint \(step 3\) was written without training.ema; "
+        r"resume without it, or start a new run with --out.$",
+    ):
+        resume.decide(tmp_path / "plain", with_ema)
+    # and the other way round (a checkpoint with the average, a resume without it), on the checks alone
+    with pytest.raises(FnlearnError, match=r"^checkpoint x keeps a moving average of the parameters"):
+        fema.check_restorable([["ema/decay", [], "float32"]], [["key", [2], "uint32"]], Path("x"))
+    with pytest.raises(FnlearnError, match=r"^--resume: the checkpoint \(step 3\) keeps a moving average"):
+        resume._check_ema(fconfig.to_dict(with_ema.config), fconfig.to_dict(fconfig.loads(text)), 3)

@@ -1,5 +1,7 @@
 """fl.predict against numpy on the model's raw outputs; sample moments; a run restored from disk."""
 
+import csv
+import io
 import json
 
 import jax
@@ -271,3 +273,48 @@ def test_to_csv_names_the_columns_of_each_kind():
     )
     assert text.splitlines()[0] == "probs_0,probs_1,logits_0,logits_1"
     assert predict_command.to_csv(np.array([2, 0]), "mode") == "mode\n2\n0\n"
+
+
+def test_to_csv_writes_label_names_with_the_class_ids_and_quotes_them():
+    labels = ("bird", "cat, wild", 'say "hi"')
+    text = predict_command.to_csv(np.array([1, 0, 2]), "mode", labels)
+    assert text == 'mode,mode_id\n"cat, wild",1\nbird,0\n"say ""hi""",2\n'
+    tokens = predict_command.to_csv(np.array([[0, 2], [1, 1]]), "sample", ("a", "\n", ","))
+    assert list(csv.reader(io.StringIO(tokens))) == [["sample_0", "sample_1"], ["a", ","], ["\n", "\n"]]
+    assert predict_command.to_csv(np.array([[0.25, 0.75]]), "mean", labels) == "mean_0,mean_1\n0.25,0.75\n"
+
+
+def test_the_predict_command_writes_the_text_labels_of_a_csv_run(tmp_path, capsys):
+    """Text labels of a CSV become ids in sorted order; predictions come back as those labels."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 2))
+    names = np.array(["dog", "cat", "bird"])[(x[:, 0] > 0).astype(int) + (x[:, 1] > 0)]
+    rows = "".join(f"{a:.4f},{b:.4f},{name}\n" for (a, b), name in zip(x, names))
+    (tmp_path / "pets.csv").write_text("a,b,kind\n" + rows)
+    text = (
+        'name = "tiny"\n[data]\nname = "csv"\noptions = {path = "pets.csv", target = "kind"}\n'
+        "val = 0.0\ntest = 0.2\n[model]\nsizes = [4]\n[training]\nepochs = 1\nbatch_size = 16\n"
+        "[training.checkpoint]\nevery = 1\n[logging]\nplots = false\n"
+    )
+    run_dir, built, state = _train_in_process(tmp_path, text)
+    (tmp_path / "new.csv").write_text("a,b\n0.5,0.5\n-0.5,-0.5\n0.5,-0.5\n")
+    code, stdout, _ = run_cli(["predict", run_dir, "--data", tmp_path / "new.csv"], capsys)
+    assert code == 0
+    header, *lines = stdout.splitlines()
+    assert header == "mode,mode_id"
+    ids = fl.predict(
+        state,
+        np.array([[0.5, 0.5], [-0.5, -0.5], [0.5, -0.5]]),
+        head=built.head,
+        standardizer=built.standardizer,
+    )
+    assert lines == [f"{('bird', 'cat', 'dog')[i]},{i}" for i in np.asarray(ids)]
+
+
+def test_datasets_name_their_classes_where_they_can():
+    assert fl.data.load("iris").class_names == ("setosa", "versicolor", "virginica")
+    assert fl.data.load("digits").class_names is None  # its classes are their ids 0..9
+    with pytest.raises(FnlearnError, match="class_names must hold one string per class id 0..K-1"):
+        fl.data.from_arrays(X, np.arange(37) % 2, task="classification", class_names=["a"])
+    with pytest.raises(FnlearnError, match="class_names"):
+        fl.data.from_arrays(X, np.arange(37) % 2, task="classification", class_names=["a", "a"])

@@ -11,6 +11,7 @@ data's units. The output is written whole or not at all, and never over an exist
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import math
 from pathlib import Path
@@ -25,6 +26,9 @@ EPILOG = """\
 output: one CSV row per input example. Columns: "mode" / "mean" / "sample" (with several values
 per example "mean_0", "mean_1", ...: class probabilities, or one column per target dimension);
 with --kind distribution, the head's parameters ("loc", "scale"; "logits_0", ..., "probs_0", ...).
+Where the run's data names its classes (a CSV's text labels, a dataset's class names, a sequence
+run's vocabulary), a mode or sample is written as the label's text, and one class id also in
+"mode_id" / "sample_id" (sequences: one token's text per column "mode_0", "mode_1", ...).
 
 examples:
   fnlearn predict runs/digits_mlp --data new_digits.npz --out preds.csv
@@ -117,17 +121,36 @@ def _columns(name: str, value) -> dict:
     return {f"{name}_{j}": flat[:, j] for j in range(flat.shape[1])}
 
 
-def to_csv(result, kind: str) -> str:
-    """One row per example: the prediction's columns (see the command's help)."""
+def _named(columns: dict, labels) -> dict:
+    """Class-id columns as the labels' text: one id column becomes ``NAME`` (text) and ``NAME_id``;
+    a sequence's id columns ``NAME_t`` become the tokens' text."""
+    text = np.asarray(labels, dtype=object)
+    if len(columns) == 1:
+        ((name, ids),) = columns.items()
+        return {name: text[ids], f"{name}_id": ids}
+    return {name: text[ids] for name, ids in columns.items()}
+
+
+def _cell(value) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if isinstance(value, (int, np.integer)) else repr(float(value))
+
+
+def to_csv(result, kind: str, labels=None) -> str:
+    """One row per example: the prediction's columns (see the command's help). With ``labels``
+    (class id i's text), integral predictions (class ids) are written as text."""
     columns = {}
     for name, value in result.items() if isinstance(result, dict) else [(kind, result)]:
         columns |= _columns(name, value)
+    integral = all(np.issubdtype(np.asarray(v).dtype, np.integer) for v in columns.values())
+    if labels is not None and kind in ("mode", "sample") and integral:
+        columns = _named(columns, labels)
     out = io.StringIO()
-    out.write(",".join(columns) + "\n")
-    table = np.stack([np.asarray(v) for v in columns.values()], axis=1)
-    integral = [np.issubdtype(np.asarray(v).dtype, np.integer) for v in columns.values()]
-    for row in table:
-        out.write(",".join(str(int(v)) if i else repr(float(v)) for v, i in zip(row, integral)) + "\n")
+    writer = csv.writer(out, lineterminator="\n")  # quotes a label holding a comma, quote or newline
+    writer.writerow(columns)
+    for row in zip(*(v.tolist() if v.dtype != object else list(v) for v in columns.values())):
+        writer.writerow([_cell(v) for v in row])
     return out.getvalue()
 
 
@@ -144,7 +167,7 @@ def run(args) -> int:
     x = read_inputs(args.data, loaded.feature_names, args.x_key, loaded.model.input_shape)
     key = jax.random.key(args.seed) if args.kind == "sample" else None
     result = loaded.predict(x, kind=args.kind, key=key, batch_size=args.batch_size, use_ema=args.ema)
-    text = to_csv(jax.device_get(result), args.kind)
+    text = to_csv(jax.device_get(result), args.kind, loaded.labels)
     if out is None:
         print(text, end="")
     else:

@@ -160,6 +160,7 @@ class ModelConfig:
     dropout: float = _field(0.0, _unit_interval)
     norm: str = _field("none", names=_norm_names, kind="norm")
     residual: bool = _field(False)  # x + block(x) for blocks whose widths agree
+    remat: bool = _field(False)  # recompute each hidden block's activations in the backward pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +176,7 @@ class CnnConfig:
     activation: str = _field("relu", names=_activation_names, kind="activation")
     norm: str = _field("none", names=_norm_names, kind="norm")
     dropout: float = _field(0.0, _unit_interval)  # after each dense block
+    remat: bool = _field(False)  # recompute each block's activations in the backward pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +189,7 @@ class GptConfig:
     depth: int = _field(4, _at_least(1))  # transformer blocks
     num_heads: int = _field(4, _at_least(1))
     dropout: float = _field(0.0, _unit_interval)
+    remat: bool = _field(False)  # recompute each transformer block's activations in the backward pass
 
 
 MODEL_CONFIGS = {"mlp": ModelConfig, "cnn": CnnConfig, "gpt": GptConfig}

@@ -53,6 +53,7 @@ class Dataset:
     feature_names: tuple[str, ...] | None = None
     image_shape: tuple[int, ...] | None = None
     vocab: tuple[str, ...] | None = None  # token i's text, for sequence datasets (decoding samples)
+    class_names: tuple[str, ...] | None = None  # class i's name: a CSV's text labels, a dataset's targets
 
     def __post_init__(self):
         _check_metadata(self)
@@ -92,6 +93,7 @@ def from_arrays(
     feature_names: Sequence[str] | None = None,
     image_shape: Sequence[int] | None = None,
     vocab: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Dataset:
     """A ``Dataset`` from ordinary arrays: x cast to float32; y to int32 [n] or float32 [n, d].
 
@@ -122,6 +124,7 @@ def from_arrays(
         feature_names=None if feature_names is None else tuple(str(f) for f in feature_names),
         image_shape=None if image_shape is None else _image_shape(image_shape, name),
         vocab=None if vocab is None else tuple(vocab),
+        class_names=None if class_names is None else tuple(str(c) for c in class_names),
     )
 
 
@@ -300,17 +303,19 @@ def _check_metadata(d: Dataset) -> None:
     if d.feature_names is not None:
         check_unique(d.feature_names, d.name, "feature_names")
     if d.vocab is not None:
-        _check_vocab(d)
+        _check_id_names(d, "vocab", d.vocab, "token id")
+    if d.class_names is not None:
+        _check_id_names(d, "class_names", d.class_names, "class id")
 
 
-def _check_vocab(d: Dataset) -> None:
-    """A vocabulary lists each of the K token ids' text once: K distinct strings."""
-    if not all(isinstance(t, str) for t in d.vocab) or d.num_classes != len(d.vocab):
+def _check_id_names(d: Dataset, field: str, names, what: str) -> None:
+    """A vocabulary (or the class names) lists each of the K ids' text once: K distinct strings."""
+    if not all(isinstance(t, str) for t in names) or d.num_classes != len(names):
         raise FnlearnError(
-            f"{d.name}: vocab must hold one string per token id 0..K-1 (K = num_classes = {d.num_classes}), "
-            f"got {len(d.vocab)} entries."
+            f"{d.name}: {field} must hold one string per {what} 0..K-1 (K = num_classes = {d.num_classes}), "
+            f"got {len(names)} entries."
         )
-    check_unique(d.vocab, d.name, "vocab")
+    check_unique(names, d.name, field)
 
 
 def _image_shape(image_shape, name: str) -> tuple[int, ...]:

@@ -68,6 +68,7 @@ def diabetes() -> Dataset:
 
 
 def _classification(name: str, bunch) -> Dataset:
+    names = [str(n) for n in bunch.target_names]  # digits' are its ids, 0..9: nothing to add
     return from_arrays(
         bunch.data,
         bunch.target,
@@ -75,6 +76,7 @@ def _classification(name: str, bunch) -> Dataset:
         num_classes=len(bunch.target_names),
         name=name,
         feature_names=bunch.feature_names,
+        class_names=None if names == [str(i) for i in range(len(names))] else names,
     )
 
 

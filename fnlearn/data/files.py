@@ -85,11 +85,16 @@ def csv(
     if task == "classification" and len(targets) != 1:
         raise FnlearnError(f"csv: classification needs exactly one target column, got {targets}.")
     x = _numeric_columns(file, rows, [columns[c] for c in inputs], inputs)
+    names = None
     if task == "classification":
-        y = _class_column(file, rows, columns[targets[0]], targets[0])
+        y, names = _class_column(file, rows, columns[targets[0]], targets[0])
+        if names is not None and num_classes not in (None, len(names)):
+            names = None  # more classes than the file's labels name: the ids alone
     else:
         y = _numeric_columns(file, rows, [columns[c] for c in targets], targets)
-    return from_arrays(x, y, task=task, num_classes=num_classes, name=file.stem, feature_names=inputs)
+    return from_arrays(
+        x, y, task=task, num_classes=num_classes, name=file.stem, feature_names=inputs, class_names=names
+    )
 
 
 FEW_CLASSES = 20
@@ -275,7 +280,9 @@ def _numeric_columns(file: Path, rows, indices: list[int], names: list[str]) -> 
     return out
 
 
-def _class_column(file: Path, rows, index: int, name: str) -> np.ndarray:
+def _class_column(file: Path, rows, index: int, name: str) -> tuple[np.ndarray, list[str] | None]:
+    """The class ids of a target column, and the labels' text when they are text (id i is the i-th
+    label in sorted order), else None."""
     values = [row[index].strip() for row in rows]
     if "" in values:
         first = values.index("")
@@ -285,15 +292,15 @@ def _class_column(file: Path, rows, index: int, name: str) -> np.ndarray:
     try:
         numbers = np.array([float(v) for v in values])
     except ValueError:
-        _, ids = np.unique(np.array(values), return_inverse=True)
-        return ids
+        names, ids = np.unique(np.array(values), return_inverse=True)
+        return ids, [str(n) for n in names]
     if not np.all(numbers == np.round(numbers)):
         first = int(np.argmax(numbers != np.round(numbers)))
         raise FnlearnError(
             f"csv: line {first + 2} of {file}, column {name!r}: class label {values[first]!r} is not a whole "
             f"number; use task='regression' for real-valued targets."
         )
-    return numbers.astype(np.int64)
+    return numbers.astype(np.int64), None
 
 
 # --------------------------------------------------------------------------------------------

@@ -139,6 +139,7 @@ def build_model(model: ModelConfig | CnnConfig | GptConfig, train, num_outputs: 
                 activation=model.activation,
                 norm=norm,
                 dropout=model.dropout,
+                remat=model.remat,
             )
     if model.name == "gpt":
         max_len = _token_length(train, num_outputs)
@@ -150,6 +151,7 @@ def build_model(model: ModelConfig | CnnConfig | GptConfig, train, num_outputs: 
                 depth=model.depth,
                 num_heads=model.num_heads,
                 dropout=model.dropout,
+                remat=model.remat,
             )
     with _in_section("model"):
         mlp = nn.mlp(
@@ -158,6 +160,7 @@ def build_model(model: ModelConfig | CnnConfig | GptConfig, train, num_outputs: 
             dropout=model.dropout,
             norm=norm,
             residual=model.residual,
+            remat=model.remat,
         )
     if train.x.ndim > 2:  # image-shaped examples (data.options.layout = "image"): flatten them first
         return nn.build(nn.serial(nn.flatten(), mlp.layer, name="mlp"), train.x.shape[1:])

@@ -29,6 +29,7 @@ class Loaded(NamedTuple):
     config: Any  # fnlearn.config.Config, resolved
     run_dir: Path
     feature_names: tuple | None  # the input columns' names, where the run's data named them
+    labels: tuple | None = None  # class id i's text (class names, or a sequence run's vocabulary)
 
     def predict(self, x, *, kind: str = "mode", key=None, batch_size: int = 512, use_ema: bool = False):
         """``fl.predict`` with this run's head and standardiser: x in the data's units."""
@@ -137,5 +138,8 @@ def load(run_dir) -> Loaded:
     state, extra = restore_newest(run_dir, built.model, built.optimizer, config)
     state = _best_weights(state, extra, built.config)
     standardizer = _standardizer(run_dir, built)
-    names = built.splits.train.feature_names
-    return Loaded(state, built.model, built.head, standardizer, built.config, run_dir, names)
+    train = built.splits.train
+    labels = train.class_names if train.class_names is not None else train.vocab
+    return Loaded(
+        state, built.model, built.head, standardizer, built.config, run_dir, train.feature_names, labels
+    )

@@ -3,7 +3,8 @@
 1. The config to resume with (the CONFIG given, or ``OUT/config.toml``, with ``--set`` applied)
    equals both the run's ``config.toml`` and the config its newest checkpoint was trained with,
    except for the run's length and its logging (``RESUMABLE``). A hand-edited ``config.toml`` is
-   refused with the key named.
+   refused with the key named; ``training.ema`` turned on or off against the checkpoint has a
+   line of its own (the checkpoint holds the moving average, or does not).
 2. A length below what the run has already trained is refused.
 3. A schedule that ends exactly where the old run ended (its length was filled in from the old
    run length) cannot be lengthened: the extra steps would train at its final rate.
@@ -59,6 +60,23 @@ def _check_same(saved: dict, given: dict, source: str) -> None:
             )
 
 
+def _check_ema(saved: dict, given: dict, step: int) -> None:
+    """``training.ema`` turned on or off against the checkpoint: one line saying so (the moving
+    average is part of the state a checkpoint holds, so it cannot start or stop mid-run)."""
+    before = float(saved.get("training", {}).get("ema") or 0.0)
+    now = float(given["training"]["ema"] or 0.0)
+    if now and not before:
+        raise FnlearnError(
+            f"--resume: training.ema = {now:g}, but the checkpoint (step {step}) was written without "
+            "training.ema; resume without it, or start a new run with --out."
+        )
+    if before and not now:
+        raise FnlearnError(
+            f"--resume: the checkpoint (step {step}) keeps a moving average, training.ema = {before:g}; "
+            "resume with it, or start a new run with --out."
+        )
+
+
 def _config_toml(run_dir: Path) -> dict | None:
     path = run_dir / "config.toml"
     if not path.is_file():
@@ -107,6 +125,8 @@ def decide(run_dir: Path, built) -> Decision:
     meta = checkpoint.read_meta(run_dir / "checkpoints" / "last")
     step, extra = meta if meta is not None else (0, {})
     _check_length(extra.get("config") or on_disk or given, built, step)
+    if extra.get("config"):
+        _check_ema(extra["config"], given, step)
     if on_disk is not None:
         _check_same(on_disk, given, f"the run's {run_dir / 'config.toml'}")
     if extra.get("config"):
