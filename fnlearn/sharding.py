@@ -11,8 +11,9 @@ A device then holds
 
 about 1/n of the replicated layout's Σ B when the replicated leaves are small. The train step is
 unchanged: ``jit`` partitions it from the arrays' shardings, gathering each weight where the
-forward and backward passes use it and reducing each gradient onto the shard that updates it
-(XLA's all-gather and reduce-scatter), and the updated state keeps the layout it came in with.
+forward and backward passes use it and summing each gradient over the devices onto the shard that
+updates it (XLA's collectives), and the updated state keeps the layout it came in with (XLA's
+sharding propagation; tests/test_sharding.py checks it for both drivers).
 The data batch is split over the same axis as in plain data parallelism (``fnlearn.parallel``).
 """
 

@@ -55,6 +55,7 @@ def test_sharded_training_equals_replicated(eight):
 def test_steps_keep_the_layout_and_donate_it(eight):
     assert eight["layout_kept"] == [True, True]  # loop and scan drivers
     assert eight["donated"]
+    assert eight["from_whole_copies"]  # what each of several processes does gives the same arrays
 
 
 def test_sharded_checkpoint_restores_and_resumes_exactly(eight):

@@ -67,6 +67,22 @@ def expected_bytes(tree, n: int) -> int:
     return total
 
 
+def from_whole_copies() -> bool:
+    """The path of several processes (each holding the whole state) gives what device_put gives."""
+    mesh = parallel.data_mesh("all")
+    state = new_state()
+    shardings = sharding.state_sharding(state, mesh)
+    built = jax.tree.map(sharding._from_whole_copy, state, shardings)
+    put = sharding.place(state, mesh, "params")
+    pairs = zip(jax.tree.leaves(built), jax.tree.leaves(put))
+    same = all(a.sharding == b.sharding for a, b in pairs)
+    return (
+        same
+        and max_diff(jax.random.key_data(built.key), jax.random.key_data(put.key)) == 0
+        and (max_diff(trained(built), trained(put)) == 0)
+    )
+
+
 def resumed(uninterrupted):
     """Train 2 epochs with checkpoints, then resume to 3: the same as 3 epochs straight."""
     with tempfile.TemporaryDirectory() as run_dir:
@@ -108,7 +124,7 @@ def main():
         "donated": all(leaf.is_deleted() for leaf in jax.tree.leaves(trained(placed)) if leaf.ndim),
         "first_weight_shards": len(sharded.params[0][0]["w"].sharding.device_set),
     }
-    print(json.dumps(result | resumed(sharded)))
+    print(json.dumps(result | resumed(sharded) | {"from_whole_copies": from_whole_copies()}))
 
 
 DATA = data()
