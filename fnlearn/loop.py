@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnlearn import checks, drivers, parallel
+from fnlearn import checks, drivers, parallel, sharding
 from fnlearn.callbacks import Callback
 from fnlearn.errors import FnlearnError
 from fnlearn.evaluation import evaluate
@@ -67,6 +67,7 @@ _SESSION_ARGS = (
     "keep_checkpoints",
     "best_metric",
     "config",
+    "shard",
 )
 
 
@@ -100,6 +101,7 @@ def fit(
     accumulate: int = 1,
     ema: float | None = None,
     compute_dtype: str | None = None,
+    shard: str | None = None,
 ) -> tuple[TrainState, History]:
     """Train ``state`` on ``train = (x, y)`` (or an iterable of batches) and return ``(state, history)``.
 
@@ -139,17 +141,16 @@ def fit(
         ``state.ema`` (``fnlearn.ema``); ``evaluate``/``predict`` use it with ``use_ema=True``.
       compute_dtype: "bfloat16" runs the forward and backward passes in bfloat16, the parameters,
         optimizer state, loss and gradients staying float32 (``fnlearn.precision``).
+      shard: "params" splits parameters and optimizer state over the devices (``fnlearn.sharding``).
     """
     args = dict(locals())
     check_fit_arguments(args)
     checks.one_of("fit", "driver", driver, drivers.DRIVERS)
     obj, args["state"] = _objective(args)
-    state = args["state"]
     session_args = {name: args[name] for name in _SESSION_ARGS}
-    session_args["eval"] = None if eval is None else _checked_eval(state, eval, obj)
-    if not isinstance(train, tuple):
-        return _fit_streamed(args, obj, session_args)
-    return _fit_arrays(args, obj, session_args)
+    session_args["eval"] = None if eval is None else _checked_eval(args["state"], eval, obj)
+    fit_data = _fit_arrays if isinstance(train, tuple) else _fit_streamed
+    return fit_data(args, obj, session_args)
 
 
 def _objective(args: dict) -> tuple[Objective, TrainState]:
@@ -187,6 +188,7 @@ def _check_can_skip(state) -> None:
 
 def _fit_streamed(args: dict, obj, session_args: dict):
     """Streamed host batches: one jitted step per batch (``fnlearn.streaming``)."""
+    sharding.check(args["shard"], args["devices"])
     if args["devices"] is not None and parallel.data_mesh(args["devices"]) is not None:
         raise FnlearnError(
             "devices=... needs the training data as arrays, train=(x, y); streamed batches train on one device."
@@ -203,6 +205,7 @@ def _fit_streamed(args: dict, obj, session_args: dict):
 
 def _fit_arrays(args: dict, obj, session_args: dict):
     """Device-resident arrays: put them on the device (or the mesh) once, then ``_ArrayRun``."""
+    sharding.check(args["shard"], args["devices"])
     state, batch_size = args["state"], args["batch_size"]
     x, y = check_pair(args["train"], "fit", "train")
     check_arrays(state, x, y, obj, name="training data", batch_size=batch_size)
@@ -218,7 +221,8 @@ def _fit_arrays(args: dict, obj, session_args: dict):
         x, y = jax.device_put(np.asarray(x)), jax.device_put(np.asarray(y))
     else:
         parallel.check_batch_size(batch_size, mesh)
-        x, y, state = parallel.put_replicated((np.asarray(x), np.asarray(y), state), mesh)
+        x, y = parallel.put_replicated((np.asarray(x), np.asarray(y)), mesh)
+        state = sharding.place(state, mesh, args["shard"])
     run = _ArrayRun(
         x,
         y,

@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fnlearn import atomic, parallel
+from fnlearn import atomic, sharding
 from fnlearn.callbacks import FitContext, NonFiniteError, monitored_value
 from fnlearn.errors import FnlearnError
 from fnlearn.evaluation import evaluate
@@ -138,10 +138,12 @@ class Session:
         best_metric,
         config,
         mesh,
+        shard=None,
     ):
         from fnlearn.checkpoint import RunCheckpoints  # noqa: PLC0415 - orbax loads only when used
 
         self.obj, self.callbacks, self.run_dir, self.mesh = obj, list(callbacks), run_dir, mesh
+        self.shard = shard  # the state's layout on the mesh (fnlearn.sharding), restored states too
         self.eval, self.eval_every, self.eval_batch_size = eval, eval_every, eval_batch_size
         self.checkpoint_every, self.best_metric, self.config = checkpoint_every, best_metric, config
         use_checkpoints = run_dir is not None and checkpoint_every
@@ -167,7 +169,7 @@ class Session:
             if restored is not None:
                 state, extra = restored
                 if self.mesh is not None:
-                    state = parallel.put_replicated(state, self.mesh)
+                    state = sharding.place(state, self.mesh, self.shard)
                 self.history = History(extra["history"])
                 self.restored_driver = extra.get("driver")
                 self.start_time -= extra.get("elapsed", 0.0)

@@ -243,6 +243,8 @@ def _check_cross_fields(config: Config) -> None:
             f"exactly one of training.epochs and training.steps to be > 0 (training.steps = {t.steps})",
             " Set the other to 0.",
         )
+    if t.shard == "params" and t.devices == 1:
+        raise _error("training.shard", t.shard, "'none' with one device, or training.devices > 1 (0 = all)")
     check_name("name", config.name)
     es = t.early_stopping
     if es.enabled and not re.fullmatch(r"(train|val)_\w+", es.monitor):

@@ -266,6 +266,9 @@ class TrainingConfig:
     # how fit drives the steps: "scan" (one compiled lax.scan per chunk), "loop" (a jitted step per
     # batch, dispatched ahead), "auto" (time both at the start, keep the faster; docs/speed.md)
     driver: str = _field("auto", _one_of("auto", "scan", "loop"))
+    # "params": parameters, model and optimizer state split over the devices (each holds ~1/n of
+    # them; needs devices > 1 or 0); "none": a copy on every device (docs/training.md)
+    shard: str = _field("none", _one_of("none", "params"))
     # several seeds: one vmapped program (fl.replicas), checkpointed when it ends; false: one run
     # after another, each checkpointed every checkpoint.every epochs (exactly resumable mid-run)
     replicas: bool = _field(True)

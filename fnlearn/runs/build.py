@@ -405,6 +405,8 @@ def check_devices(training: TrainingConfig) -> None:
         mesh = parallel.data_mesh(fit_devices(training))
         if mesh is not None:
             parallel.check_batch_size(training.batch_size, mesh)
+        elif training.shard == "params":
+            raise _error("training.shard", training.shard, "'none' when this process sees one device")
 
 
 def early_stopping(config: Config):
@@ -436,6 +438,7 @@ def fit_kwargs(built: Built) -> dict:
         **({"accumulate": t.accumulate} if t.accumulate != 1 else {}),
         **({"ema": t.ema} if t.ema else {}),
         **({"compute_dtype": "bfloat16"} if t.precision == "bf16" else {}),
+        **({"shard": "params"} if t.shard == "params" else {}),  # devices > 1: never the replicas path
     }
 
 
