@@ -25,7 +25,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from fnlearn.commands import compare, lr_find, plot, predict, sample, summary, sweep, train
+from fnlearn.commands import compare, launch, lr_find, plot, predict, sample, summary, sweep, train
 from fnlearn.errors import FnlearnError
 
 __all__ = ["main", "run"]
@@ -41,7 +41,7 @@ exit status: 0 done; 1 a run diverged (its summary.json says so), or the operati
 (disk full, permission denied: one line naming the path); 2 a mistake in the config, the command
 line, a data file or a checkpoint, or a run directory in use by another process; 130 interrupted."""
 
-COMMANDS = (train, sweep, compare, plot, predict, sample, summary, lr_find)
+COMMANDS = (train, sweep, compare, plot, predict, sample, summary, lr_find, launch)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -5,11 +5,13 @@ the (device-resident) training set are replicated. The train step is the same co
 eight GPUs or on a TPU slice: ``jit`` partitions it from the shardings, and the gradient's mean
 over the batch becomes an all-reduce. Nothing here is specific to a platform.
 
-Several hosts: call ``jax.distributed.initialize()`` in every process first (on Cloud TPU and
-SLURM it finds its peers by itself; elsewhere pass ``coordinator_address``, ``num_processes`` and
-``process_id``), give every process the same data and seed, and pass ``devices="all"``:
-``jax.devices()`` then lists the devices of every host and the mesh spans them all. Launch the
-same script once per host, e.g. ``srun python train.py``.
+Several processes (``fnlearn.distributed``, ``fnlearn launch``; docs/scaleout.md): every process
+calls ``jax.distributed.initialize()`` first, holds the same data and seed, and passes
+``devices="all"``: ``jax.devices()`` then lists the devices of every process and the mesh spans
+them all. The state and the training set are replicated from each process's identical copy
+(``put_replicated``), and each step's gather and sharding constraint inside the compiled program
+give every device its slice of the global batch. Streamed batches are the exception: there each
+process feeds only its own rows of every global batch (``put_process_rows``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from fnlearn import checks
 from fnlearn.errors import FnlearnError
 
-__all__ = ["data_mesh", "replicated", "batch_sharded", "put_replicated", "check_batch_size"]
+__all__ = [
+    "data_mesh",
+    "replicated",
+    "batch_sharded",
+    "put_replicated",
+    "put_process_rows",
+    "check_batch_size",
+]
 
 AXIS = "data"
 
@@ -65,6 +74,25 @@ def put_replicated(tree, mesh: Mesh):
     sharding = replicated(mesh)
     if jax.process_count() == 1:
         return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda a: _global_copy(a, sharding), tree)
+
+
+def _global_copy(leaf, sharding: NamedSharding):
+    """One process's copy of ``leaf`` as the global array ``sharding`` lays out (every process
+    holds the same values). PRNG keys travel as their raw data."""
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _global_copy(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+        return leaf
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def put_process_rows(tree, mesh: Mesh):
+    """This process's rows of a global batch (every leaf's first axis) as the global batch split
+    over the mesh's "data" axis: the processes' rows, in process order, make up the global batch."""
+    sharding = batch_sharded(mesh)
     return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fnlearn import atomic, parallel
+from fnlearn import atomic, distributed, parallel
 from fnlearn.callbacks import FitContext, NonFiniteError, monitored_value
 from fnlearn.errors import FnlearnError
 from fnlearn.evaluation import evaluate
@@ -303,7 +303,9 @@ def _load_callback_states(callbacks, extra: dict, ctx: FitContext) -> None:
 
 
 def open_metrics(run_dir, resume: bool, history: History):
-    if run_dir is None:
+    """``RUN/metrics.jsonl`` opened for appending; None without a run directory, and in every
+    process but process 0, which alone writes the run directory (``fnlearn.distributed``)."""
+    if run_dir is None or not distributed.is_leader():
         return None
     path = Path(run_dir) / "metrics.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
