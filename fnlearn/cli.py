@@ -1,4 +1,4 @@
-"""The ``fnlearn`` command: train, sweep, compare, plot, predict, sample, summary, lr-find.
+"""The ``fnlearn`` command: train, sweep, compare, plot, predict, sample, summary, lr-find, launch.
 
 ::
 
@@ -6,6 +6,7 @@
     fnlearn sweep configs/optimizers.toml [--grid optimizer.name=sgd,adam] [--seeds 3]
     fnlearn compare runs/a runs/b [--csv table.csv] [--out curves.png]
     fnlearn plot runs/a
+    fnlearn launch -n 2 -- train configs/digits_mlp.toml --set training.devices=0   (docs/scaleout.md)
 
 A config mistake is one line on stderr naming the key, and exit status 2; it is found before any
 run directory is made. This module is the parser and the one-line error reporting only: each

@@ -3,6 +3,7 @@
 digits MLP with SGD; the result must equal one process with 8 devices and one with 1 device. A
 second launch is killed mid-run (one worker, after its first checkpoint): the launcher names the
 dead worker in one line and exits non-zero, and the resumed run equals the uninterrupted one.
+Streamed batches, each process feeding its half of every global batch, equal one device.
 
 One set of runs (module fixture) serves every assertion; they are small (360 training rows,
 3 epochs of 12 steps)."""
@@ -20,7 +21,12 @@ import numpy as np
 import pytest
 
 import fnlearn as fl
-from fnlearn import cli
+from fnlearn import cli, distributed
+from fnlearn.commands import launch
+from fnlearn.errors import FnlearnError
+
+sys.path.insert(0, str(Path(__file__).parent / "jobs"))
+from streamed_shards_job import streamed_fit  # noqa: E402
 
 CONFIG = """\
 name = "digits_mp"
@@ -47,6 +53,7 @@ plots = false
 """
 STEPS = 36
 TIMEOUT_S = 300
+STREAMED_JOB = Path(__file__).parent / "jobs" / "streamed_shards_job.py"
 
 
 def _env(devices: int | None = None) -> dict:
@@ -65,6 +72,23 @@ def _launch(config: Path, out: Path, *extra) -> list[str]:
     return _command(
         "launch", "-n", "2", "--local-devices", "4", "--", "train", *extra, "--out", str(out), "--quiet"
     )
+
+
+def _streamed_processes() -> list:
+    """The streamed job in two processes joined by hand (FNLEARN_*), 4 devices each."""
+    address = f"127.0.0.1:{launch._free_port()}"
+    processes = []
+    for i in range(2):
+        env = _env(4) | {
+            "FNLEARN_COORDINATOR": address,
+            "FNLEARN_PROCESS_ID": str(i),
+            "FNLEARN_NUM_PROCESSES": "2",
+        }
+        out = subprocess.PIPE if i == 0 else subprocess.DEVNULL
+        processes.append(
+            subprocess.Popen([sys.executable, str(STREAMED_JOB)], env=env, stdout=out, text=True)
+        )
+    return processes
 
 
 def _workers(launcher_pid: int) -> dict[int, int]:
@@ -134,13 +158,15 @@ def runs(tmp_path_factory):
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert (
-        cli.main(["train", str(config), "--out", str(root / "one"), "--set", "training.devices=1", "--quiet"])
-        == 0
-    )
+    streamed = _streamed_processes()
+    one = ["train", str(config), "--out", str(root / "one"), "--set", "training.devices=1", "--quiet"]
+    assert cli.main(one) == 0
+    streamed_reference = streamed_fit(0, 1, None)
     for process in (two, eight):
         _, err = process.communicate(timeout=TIMEOUT_S)
         assert process.returncode == 0, err[-3000:]
+    streamed_out, _ = streamed[0].communicate(timeout=TIMEOUT_S)
+    assert streamed[1].wait(timeout=TIMEOUT_S) == 0 and streamed[0].returncode == 0
     killed = _kill_after_first_checkpoint(config, root / "killed")
     resumed = subprocess.run(
         _launch(config, root / "killed", "--resume"),
@@ -151,7 +177,8 @@ def runs(tmp_path_factory):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = {name: _result(root / name) for name in ("two", "eight", "one", "killed")}
-    return results | {"root": root, "kill": killed}
+    streamed_result = json.loads(streamed_out.strip().splitlines()[-1])
+    return results | {"root": root, "kill": killed, "streamed": (streamed_result, streamed_reference)}
 
 
 def _max_difference(a, b) -> float:
@@ -204,3 +231,47 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(runs):
     assert _max_difference(killed["params"], two["params"]) == 0.0
     np.testing.assert_array_equal(killed["losses"], two["losses"])
     assert killed["summary"]["test"] == two["summary"]["test"]
+
+
+def test_streamed_batches_fed_per_process_equal_one_device(runs):
+    (result, reference) = runs["streamed"]
+    assert result["devices"] == 8
+    assert _max_difference(result["params"], reference["params"]) < 1e-5
+    np.testing.assert_allclose(result["losses"], reference["losses"], rtol=1e-5)
+    np.testing.assert_allclose(result["val_losses"], reference["val_losses"], rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# who joins whom (no processes started)
+
+
+@pytest.mark.parametrize(
+    "flags, environ, expected",
+    [
+        ((None, None, None), {}, None),
+        ((None, None, None), {"SLURM_NTASKS": "1"}, None),
+        ((None, None, None), {"SLURM_NTASKS": "4"}, distributed.Cluster()),
+        ((None, None, None), {"OMPI_COMM_WORLD_SIZE": "2"}, distributed.Cluster()),
+        (
+            (None, None, None),
+            {"FNLEARN_COORDINATOR": "127.0.0.1:5", "FNLEARN_PROCESS_ID": "1", "FNLEARN_NUM_PROCESSES": "2"},
+            distributed.Cluster("127.0.0.1:5", 1, 2),
+        ),
+        (("host:7", 0, 3), {"SLURM_NTASKS": "4"}, distributed.Cluster("host:7", 0, 3)),  # flags win
+    ],
+)
+def test_which_cluster_a_process_joins(flags, environ, expected):
+    assert distributed.requested(*flags, environ=environ) == expected
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("host:7", None, None), "give all three"),
+        (("host", 0, 2), "is not HOST:PORT"),
+        (("host:7", 2, 2), "not in 0..1"),
+    ],
+)
+def test_cluster_mistakes_are_one_line(flags, message):
+    with pytest.raises(FnlearnError, match=message):
+        distributed.requested(*flags, environ={})
