@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from fnlearn import checks
+from fnlearn import checks, distributed
 from fnlearn.errors import FnlearnError
 
 __all__ = [
@@ -39,6 +39,7 @@ def data_mesh(devices) -> Mesh | None:
     """A 1-D mesh named "data" over ``devices``: "all", a number of devices, or a list of devices.
     ``None`` or 1 device means no mesh (plain single-device execution)."""
     if devices is None:
+        _check_every_process(jax.local_devices()[:1] if distributed.several() else [])
         return None
     available = jax.devices()
     if devices == "all":
@@ -56,9 +57,22 @@ def data_mesh(devices) -> Mesh | None:
             "fit: devices must be 'all', a number of devices or a list of jax devices (jax.devices()), got "
             f"{checks.show(devices)}."
         )
+    _check_every_process(chosen)
     if len(chosen) == 1:
         return None
     return Mesh(np.asarray(chosen), (AXIS,))
+
+
+def _check_every_process(chosen) -> None:
+    """Several processes (``fnlearn.distributed``) train one run only on devices of all of them."""
+    if not distributed.several():  # (without starting a backend in one process)
+        return
+    count = jax.process_count()
+    if len({device.process_index for device in chosen}) < count:
+        raise FnlearnError(
+            f"{count} processes train together, but fit's devices leave out some of them. Pass "
+            "devices='all' (training.devices = 0): one mesh over the devices of every process."
+        )
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

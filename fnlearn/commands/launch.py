@@ -31,7 +31,6 @@ examples:
   fnlearn launch -n 2 -- train --resume --out runs/digits_mlp
 """
 
-STOP_GRACE_S = 5.0  # how long the others get to end after SIGTERM, before SIGKILL
 POLL_S = 0.05
 
 
@@ -124,15 +123,12 @@ def _wait(processes) -> int:
 
 
 def _stop(processes) -> None:
-    """SIGTERM to every process still running, then SIGKILL to those still there after a grace."""
+    """SIGKILL to every process still running. Not SIGTERM: jax.distributed catches it (its
+    preemption notice) and the process trains on; and a process whose peer died is stuck in a
+    collective anyway. Nothing is lost: a checkpoint is renamed into place only when complete."""
     for p in processes:
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                p.terminate()
-    deadline = time.monotonic() + STOP_GRACE_S
+                p.kill()
     for p in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        p.wait()
