@@ -51,6 +51,7 @@ every = 1
 [logging]
 plots = false
 """
+pytestmark = pytest.mark.xdist_group("multiprocess")  # one worker runs the module fixture once
 STEPS = 36
 TIMEOUT_S = 300
 STREAMED_JOB = Path(__file__).parent / "jobs" / "streamed_shards_job.py"
