@@ -328,7 +328,7 @@ def write_record(file, record: dict) -> None:
 def progress_bar(progress: bool | None, total: int, initial: int):
     if progress is None:
         progress = sys.stderr.isatty()
-    if not progress:
+    if not progress or not distributed.is_leader():  # one bar, process 0's, when several train together
         return None
     from tqdm.auto import tqdm  # noqa: PLC0415 - optional, loaded when shown
 
