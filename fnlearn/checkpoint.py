@@ -5,8 +5,7 @@ its raw uint32 data) through orbax's ``StandardSave``, and a JSON document besid
 leaf paths, shapes and dtypes (to check a restore against), a SHA-256 checksum of every saved
 array's bytes, a SHA-256 digest of the document itself, and whatever ``extra`` the caller
 passes (fit stores the history, the time so far, the callbacks' counters and the config; the data
-order needs nothing stored, it is derived from the state's key).
-Other arrays may ride along as a flat ``{name: array}`` dict (``arrays=``; fit stores early
+order is derived from the state's key). Other arrays may ride along as a flat ``{name: array}`` dict (``arrays=``; fit stores early
 stopping's best weights there); they come back as ``extra["arrays"]``. No pickle anywhere.
 
 Integrity: orbax writes each checkpoint into a temporary directory and renames it when complete, so
@@ -40,7 +39,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fnlearn import ema
+from fnlearn import distributed, ema
 from fnlearn.atomic import os_failure
 from fnlearn.errors import FnlearnError, FnlearnWarning
 from fnlearn.rules import higher_is_better, improved
@@ -251,12 +250,20 @@ def _restore_item(manager, where: Path, step: int, name: str, abstract):
         ) from None
 
 
+def _placement(leaf):
+    """Where a restored leaf goes: where the template's leaf is, whatever devices or processes
+    the checkpoint was written from (8 devices, two processes, restored on one; or the reverse)."""
+    return leaf.sharding if isinstance(leaf, jax.Array) else None
+
+
 def _restore_with(manager, directory: Path, state, step: int):
     where = directory / str(step)
     meta = _read_meta(manager, directory, step)
     template = _arrays(state)
     _check_signature(meta["signature"], _signature(template), where)
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), template)
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=_placement(a)), template
+    )
     arrays = _restore_item(manager, where, step, "state", abstract)
     _verify(arrays, meta["checksums"]["state"], meta["signature"], where, "state")
     restored = state.replace(
@@ -270,8 +277,10 @@ def _restore_with(manager, directory: Path, state, step: int):
         restored = restored.replace(ema=type(state.ema)(*arrays["ema"]))
     extra = dict(meta["extra"])
     if meta.get("arrays"):
+        placement = _placement(template["step"])
         abstract = {
-            name: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for name, shape, dtype in meta["arrays"]
+            name: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype), sharding=placement)
+            for name, shape, dtype in meta["arrays"]
         }
         extra["arrays"] = _restore_item(manager, where, step, "arrays", abstract)
         _verify(extra["arrays"], meta["checksums"].get("arrays", []), meta["arrays"], where, "extra")
@@ -443,6 +452,8 @@ class RunCheckpoints:
     def _quarantine(self, path: Path, kind: str) -> Path:
         """Move a damaged checkpoint out of orbax's sight into ``damaged/KIND-STEP[-N]``."""
         target = self.directory / "damaged" / f"{kind}-{path.name}"
+        if not distributed.is_leader():  # process 0 moves it (fnlearn.distributed)
+            return target
         target.parent.mkdir(parents=True, exist_ok=True)
         n = 1
         while target.exists():
@@ -483,5 +494,7 @@ class RunCheckpoints:
                 if manager is not None:
                     manager.close()
         finally:
-            for leftover in self.directory.glob("*/*.orbax-checkpoint-tmp*"):
+            for leftover in (
+                self.directory.glob("*/*.orbax-checkpoint-tmp*") if distributed.is_leader() else ()
+            ):
                 shutil.rmtree(leftover, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The ``fnlearn`` command: train, sweep, compare, plot, predict, sample, summary, lr-find.
+"""The ``fnlearn`` command: train, sweep, compare, plot, predict, sample, summary, lr-find, launch.
 
 ::
 
@@ -6,6 +6,7 @@
     fnlearn sweep configs/optimizers.toml [--grid optimizer.name=sgd,adam] [--seeds 3]
     fnlearn compare runs/a runs/b [--csv table.csv] [--out curves.png]
     fnlearn plot runs/a
+    fnlearn launch -n 2 -- train configs/digits_mlp.toml --set training.devices=0   (docs/scaleout.md)
 
 A config mistake is one line on stderr naming the key, and exit status 2; it is found before any
 run directory is made. This module is the parser and the one-line error reporting only: each
@@ -25,7 +26,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from fnlearn.commands import compare, lr_find, plot, predict, sample, summary, sweep, train
+from fnlearn.commands import compare, launch, lr_find, plot, predict, sample, summary, sweep, train
 from fnlearn.errors import FnlearnError
 
 __all__ = ["main", "run"]
@@ -41,7 +42,7 @@ exit status: 0 done; 1 a run diverged (its summary.json says so), or the operati
 (disk full, permission denied: one line naming the path); 2 a mistake in the config, the command
 line, a data file or a checkpoint, or a run directory in use by another process; 130 interrupted."""
 
-COMMANDS = (train, sweep, compare, plot, predict, sample, summary, lr_find)
+COMMANDS = (train, sweep, compare, plot, predict, sample, summary, lr_find, launch)
 
 
 class _Parser(argparse.ArgumentParser):

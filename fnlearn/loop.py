@@ -108,8 +108,8 @@ def fit(
     Args (every one but ``loss`` and the length has a default):
       train: ``(x, y)`` arrays (put on the device once; the fast path), or any other iterable of
         host batches ``(x, y)`` / ``(x, y, w)`` (iterated once per epoch, each batch checked and
-        copied to the device one step ahead; ``batch_size``, ``drop_last``, ``devices`` and
-        ``driver`` apply to arrays only).
+        copied to the device one step ahead; ``batch_size``, ``drop_last`` and ``driver`` apply
+        to arrays only; with ``devices`` each process yields its own rows of every global batch).
       loss: a distribution head (its mean NLL is minimised) or ``loss(outputs, y, w) -> scalar``.
       epochs / steps: how long (exactly one), counted from step 0 of the state: a state that has
         trained (or was restored) trains on until that total. (Streamed epochs are passes over the
@@ -187,20 +187,19 @@ def _check_can_skip(state) -> None:
 
 
 def _fit_streamed(args: dict, obj, session_args: dict):
-    """Streamed host batches: one jitted step per batch (``fnlearn.streaming``)."""
+    """Streamed host batches: one jitted step per batch (``fnlearn.streaming``); with ``devices``,
+    each process's batches are its rows of the global batch, split over the mesh."""
     sharding.check(args["shard"], args["devices"])
-    if args["devices"] is not None and parallel.data_mesh(args["devices"]) is not None:
-        raise FnlearnError(
-            "devices=... needs the training data as arrays, train=(x, y); streamed batches train on one device."
-        )
+    mesh = parallel.data_mesh(args["devices"])
     if args["driver"] == "scan":
         raise FnlearnError(
             "driver='scan' needs the training data as arrays, train=(x, y): streamed batches come from "
             "the host one at a time, so each runs as one jitted step. Use driver='auto' or 'loop'."
         )
-    session = Session(obj, mesh=None, **session_args)
+    state = args["state"] if mesh is None else sharding.place(args["state"], mesh, args["shard"])
+    session = Session(obj, mesh=mesh, **session_args)
     names = ("epochs", "steps", "augment", "log_every", "on_nonfinite", "log_norms", "progress", "resume")
-    return fit_streaming(args["state"], args["train"], obj, session, STREAMED, **{k: args[k] for k in names})
+    return fit_streaming(state, args["train"], obj, session, STREAMED, **{k: args[k] for k in names})
 
 
 def _fit_arrays(args: dict, obj, session_args: dict):
@@ -311,6 +310,8 @@ class _ArrayRun:
             return drivers.DriverChoice(self.driver, "asked for")
         if restored is not None and restored.get("driver") in ("scan", "loop"):
             return drivers.DriverChoice(**restored)
+        if jax.process_count() > 1:  # each process would time its own steps, and might choose apart
+            return drivers.DriverChoice("scan", "several processes: the same driver in each, not timed")
         if int(state.step) >= self.plan.total_steps:
             return drivers.DriverChoice("scan", "nothing left to train")
         key = self.program_key(state)

@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fnlearn import atomic, sharding
+from fnlearn import atomic, distributed, sharding
 from fnlearn.callbacks import FitContext, NonFiniteError, monitored_value
 from fnlearn.errors import FnlearnError
 from fnlearn.evaluation import evaluate
@@ -305,7 +305,9 @@ def _load_callback_states(callbacks, extra: dict, ctx: FitContext) -> None:
 
 
 def open_metrics(run_dir, resume: bool, history: History):
-    if run_dir is None:
+    """``RUN/metrics.jsonl`` opened for appending; None without a run directory, and in every
+    process but process 0, which alone writes the run directory (``fnlearn.distributed``)."""
+    if run_dir is None or not distributed.is_leader():
         return None
     path = Path(run_dir) / "metrics.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +330,7 @@ def write_record(file, record: dict) -> None:
 def progress_bar(progress: bool | None, total: int, initial: int):
     if progress is None:
         progress = sys.stderr.isatty()
-    if not progress:
+    if not progress or not distributed.is_leader():  # one bar, process 0's, when several train together
         return None
     from tqdm.auto import tqdm  # noqa: PLC0415 - optional, loaded when shown
 

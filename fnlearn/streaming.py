@@ -1,7 +1,12 @@
 """fit's path for data that does not fit in device memory: ``train`` is an iterable of host
 batches ``(x, y)`` or ``(x, y, w)``, iterated once per epoch; each batch is checked on the host and
 copied to the device while the step before it trains (prefetching), and one jitted step runs per
-batch (the loop driver's way; a scan needs its data on the device)."""
+batch (the loop driver's way; a scan needs its data on the device).
+
+With a mesh (``fit(..., devices=...)``, ``fnlearn.parallel``) every process yields only its own
+rows of each global batch, the same number in every process and a multiple of its devices on the
+mesh; the global batch is the processes' rows in process order, split over the devices
+(``jax.make_array_from_process_local_data``). Every process must yield the same number of batches."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnlearn import parallel
 from fnlearn.errors import FnlearnError
 from fnlearn.inputs import check_arrays
 from fnlearn.session import Session, epoch_summaries, progress_bar, stop_if_nonfinite
@@ -62,7 +68,7 @@ def fit_streaming(
         ):
             tick, first = time.perf_counter(), step
             pending, logged, examples = [], 0, 0
-            for batch in _prefetch(_checked_batches(batches, state, obj, epoch)):
+            for batch in _prefetch(_checked_batches(batches, state, obj, epoch, session.mesh), session.mesh):
                 state, metrics = step_fn(state, batch)
                 pending.append(metrics)
                 if len(pending) > 1:
@@ -126,7 +132,7 @@ def _stack_to_host(per_step: list[dict]) -> dict:
     return jax.device_get(jax.tree.map(lambda *v: jnp.stack(v), *per_step))
 
 
-def _checked_batches(batches: Iterable, state: TrainState, obj: Objective, epoch: int):
+def _checked_batches(batches: Iterable, state: TrainState, obj: Objective, epoch: int, mesh=None):
     """The streamed batches as tuples, each checked on the host before it goes anywhere (shapes,
     targets, NaN/Inf): a bad batch gets the same clear error as bad arrays, naming the batch."""
     for i, batch in enumerate(batches):
@@ -135,17 +141,25 @@ def _checked_batches(batches: Iterable, state: TrainState, obj: Objective, epoch
                 f"streamed batch {i + 1} of epoch {epoch + 1} is not (x, y) or (x, y, weights): got {type(batch).__name__}."
             )
         check_arrays(state, batch[0], batch[1], obj, name=f"streamed batch {i + 1} of epoch {epoch + 1}")
+        if mesh is not None and len(batch[0]) % len(mesh.local_devices):
+            raise FnlearnError(
+                f"streamed batch {i + 1} of epoch {epoch + 1} has {len(batch[0])} rows, which do not split "
+                f"evenly over this process's {len(mesh.local_devices)} devices. Yield a multiple of "
+                f"{len(mesh.local_devices)} rows (this process's share of the global batch)."
+            )
         yield tuple(batch)
 
 
-def _prefetch(batches: Iterable):
-    """Yield device copies of ``batches``, the next one already on its way (jax copies asynchronously)."""
+def _prefetch(batches: Iterable, mesh=None):
+    """Yield device copies of ``batches``, the next one already on its way (jax copies
+    asynchronously); with a mesh, each batch as this process's rows of the global batch."""
+    put = jax.device_put if mesh is None else lambda batch: parallel.put_process_rows(batch, mesh)
     iterator = iter(batches)
     try:
-        ahead = jax.device_put(tuple(next(iterator)))
+        ahead = put(tuple(next(iterator)))
     except StopIteration:
         return
     for batch in iterator:
-        current, ahead = ahead, jax.device_put(tuple(batch))
+        current, ahead = ahead, put(tuple(batch))
         yield current
     yield ahead

@@ -32,6 +32,12 @@ def add_training_options(sub: argparse.ArgumentParser, *, out: str, resume: str,
     sub.add_argument("--out", metavar="DIR", help=out)
     sub.add_argument("--resume", action="store_true", help=resume)
     sub.add_argument("--quiet", action="store_true", help=quiet)
+    cluster = sub.add_argument_group(
+        "several processes (docs/scaleout.md; default: fnlearn launch's, or SLURM's / mpirun's own)"
+    )
+    cluster.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, reachable by all")
+    cluster.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0..N-1")
+    cluster.add_argument("--num-processes", type=int, metavar="N", help="how many processes train together")
 
 
 def warn(message: str) -> None:
@@ -45,7 +51,13 @@ def train_into(args, plans_for, default: Path, again: Callable[[Path], str]) -> 
     Once the run directory ``out`` is claimed it is kept on ``args.run_out``, and ``args.again``
     is the command (``again(out)``) that continues it, for the Ctrl-C line.
     """
+    from fnlearn import distributed
     from fnlearn.runs import execute
+
+    cluster = distributed.requested(args.coordinator, args.process_id, args.num_processes)
+    distributed.initialize(cluster)  # before anything asks jax for its devices
+    if cluster is not None:
+        distributed.silence_followers()
 
     def claimed(out):
         args.run_out = out

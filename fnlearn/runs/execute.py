@@ -31,7 +31,7 @@ from pathlib import Path
 import jax
 
 from fnlearn import config as fconfig
-from fnlearn import report
+from fnlearn import distributed, report
 from fnlearn.callbacks import LambdaCallback, NonFiniteError, TensorBoard
 from fnlearn.errors import FnlearnError
 from fnlearn.loop import fit
@@ -109,7 +109,8 @@ def _fit_run(built, run_dir: Path, *, resume: bool, quiet: bool):
     t = config.training
     early = fbuild.early_stopping(config)
     printer = None if quiet or config.logging.progress else _epoch_printer(t.epochs)
-    board = TensorBoard(run_dir / "tensorboard") if config.logging.tensorboard else None
+    writes = config.logging.tensorboard and distributed.is_leader()  # process 0 writes the run directory
+    board = TensorBoard(run_dir / "tensorboard") if writes else None
     splits = built.splits
     state = TrainState.create(built.model, built.optimizer, jax.random.key(t.seeds[0]))
     state, history = fit(
@@ -141,7 +142,8 @@ def _train_sequential(claim: Claim, plan: Plan, *, resume: bool, quiet: bool) ->
         return Done(run_dir, decision.summary)
     if resume and decision.action == "fresh":
         say(quiet, f"{run_dir}: no checkpoint yet, starting from the beginning")
-    write_config(run_dir, built)
+    if claim.writer:
+        write_config(run_dir, built)
     say(quiet, f"{'resuming' if decision.action == 'resume' else 'training'} {run_dir}")
     start = time.perf_counter()
     try:
@@ -165,6 +167,10 @@ def run_all(claim: Claim, plans: list[Plan], *, resume: bool, quiet: bool) -> li
     """Train every (built) plan, each in its locked run directory; see the module docstring."""
     done = []
     groups = replica_groups(plans, resume)
+    if distributed.several() and any(len(group) > 1 for group in groups):
+        raise FnlearnError(
+            "several processes train one run at a time, over all their devices: set training.replicas = false."
+        )
     for number, group in enumerate(groups, 1):
         if len(groups) > 1:  # where a sweep or a multi-seed run is
             say(quiet, f"[{number}/{len(groups)}] {group[0].label}")
@@ -174,7 +180,7 @@ def run_all(claim: Claim, plans: list[Plan], *, resume: bool, quiet: bool) -> li
             else:
                 finished = [_train_sequential(claim, group[0], resume=resume, quiet=quiet)]
         for run in finished:
-            if run.summary.get("status") == "diverged":
+            if run.summary.get("status") == "diverged" and claim.writer:
                 print(f"fnlearn: {run.run_dir}: {run.summary['error']}{DIVERGED_HINT}", file=sys.stderr)
         done += finished
     return done
@@ -204,14 +210,31 @@ def resume_config(out: Path, overrides: Sequence[str]):
     return dataclasses.replace(first, training=dataclasses.replace(first.training, seeds=seeds))
 
 
+def _claimed_output(claim: Claim, out_arg: str | None, default: Path, resume: bool) -> Path:
+    """``output_directory``, chosen and locked by process 0 alone when several processes train
+    together (``fnlearn.distributed``); the others are told which it is."""
+    if not distributed.several():
+        return output_directory(claim, out_arg, default, resume)
+    chosen = None
+    try:
+        if claim.writer:
+            chosen = output_directory(claim, out_arg, default, resume)
+    finally:
+        shared = distributed.broadcast_text(None if chosen is None else str(chosen))
+    if shared is None:
+        raise FnlearnError("process 0 could not claim the run directory; its error says why.")
+    claim.lock(Path(shared))
+    return Path(shared)
+
+
 def run_command(
     out_arg: str | None, default: Path, plans_for, *, resume: bool, quiet: bool, announce=None, claimed=None
 ) -> list[Done]:
     """Claim the output directory (``--out``, else ``default`` or the first free ``default-N``),
     build every plan ``plans_for(out)``, train them. A command that fails leaves behind only what
     trained: what it made for nothing is removed."""
-    with Claim() as claim:
-        out = output_directory(claim, out_arg, default, resume)
+    with Claim(writer=distributed.is_leader() if distributed.several() else True) as claim:
+        out = _claimed_output(claim, out_arg, default, resume)
         if claimed is not None:
             claimed(out)
         try:

@@ -90,12 +90,15 @@ class Claim:
     """The folders one command made and the run directories it holds locked.
 
     Use as a context manager: leaving it releases the locks and removes their files (a process
-    that dies keeps its lock file, unlocked: the next one takes it over).
+    that dies keeps its lock file, unlocked: the next one takes it over). ``writer=False``: one of
+    several processes training one run together, not process 0 (``fnlearn.distributed``), which
+    alone makes, locks and removes folders; this claim only remembers what it was given.
     """
 
-    def __init__(self):
+    def __init__(self, writer: bool = True):
+        self.writer = writer
         self.created: list[Path] = []
-        self._locks: dict[Path, int] = {}
+        self._locks: dict[Path, int | None] = {}
 
     def __enter__(self) -> Claim:
         return self
@@ -113,13 +116,15 @@ class Claim:
     def unlock(self, directory: Path) -> None:
         """Release ``directory``'s lock; its file goes first, so nobody can lock a file that is gone."""
         fd = self._locks.pop(directory.absolute(), None)
-        if fd is not None:
+        if fd is not None:  # None: held by process 0 for this one
             with contextlib.suppress(OSError):
                 (directory.absolute() / LOCK_NAME).unlink()
             os.close(fd)
 
     def make_dirs(self, directory: Path) -> None:
         """``mkdir -p`` that remembers every folder it made; a file in the way is one clear line."""
+        if not self.writer:
+            return
         missing = []
         path = directory.absolute()
         while not path.exists():
@@ -146,7 +151,8 @@ class Claim:
         """Make ``directory`` (as needed) and hold its lock; refuse while this process or another
         holds it, or while another holds one of its nearest folders (a sweep writing into it)."""
         directory = directory.absolute()
-        if directory in self._locks:
+        if directory in self._locks or not self.writer:
+            self._locks.setdefault(directory, None)
             return
         for ancestor in list(directory.parents)[:ANCESTORS_CHECKED]:
             if ancestor in self._locks:
@@ -178,6 +184,8 @@ class Claim:
         then every folder this command made that is left empty, innermost first."""
         run_dir = run_dir.absolute()
         self.unlock(run_dir)
+        if not self.writer:
+            return
         if untouched and run_dir.is_dir():
             for name in RUN_FILES:
                 (run_dir / name).unlink(missing_ok=True)

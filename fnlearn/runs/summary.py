@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fnlearn import __version__, checkpoint, report
+from fnlearn import __version__, checkpoint, distributed, report
 from fnlearn.errors import FnlearnError
 from fnlearn.loop import evaluate
 from fnlearn.runs.rundir import write_json
@@ -38,7 +38,8 @@ def write_run(
     run_dir, built, label = plan
     if error is not None:
         summary = diverged_summary(built.config, run_dir, label, error)
-        write_json(run_dir / "summary.json", summary)
+        if distributed.is_leader():  # process 0 writes the run directory (fnlearn.distributed)
+            write_json(run_dir / "summary.json", summary)
         return summary
     config = built.config
     test, test_ema = None, None
@@ -53,6 +54,8 @@ def write_run(
     if state.ema is not None:
         summary["test_ema"] = test_ema
     summary["wall_time_s"] = time.perf_counter() - start
+    if not distributed.is_leader():  # every process evaluated (together); process 0 writes
+        return summary
     write_json(run_dir / "summary.json", summary)
     if config.logging.plots:
         with contextlib.suppress(FnlearnError):  # no matplotlib: the run is still complete
