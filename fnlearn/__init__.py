@@ -37,6 +37,7 @@ _SUBMODULES = (
     "replicas",
     "report",
     "runs",
+    "sharding",
     "train",
     "tree",
 )
@@ -86,6 +87,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
         replicas,
         report,
         runs,
+        sharding,
         train,
         tree,
     )
