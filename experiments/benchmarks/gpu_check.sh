@@ -74,12 +74,12 @@ bench = out / "train_loop.json"
 if bench.exists():
     for name, entry in json.loads(bench.read_text())["workloads"].items():
         rows = {r["competitor"]: r for r in entry["rows"] if "missing" not in r}
-        fit = rows.get("fnlearn fit")
         for competitor, r in rows.items():
             ratio = f", fit ÷ this {r['baseline_over_this']:.2f}" if competitor != "fnlearn fit" else ""
             print(f"| {name}: {competitor} | {r['steps_per_s']:.4g} steps/s | first call {r['first_call_s']:.2f} s{ratio} |")
-        if fit is None:
-            print(f"| {name}: fnlearn fit | missing | |")
+        for r in entry["rows"]:
+            if "missing" in r:
+                print(f"| {name}: {r['competitor']} | not run | {r['missing']} |")
 else:
     print("| train-loop benchmark | did not finish | see train_loop.txt |")
 PY
