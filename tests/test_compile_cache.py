@@ -14,20 +14,20 @@ import pytest
 from fnlearn import cli, compile_cache
 from fnlearn.errors import FnlearnWarning
 
-# one step of a narrow MLP on digits, nothing written but metrics and the summary: a run at its cheapest
-TINY = """\
-name = "tiny"
+# tests/test_cli.py's SMALL run: the same programs, so with the session's cache one of the two
+# compiles them and the other loads them
+SMALL = """\
+name = "small"
 [data]
-val = 0.0
+val = 0.1
 test = 0.2
 [model]
-sizes = [8]
+sizes = [16]
 [training]
-epochs = 0
-steps = 1
-batch_size = 128
+epochs = 2
+batch_size = 64
 [training.checkpoint]
-every = 0
+every = 1
 [logging]
 plots = false
 """
@@ -101,22 +101,36 @@ def test_configured_caches_in_its_folder_and_restores_jax_after(tmp_path):
     assert len(list(folder.iterdir())) == 1  # the session's cache again, not this folder
 
 
-def test_an_unwritable_folder_is_one_warning_and_the_run_goes_on_and_logs_it(tmp_path, monkeypatch, capsys):
-    """A file where the cache folder should be: one warning line, exit 0, and summary.json logs the
-    compilation settings (versions, backend, devices, XLA_FLAGS) with the cache off."""
+def test_a_run_logs_its_compilation_settings(tmp_path, monkeypatch):
+    """summary.json's ``compilation``: versions, backend, devices, XLA_FLAGS and the cache used (here
+    the session's, as every command in the tests)."""
     monkeypatch.chdir(tmp_path)
-    Path("blocked").write_text("a file where the cache folder would go")
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "blocked" / "jax"))
-    with pytest.warns(FnlearnWarning, match="compilation cache .*blocked/jax: .*running without it"):
-        compile_cache.choose()
-    Path("tiny.toml").write_text(TINY)
-    assert cli.main(["train", "tiny.toml", "--out", "run", "--quiet"]) == 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("fnlearn: warning: compilation cache ")
-    assert "running without it" in err[0] and "JAX_COMPILATION_CACHE_DIR" in err[0]
+    Path("small.toml").write_text(SMALL)
+    assert cli.main(["train", "small.toml", "--out", "run", "--quiet"]) == 0
     logged = json.loads(Path("run/summary.json").read_text())["compilation"]
-    assert logged["cache"]["enabled"] is False and logged["cache"]["directory"] is None
+    assert logged["cache"]["enabled"] is True
+    assert logged["cache"]["directory"] == os.environ["JAX_COMPILATION_CACHE_DIR"]
     assert logged["jax"] == jax.__version__ and logged["backend"] == jax.default_backend()
     assert logged["devices"] == [str(d) for d in jax.devices()]
     assert logged["xla_flags"] == os.environ.get("XLA_FLAGS", "")
+
+
+def test_an_unwritable_folder_is_one_warning_and_jax_compiles_without_it(tmp_path, monkeypatch, capsys):
+    """A file where the cache folder should be: one warning line from the command (here one that
+    then stops at its missing config: the line comes before anything else), and inside
+    ``configured`` the cache is off and programs compile as usual."""
+    monkeypatch.chdir(tmp_path)
+    Path("blocked").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "blocked" / "jax"))
+    assert cli.main(["train", "missing.toml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("fnlearn: warning: compilation cache ")
+    assert (
+        "blocked/jax: Not a directory; running without it" in err[0] and "JAX_COMPILATION_CACHE_DIR" in err[0]
+    )
+    assert err[1].startswith("fnlearn: error: ") and "missing.toml" in err[1]
+    with pytest.warns(FnlearnWarning, match="running without it"), compile_cache.configured() as choice:
+        assert not choice.enabled and not jax.config.jax_enable_compilation_cache
+        assert float(jax.jit(lambda x: x * 7.0 + 23.0)(1.0)) == 30.0
+        assert compile_cache.settings()["cache"]["enabled"] is False
     assert jax.config.jax_enable_compilation_cache  # on again for the rest of the session
