@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Sequence
 
 from fnlearn.commands import compare, launch, lr_find, plot, predict, sample, summary, sweep, train
+from fnlearn.commands.common import add_compile_cache_option
 from fnlearn.errors import FnlearnError
 
 __all__ = ["main", "run"]
@@ -43,6 +44,8 @@ exit status: 0 done; 1 a run diverged (its summary.json says so), or the operati
 line, a data file or a checkpoint, or a run directory in use by another process; 130 interrupted."""
 
 COMMANDS = (train, sweep, compare, plot, predict, sample, summary, lr_find, launch)
+# the commands that compile programs: they take --no-compile-cache (fnlearn.compile_cache)
+COMPILING = ("train", "sweep", "predict", "sample", "lr-find")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for command in COMMANDS:
         command.add_parser(subcommands)
+    for name in COMPILING:
+        add_compile_cache_option(subcommands.choices[name])
     return parser
 
 
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command is None:
                 _parser().print_help()
                 return EXIT_USAGE
-            return args.func(args) or 0
+            return _run_command(args)
         except FnlearnError as error:
             _error(error)
             return EXIT_USAGE
@@ -99,6 +104,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 _error("interrupted.")
             return EXIT_INTERRUPTED
+
+
+def _run_command(args) -> int:
+    """The command's ``run(args)``; one that compiles runs with the persistent compilation cache
+    (``fnlearn.compile_cache``: jax is imported only for those)."""
+    if getattr(args, "compile_cache", None) is None:
+        return args.func(args) or 0
+    from fnlearn import compile_cache  # noqa: PLC0415 - imports jax
+
+    with compile_cache.configured(enabled=args.compile_cache):
+        return args.func(args) or 0
 
 
 def run() -> None:

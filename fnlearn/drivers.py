@@ -56,6 +56,10 @@ PROBE_BUDGET_S = 0.1  # seconds of timed steps per driver, at most (plus one war
 # 0.07 ms MLP step it was most of the call, and auto wrongly chose the loop)
 SCAN_PROBE_CALL_S = 0.05
 SCAN_PROBE_LENGTHS = (2, 512)  # ... within these bounds (2: XLA keeps a loop of two trips a loop)
+# ... unless the run's own chunk (scan_length) takes at most this long per call: then the probe runs
+# the very program training runs, compiled once for both (and, its length fixed by the run rather
+# than by a timing, found again in the persistent compilation cache by the next run)
+SCAN_PROBE_MAX_CALL_S = 0.25
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,6 +212,7 @@ def choose_driver(
     scan_steps: Callable[[int], object],
     *,
     remaining_steps: int,
+    scan_length: int | None = None,
     measure_above_s: float | None = None,
     budget_s: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -222,24 +227,25 @@ def choose_driver(
     1. The loop: one warm-up step (compilation), then rounds of 1, 2, 4, ... steps dispatched ahead
        and waited for at the round's end, until ``budget_s``; t_loop = the last round's time ÷ its
        steps (the largest round: the least weight on the one wait per round).
-    2. The scan's probe would run k = clamp(SCAN_PROBE_CALL_S / t_loop, 2, 512) steps per call
-       (about 0.05 s), a warm-up call and at least two timed ones: 3k steps. If the whole run by
-       the loop is shorter than that, remaining_steps · t_loop < max(measure_above_s, 3k · t_loop)
-       (``measure_above_s`` = 0.25 s stands for the scan's compilation, a few tenths of a second on
-       a CPU even for a tiny model), measuring the scan would cost more than the loop can lose on
-       such a run (its overhead is one dispatch, ~0.1 ms, per step): choose the loop without
-       measuring. Tiny runs (tests, smoke runs) and a few steps of a large model thus pay one
-       compilation, the loop's, and a few probe steps.
-    3. The scan: one warm-up call of k steps, then calls until ``budget_s`` (2 to 5 of them);
-       t_scan = median call ÷ k.
+    2. The scan's probe runs k steps per call (step 3), a warm-up call and at least two timed
+       ones: 3k steps. If the whole run by the loop is shorter than that,
+       remaining_steps · t_loop < max(measure_above_s, 3k · t_loop) (``measure_above_s`` = 0.25 s
+       stands for the scan's compilation, a few tenths of a second on a CPU even for a tiny
+       model), measuring the scan would cost more than the loop can lose on such a run (its
+       overhead is one dispatch, ~0.1 ms, per step): choose the loop without measuring. Tiny runs
+       (tests, smoke runs) and a few steps of a large model thus pay one compilation, the loop's,
+       and a few probe steps.
+    3. The scan: k = ``scan_length`` (the run's chunk, whose program training compiles anyway) if
+       it is 2 or more and a call takes at most SCAN_PROBE_MAX_CALL_S (0.25 s) by t_loop, else
+       k = clamp(SCAN_PROBE_CALL_S / t_loop, 2, 512) steps per call (about 0.05 s); one warm-up
+       call, then calls until ``budget_s`` (2 to 5 of them); t_scan = median call ÷ k.
     4. The loop if t_loop < t_scan, else the scan (a tie keeps the scan: no Python per step).
     """
     measure_above_s = MEASURE_ABOVE_S if measure_above_s is None else measure_above_s
     budget_s = PROBE_BUDGET_S if budget_s is None else budget_s
     jax.block_until_ready(loop_step())
     t_loop = _time_loop(loop_step, budget_s, clock)
-    low, high = SCAN_PROBE_LENGTHS
-    length = int(min(high, max(low, math.ceil(SCAN_PROBE_CALL_S / t_loop))))
+    length = _scan_probe_length(t_loop, scan_length)
     if remaining_steps * t_loop < max(measure_above_s, (1 + _MIN_CALLS) * length * t_loop):
         return DriverChoice(
             "loop",
@@ -256,6 +262,15 @@ def choose_driver(
         t_loop,
         t_scan,
     )
+
+
+def _scan_probe_length(t_loop: float, scan_length: int | None) -> int:
+    """Steps per probe call of the scan: the run's own chunk when it is short enough (see
+    ``choose_driver``), else about SCAN_PROBE_CALL_S of steps, within SCAN_PROBE_LENGTHS."""
+    low, high = SCAN_PROBE_LENGTHS
+    if scan_length is not None and low <= scan_length and scan_length * t_loop <= SCAN_PROBE_MAX_CALL_S:
+        return int(scan_length)
+    return int(min(high, max(low, math.ceil(SCAN_PROBE_CALL_S / t_loop))))
 
 
 def _time_loop(loop_step, budget_s: float, clock, max_round: int = 64) -> float:

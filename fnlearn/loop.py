@@ -331,12 +331,17 @@ class _ArrayRun:
             return probe["state"].step
 
         def scan_steps(k):
+            if k == len(indices):  # the run's own chunk: the program training runs
+                probe["state"], stacked = self.run_scan(probe["state"], indices, weights)
+                return stacked
             rows = jnp.arange(k) % len(indices)  # any k rows of the epoch: the cost is the same
             probe["state"], stacked = self.run_scan(probe["state"], indices[rows], weights[rows])
             return stacked
 
         remaining = self.plan.total_steps - int(state.step)
-        choice = drivers.choose_driver(loop_step, scan_steps, remaining_steps=remaining)
+        choice = drivers.choose_driver(
+            loop_step, scan_steps, remaining_steps=remaining, scan_length=self.plan.chunk
+        )
         self.buffers = probe["buffers"]  # reused: every row is written before it is read
         if choice.scan_s_per_step is not None:  # measured both: later fits of this program reuse it
             _CHOICES[key] = choice

@@ -16,7 +16,9 @@ comparison in the suite is between two runs under the same flags, or against a r
 tolerance. A user's run compiles with XLA's defaults.
 
 The cache lives in a temporary directory made by the session's first process and deleted when it
-ends; xdist workers and the subprocesses tests start inherit it through the environment. Two
+ends; xdist workers and the subprocesses tests start inherit it through the environment. fnlearn's
+commands, run in-process or as subprocesses, find it in ``JAX_COMPILATION_CACHE_DIR`` and use it
+instead of the user's ~/.cache/fnlearn/jax (``fnlearn.compile_cache``: an explicit folder wins). Two
 processes writing one entry at once write the same bytes; one reading an entry another is still
 writing fails to decompress it, which jax reports as a warning before compiling the program itself.
 """

@@ -235,3 +235,32 @@ def test_an_interrupt_lost_inside_a_step_is_raised_by_the_next_check(monkeypatch
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the block's handler is gone
     signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.parametrize("scan_length, expected", [(45, 45), (1000, 50), (1, 50), (None, 50)])
+def test_the_scan_probe_runs_the_runs_own_chunk_when_it_is_short(scan_length, expected):
+    """With the run's chunk (scan_length) the probe measures the very program training runs, unless a
+    call would take over SCAN_PROBE_MAX_CALL_S (1000 · 1 ms) or it is under 2 steps: then about
+    SCAN_PROBE_CALL_S of steps (50 of 1 ms)."""
+    loop_step, scan_steps, clock, calls = _fake_timed(1e-3, 4e-4)
+    choice = drivers.choose_driver(
+        loop_step, scan_steps, remaining_steps=10_000, scan_length=scan_length, clock=clock
+    )
+    assert choice.driver == "scan" and {k for kind, k in calls if kind == "scan"} == {expected}
+
+
+def test_auto_compiles_the_scan_once_for_its_probe_and_the_run(monkeypatch):
+    """auto measuring both drivers, then training by the scan, one chunk per epoch (a callback wakes
+    the host): the probe's scan is the run's program, compiled once."""
+    monkeypatch.setattr(drivers, "MEASURE_ABOVE_S", 0.0)
+    monkeypatch.setattr(drivers, "PROBE_BUDGET_S", 0.0)
+    monkeypatch.setattr(drivers, "_time_loop", lambda *args: 1.0)  # a slow loop: the scan wins
+    monkeypatch.setattr(drivers, "SCAN_PROBE_MAX_CALL_S", float("inf"))  # ... and 4 of its steps are short
+    monkeypatch.setattr(fl.loop, "_CHOICES", {})
+    x, y = _problem()
+    before = drivers.run_chunk._cache_size()
+    state = _state()  # new model and optimizer objects: a new entry of run_chunk's cache
+    hook = LambdaCallback(on_epoch_end=lambda ctx: None)
+    _, history = fl.fit(state, (x, y), loss=HEAD, batch_size=16, epochs=2, callbacks=[hook])
+    assert history.driver["driver"] == "scan" and history.driver["scan_s_per_step"] is not None
+    assert drivers.run_chunk._cache_size() == before + 1

@@ -14,16 +14,25 @@ loads every fnlearn submodule and lists the heavy optional packages that came wi
 should: they are imported inside the functions that need them); `python -X importtime` of the
 training API gives the fnlearn modules that take longest to import (self time, their own code).
 
-    python experiments/benchmarks/startup.py [--quick] [--runs 9] [--out DIR]
+The main job's start-up (``main_job_profile``; skipped with --no-main-job): one fresh
+``fnlearn train configs/digits_mlp.toml --no-compile-cache`` under ``python -X importtime`` with
+``JAX_LOG_COMPILES=1`` (and ``FNLEARN_DEBUG=1``, which keeps the log): the import time of each top-level package (self times summed) and the
+compilation time of each program jax compiles (summed over its compilations), the largest first.
+
+    python experiments/benchmarks/startup.py [--quick] [--runs 9] [--no-main-job] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,6 +91,51 @@ def slowest_own_modules(statement: str, package: str = "fnlearn", top: int = 8) 
     return sorted(rows, key=lambda r: -r["self_ms"])[:top]
 
 
+COMPILED = re.compile(r"Finished XLA compilation of (\S+) in ([0-9.]+) s")
+
+
+def main_job_profile(root: Path, top: int = 12) -> dict:
+    """Imports (per top-level package) and compilations (per program) of one fresh run of the
+    main job without the compilation cache, from ``-X importtime`` and jax's compile log."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = os.environ | {
+            "JAX_LOG_COMPILES": "1",
+            "FNLEARN_DEBUG": "1",
+            "JAX_PLATFORMS": "cpu",
+            "MPLBACKEND": "Agg",
+        }
+        command = ["-m", "fnlearn", "train", str(root / "configs" / "digits_mlp.toml"), "--quiet"]
+        start = time.perf_counter()
+        err = subprocess.run(
+            [sys.executable, "-X", "importtime", *command, "--out", "run", "--no-compile-cache"],
+            cwd=tmp,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stderr
+        wall = time.perf_counter() - start
+    imports, compiles = collections.Counter(), collections.defaultdict(list)
+    for line in err.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            self_us, _, name = (part.strip() for part in line[len("import time:") :].split("|"))
+            if self_us.isdigit():
+                imports[name.split(".")[0]] += int(self_us) / 1e6
+        elif found := COMPILED.search(line):
+            compiles[found.group(1)].append(float(found.group(2)))
+    return {
+        "wall_s": wall,
+        "import_s": sum(imports.values()),
+        "compile_s": sum(sum(v) for v in compiles.values()),
+        "compilations": sum(len(v) for v in compiles.values()),
+        "imports_by_package_s": dict(imports.most_common(top)),
+        "compiles_by_program_s": {
+            name: {"seconds": sum(v), "count": len(v)}
+            for name, v in sorted(compiles.items(), key=lambda kv: -sum(kv[1]))[:top]
+        },
+    }
+
+
 def plot(samples: dict[str, list[float]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -111,6 +165,9 @@ def main(argv=None):
     parser.add_argument(
         "--runs", type=int, default=None, help="fresh processes per statement (default 9, at least 7)"
     )
+    parser.add_argument(
+        "--no-main-job", action="store_true", help="skip the main job's import/compile profile"
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (7 if args.quick else 9)
     if runs < 7:
@@ -129,6 +186,8 @@ def main(argv=None):
         "heavy_optional_modules_after_every_submodule": heavy_modules_after(EVERY_SUBMODULE),
         "slowest_fnlearn_modules": slowest_own_modules(TRAINING_API),
     }
+    if not args.no_main_job:
+        results["main_job"] = main_job_profile(Path(__file__).resolve().parents[2])
     (out / "startup.json").write_text(json.dumps(results, indent=2))
     plot(samples, out / "startup.png", f"start-up, median of {runs} fresh processes each (interleaved)")
     for name, value in medians.items():
@@ -146,6 +205,19 @@ def main(argv=None):
         "slowest fnlearn modules (self time): "
         + ", ".join(f"{r['module']} {r['self_ms']:.1f} ms" for r in results["slowest_fnlearn_modules"][:5])
     )
+    if "main_job" in results:
+        job = results["main_job"]
+        print(
+            f"main job (no compilation cache): {job['wall_s']:.1f} s wall, {job['import_s']:.1f} s importing, "
+            f"{job['compile_s']:.1f} s in {job['compilations']} compilations"
+        )
+        print("  imports: " + ", ".join(f"{k} {v:.2f} s" for k, v in job["imports_by_package_s"].items()))
+        print(
+            "  compilations: "
+            + ", ".join(
+                f"{k} {v['seconds']:.2f} s ×{v['count']}" for k, v in job["compiles_by_program_s"].items()
+            )
+        )
     print(f"wrote {out}")
     return results
 

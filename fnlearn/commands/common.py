@@ -40,6 +40,19 @@ def add_training_options(sub: argparse.ArgumentParser, *, out: str, resume: str,
     cluster.add_argument("--num-processes", type=int, metavar="N", help="how many processes train together")
 
 
+def add_compile_cache_option(sub: argparse.ArgumentParser) -> None:
+    """``--no-compile-cache`` (stored as ``args.compile_cache``, True by default) of a command that
+    compiles; ``fnlearn.cli`` adds it to each of them."""
+    sub.add_argument(
+        "--no-compile-cache",
+        action="store_false",
+        dest="compile_cache",
+        help="compile every program afresh instead of loading it from jax's persistent compilation "
+        "cache (default folder: $XDG_CACHE_HOME/fnlearn/jax or ~/.cache/fnlearn/jax; "
+        "JAX_COMPILATION_CACHE_DIR overrides it, FNLEARN_COMPILE_CACHE=0 also turns it off)",
+    )
+
+
 def warn(message: str) -> None:
     """One ``fnlearn: warning: ...`` line (through ``warnings``; ``cli`` prints it as one line)."""
     warnings.warn(FnlearnWarning(message), stacklevel=2)

@@ -1,7 +1,9 @@
 """Small datasets shipped inside scikit-learn (the optional extra ``fnlearn[data]``).
 
 Nothing is downloaded: these five sets live in scikit-learn's package data. scikit-learn is
-imported only when one of them is loaded, so ``import fnlearn`` stays fast without it.
+imported only when one of them is loaded, so ``import fnlearn`` stays fast without it; digits is
+read straight from scikit-learn's file (``digits.csv.gz``, the same arrays ``load_digits`` gives),
+which spares the main job the second or more that importing scikit-learn and SciPy takes.
 
 =============== ============== ======= ======== ======================================
 name            task           n       features targets
@@ -18,6 +20,12 @@ diabetes        regression     442     10       1 column (disease progression)
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
 from fnlearn.data.dataset import Dataset, from_arrays
 from fnlearn.data.layout import check_layout, to_layout
 from fnlearn.errors import FnlearnError
@@ -31,14 +39,17 @@ def digits(*, layout: str = "flat") -> Dataset:
     ``layout="flat"``: x [1797, 64], image_shape (8, 8); ``"image"``: x [1797, 8, 8, 1] (for a CNN).
     """
     check_layout("digits", layout)
-    bunch = _sklearn_datasets().load_digits()
+    table = _sklearn_data_file("digits.csv.gz")  # 64 pixel columns, then the digit
+    if table is None:
+        bunch = _sklearn_datasets().load_digits()
+        table = np.column_stack([bunch.data, bunch.target])
     dataset = from_arrays(
-        bunch.data,
-        bunch.target,
+        table[:, :-1],
+        table[:, -1].astype(int),
         task="classification",
         num_classes=10,
         name="digits",
-        feature_names=bunch.feature_names,
+        feature_names=[f"pixel_{row}_{col}" for row in range(8) for col in range(8)],
         image_shape=(8, 8),
     )
     return to_layout(dataset, layout)
@@ -78,6 +89,19 @@ def _classification(name: str, bunch) -> Dataset:
         feature_names=bunch.feature_names,
         class_names=None if names == [str(i) for i in range(len(names))] else names,
     )
+
+
+def _sklearn_data_file(name: str):
+    """The numeric CSV ``name`` of scikit-learn's ``datasets/data`` (float64), found without importing
+    scikit-learn; None if it is not there (then the caller asks scikit-learn itself)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
+    if not path.is_file():
+        return None
+    with gzip.open(path, mode="rt", encoding="utf-8") as file:
+        return np.loadtxt(file, delimiter=",")
 
 
 def _sklearn_datasets():

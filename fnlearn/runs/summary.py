@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fnlearn import __version__, checkpoint, distributed, report
+from fnlearn import __version__, checkpoint, compile_cache, distributed, report
 from fnlearn.errors import FnlearnError
 from fnlearn.loop import evaluate
 from fnlearn.runs.rundir import write_json
@@ -115,7 +115,7 @@ def finished_summary(built, label: str, state, history, test) -> dict:
 
 
 def environment() -> dict:
-    """Versions, device and host, for summary.json."""
+    """Versions, device, host and compilation settings (``compile_cache.settings``), for summary.json."""
     device = jax.devices()[0]
     return {
         "versions": {
@@ -130,6 +130,7 @@ def environment() -> dict:
             "count": jax.device_count(),
         },
         "host": platform.node(),
+        "compilation": compile_cache.settings(),  # what decides the compiled code, and the cache
     }
 
 
