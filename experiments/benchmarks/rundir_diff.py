@@ -6,7 +6,7 @@ Each checkout runs the same ``fnlearn`` commands (``COMMANDS``: every config in 
 on the sequential and the replica paths, a sweep, a resume, compare and plot) in its own empty
 folder, with ``PYTHONPATH`` set to that checkout. Then every file below the two folders is
 compared after removing what legitimately changes between runs: times (``time`` in metrics.jsonl,
-``wall_time_s``, ``train_time_s`` and the environment in summary.json, seconds in the printed
+``wall_time_s``, ``train_time_s``, the environment and the compilation settings in summary.json, seconds in the printed
 lines and tables, the wall-time columns of a CSV table). Checkpoints and figures are binary and
 are not compared: their presence is (a checkpoint's step folders, as orbax names its files by chance).
 Prints one line per difference and exits 1 when there is any.
@@ -64,7 +64,16 @@ COMMANDS = [
     ["plot", "hetero"],
     ["train", "configs/digits_mlp.toml", "--set", "training.epochs=0"],
 ]
-TIMES = {"time", "examples_per_second", "wall_time_s", "train_time_s", "versions", "device", "host"}
+TIMES = {
+    "time",
+    "examples_per_second",
+    "wall_time_s",
+    "train_time_s",
+    "versions",
+    "device",
+    "host",
+    "compilation",
+}
 SECONDS = re.compile(r"\d+(\.\d+)?( ± \d+(\.\d+)?)? s\b|\| [\d.]+ (± [\d.]+ )?\|$")
 
 
