@@ -164,15 +164,14 @@ def _train_sequential(claim: Claim, plan: Plan, *, resume: bool, quiet: bool) ->
 def run_all(claim: Claim, plans: list[Plan], *, resume: bool, quiet: bool) -> list[Done]:
     """Train every (built) plan, each in its locked run directory; see the module docstring."""
     done = []
-    groups = replica_groups(plans, resume)
+    groups = replica_groups(plans)
     for number, group in enumerate(groups, 1):
         if len(groups) > 1:  # where a sweep or a multi-seed run is
-            say(quiet, f"[{number}/{len(groups)}] {group[0].label}")
+            say(quiet, f"[{number}/{len(groups)}] {', '.join(dict.fromkeys(plan.label for plan in group))}")
         with _cleanup_on_error(claim, [plan.run_dir for plan in group], resume):
-            if len(group) > 1:
-                finished = train_replicas(claim, group, quiet=quiet)
-            else:
-                finished = [_train_sequential(claim, group[0], resume=resume, quiet=quiet)]
+            finished = train_replicas(claim, group, resume=resume, quiet=quiet) if len(group) > 1 else None
+            if finished is None:  # one run, or a resume that goes run by run
+                finished = [_train_sequential(claim, plan, resume=resume, quiet=quiet) for plan in group]
         for run in finished:
             if run.summary.get("status") == "diverged":
                 print(f"fnlearn: {run.run_dir}: {run.summary['error']}{DIVERGED_HINT}", file=sys.stderr)
