@@ -16,6 +16,10 @@ Each replica can stop on its own: a replica whose loss or gradient turns non-fin
 last finite state and marked ``diverged``; with ``early_stopping`` a replica whose monitored
 metric stops improving is frozen (and, with ``restore_best``, gets its best parameters back at the
 end). The program runs on until every replica has stopped or the budget is spent.
+
+``fit`` never donates the caller's states (it copies them once), calls ``after_epoch`` with the
+states after every epoch (where ``fnlearn sweep`` checkpoints each replica), and continues restored
+states with ``initial_step``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from fnlearn.session import open_metrics, plan_steps, progress_bar, write_record
 from fnlearn.train import TrainState, objective, train_step
 from fnlearn.tree import path_str
 
-__all__ = ["create", "fit", "num_replicas", "replica"]
+__all__ = ["ReplicaHistory", "create", "fit", "num_replicas", "replica"]
 
 
 def num_replicas(states: TrainState) -> int:
@@ -227,15 +231,12 @@ def fit(
 ):
     """Train stacked ``states`` (from ``create``) together; returns ``(states, history)``.
 
-    ``history`` (a ``ReplicaHistory``) has one record per (epoch, replica): ``{"epoch", "step",
-    "replica", ...info, "active", "diverged", "train_*", "val_*"}``; with ``run_dir`` the same
-    records go to ``metrics.jsonl``. Arguments are those of ``fl.fit``; ``early_stopping`` is
-    applied to each replica on its own (its ``monitor``, ``patience``, ``min_delta``, ``mode``,
-    ``restore_best``). ``on_epoch(records)``, if given, is called after every epoch with that
-    epoch's records; ``after_epoch(states, epoch, step, last)`` after it, with the states (to
-    checkpoint them; they are donated to the next epoch's program, so copy what you keep).
-    ``initial_step``/``initial_time``: continue ``states`` restored at that step (an epoch
-    boundary) with that much time already spent. The caller's ``states`` are never donated.
+    ``history`` (a ``ReplicaHistory``): one record per (epoch, replica), ``{"epoch", "step",
+    "replica", ...info, "active", "diverged", "train_*", "val_*"}``, also in ``run_dir``'s
+    metrics.jsonl. Arguments are ``fl.fit``'s; ``early_stopping`` applies to each replica on its
+    own. ``on_epoch(records)`` is called after every epoch, then ``after_epoch(states, epoch, step,
+    last)`` (to checkpoint: the next epoch donates ``states``). ``initial_step``/``initial_time``
+    continue restored states (at an epoch boundary). The caller's ``states`` are never donated.
     """
     _check_fit_arguments(
         states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress
@@ -268,10 +269,7 @@ def fit(
                 _add_validation(records, states, data.eval_batches, obj)
             if stopper is not None:
                 active, states = stopper.update(records, active, states, epoch)
-            for i, record in enumerate(records):
-                record |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
-                history.append(record)
-                write_record(metrics_file, record)
+            _add_records(history, metrics_file, records, info, active, diverged)
             if on_epoch is not None:
                 on_epoch(records)
             if after_epoch is not None:
@@ -348,6 +346,14 @@ def _add_validation(records: list[dict], states, eval_batches, obj) -> None:
             record[f"val_{name}"] = float(values[i] / weight[i])
     for i, record in enumerate(records):
         records[i] = rules.with_perplexity(record)
+
+
+def _add_records(history, metrics_file, records, info, active, diverged) -> None:
+    """An epoch's records, with each replica's info and flags, into the history and the file."""
+    for i, record in enumerate(records):
+        record |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
+        history.append(record)
+        write_record(metrics_file, record)
 
 
 def _check_fit_arguments(

@@ -3,9 +3,10 @@
 A ``Plan`` (``runs.plans``) is one run to make: its folder under the command's output directory,
 its config (one seed) and its label in the tables. ``build_all`` builds every plan (data, model,
 head, optimizer) before anything is written, so a mistake in any run stops the command before the
-first folder exists. ``run_all`` then trains them: the seeds of one configuration together as
-vmapped replicas where they can (``runs.replica_runs``), the rest one after another (here), each
-in its locked run directory; both paths end in ``runs.summary.write_run``:
+first folder exists. ``run_all`` then trains them: the runs that differ only in per-replica
+values (``plans.group_key``: seeds, learning rates, ...) together as one vmapped program
+(``runs.replica_runs``), the rest one after another (here), each in its locked run directory;
+both paths end in ``runs.summary.write_run``:
 
     RUN/config.toml    the resolved config, written (atomically) once the run is accepted
     RUN/vocab.json     sequence data only: the tokens' text and T, for ``fnlearn sample``

@@ -202,7 +202,7 @@ def train_replicas(claim: Claim, group: list[Plan], *, resume: bool, quiet: bool
     action = f"resuming from step {first}" if first else "training"
     say(
         quiet,
-        f"{action} {len(group)} runs as one vmapped program: {', '.join(str(p.run_dir) for p in group)}",
+        f"{action} {len(group)} runs as vmapped replicas (one program): {', '.join(str(p.run_dir) for p in group)}",
     )
     printer = (
         None
