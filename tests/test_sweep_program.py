@@ -1,8 +1,9 @@
 """A sweep as one compiled program (runs.plans.group_key, runs.replica_runs) and sweep parts.
 
-The grouped runs are checked against the sequential path (training.replicas = false) on one tiny
-sweep, 2 learning rates (under a cosine schedule, so the schedule's peak is per replica) x 2 seeds:
-every run directory must be what the sequential path writes. A grouped sweep interrupted after
+The grouped runs are checked against the sequential path on one tiny sweep, 2 variants x 2 seeds,
+the variants differing in every kind of per-replica value at once (learning rate under a cosine
+schedule, so the schedule's peak is per replica; weight decay; dropout; Adam's b1): every run
+directory must be what the sequential path writes. A grouped sweep interrupted after
 epoch 1 of 3 and resumed must equal the uninterrupted one, and the parts of a sweep must cover its
 runs exactly once and compare to the same table.
 """
@@ -43,9 +44,14 @@ epochs = 3
 batch_size = 24
 [logging]
 plots = false
+[sweep]
+seeds = 2
+variants = [
+  { label = "a", "optimizer.learning_rate" = 1e-2, "optimizer.weight_decay" = 1e-3, "model.dropout" = 0.1, "optimizer.options" = { b1 = 0.9 } },
+  { label = "b", "optimizer.learning_rate" = 3e-2, "optimizer.weight_decay" = 1e-2, "model.dropout" = 0.3, "optimizer.options" = { b1 = 0.8 } },
+]
 """
-GRID = ["--grid", "optimizer.learning_rate=1e-2,3e-2", "--seeds", "2"]
-RUNS = [f"learning_rate={lr}/seed_{s}" for lr in ("0.01", "0.03") for s in (0, 1)]
+RUNS = [f"{v}/seed_{s}" for v in ("a", "b") for s in (0, 1)]
 TIMES = ("time", "examples_per_second", "train_time_s", "wall_time_s", "driver")
 
 
@@ -99,7 +105,7 @@ def test_the_parts_of_a_sweep_cover_every_run_exactly_once(lrs, sizes, seeds, pa
 
 
 def _sweep(root: Path, out: str, *extra) -> int:
-    return cli.main(["sweep", str(root / "tiny.toml"), *GRID, "--out", str(root / out), "--quiet", *extra])
+    return cli.main(["sweep", str(root / "tiny.toml"), "--out", str(root / out), "--quiet", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +131,7 @@ def sweeps(tmp_path_factory):
     ]
     assert _sweep(root, "resumed", "--resume") == 0
     assert _sweep(root, "part2", "--part", "2/2") == 0
-    for run in RUNS[:2]:  # part 1/2 is the other group: as the resumed sweep trained it (saves a sweep)
+    for run in RUNS[:2]:  # part 1/2, the first half: as the resumed sweep trained it (saves a sweep)
         shutil.copytree(root / "resumed" / run, root / "part1" / run)
     return root
 
@@ -172,7 +178,7 @@ def test_a_grouped_runs_checkpoint_restores_as_a_sequential_one(sweeps):
 
 def test_a_part_trains_its_slice_and_each_of_its_runs_is_the_single_sweeps(sweeps):
     trained = sorted(f"{p.parent.name}/{p.name}" for p in (sweeps / "part2").glob("*/seed_*"))
-    assert trained == RUNS[2:]  # the second group, whole (sweep_part's rule)
+    assert trained == RUNS[2:]  # one group of 4 in 2 parts: its second half (sweep_part's rule)
     for run in trained:
         _same_run(sweeps / "part2" / run, sweeps / "sequential" / run)
 
