@@ -183,17 +183,17 @@ def test_a_part_trains_its_slice_and_each_of_its_runs_is_the_single_sweeps(sweep
         _same_run(sweeps / "part2" / run, sweeps / "sequential" / run)
 
 
-def _table(capsys, *paths) -> list[str]:
+def _table(capsys, out: Path, *paths) -> list[str]:
     capsys.readouterr()
-    assert cli.main(["compare", *map(str, paths)]) == 0
+    assert cli.main(["compare", *map(str, paths), "--out", str(out / "compare.png")]) == 0
     rows = [line.split("|")[1:-2] for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     return [[cell.strip() for cell in row] for row in rows]  # the wall-time column dropped
 
 
 def test_the_parts_compare_to_the_single_sweeps_table(sweeps, capsys):
-    whole = _table(capsys, sweeps / "sequential")
+    whole = _table(capsys, sweeps, sweeps / "sequential")
     assert whole[0][-1] == "epochs" and len(whole) == 4
-    assert _table(capsys, sweeps / "part1", sweeps / "part2") == whole
+    assert _table(capsys, sweeps, sweeps / "part1", sweeps / "part2") == whole
 
 
 @pytest.mark.parametrize(
