@@ -24,6 +24,7 @@ from fnlearn.runs import replica_runs
 from fnlearn.runs.plans import group_key, plan_runs, sweep_part
 
 CONFIGS = Path(__file__).parent.parent / "configs"
+SWEEPS = pytest.mark.xdist_group("sweep_program")  # one worker trains the module's sweeps once for all
 TINY = """\
 name = "tiny"
 [data]
@@ -159,6 +160,7 @@ def _same_run(a: Path, b: Path) -> None:
             np.testing.assert_allclose(value, other, rtol=2e-5, atol=1e-6, err_msg=f"{key}.{name}")
 
 
+@SWEEPS
 @pytest.mark.parametrize("run", RUNS)
 def test_a_grouped_run_resumed_after_epoch_1_is_the_uninterrupted_sequential_run(sweeps, run):
     """The 4 runs (2 learning rates x 2 seeds) were one program, stopped after epoch 1 of 3 and
@@ -168,6 +170,7 @@ def test_a_grouped_run_resumed_after_epoch_1_is_the_uninterrupted_sequential_run
     assert grouped["driver"]["driver"] == "replicas" and "4 runs" in grouped["driver"]["reason"]
 
 
+@SWEEPS
 def test_a_grouped_runs_checkpoint_restores_as_a_sequential_one(sweeps):
     loaded = [fl.runs.load(sweeps / path / RUNS[-1]) for path in ("resumed", "sequential")]
     assert int(loaded[0].state.step) == int(loaded[1].state.step) == 3 * 3  # 3 epochs x 3 steps
@@ -176,6 +179,7 @@ def test_a_grouped_runs_checkpoint_restores_as_a_sequential_one(sweeps):
     )
 
 
+@SWEEPS
 def test_a_part_trains_its_slice_and_each_of_its_runs_is_the_single_sweeps(sweeps):
     trained = sorted(f"{p.parent.name}/{p.name}" for p in (sweeps / "part2").glob("*/seed_*"))
     assert trained == RUNS[2:]  # one group of 4 in 2 parts: its second half (sweep_part's rule)
@@ -190,12 +194,14 @@ def _table(capsys, out: Path, *paths) -> list[str]:
     return [[cell.strip() for cell in row] for row in rows]  # the wall-time column dropped
 
 
+@SWEEPS
 def test_the_parts_compare_to_the_single_sweeps_table(sweeps, capsys):
     whole = _table(capsys, sweeps, sweeps / "sequential")
     assert whole[0][-1] == "epochs" and len(whole) == 4
     assert _table(capsys, sweeps, sweeps / "part1", sweeps / "part2") == whole
 
 
+@SWEEPS
 @pytest.mark.parametrize(
     ("part", "message"),
     [
