@@ -16,6 +16,10 @@ Each replica can stop on its own: a replica whose loss or gradient turns non-fin
 last finite state and marked ``diverged``; with ``early_stopping`` a replica whose monitored
 metric stops improving is frozen (and, with ``restore_best``, gets its best parameters back at the
 end). The program runs on until every replica has stopped or the budget is spent.
+
+``fit`` never donates the caller's states (it copies them once), calls ``after_epoch`` with the
+states after every epoch (where ``fnlearn sweep`` checkpoints each replica), and continues restored
+states with ``initial_step``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from fnlearn.session import open_metrics, plan_steps, progress_bar, write_record
 from fnlearn.train import TrainState, objective, train_step
 from fnlearn.tree import path_str
 
-__all__ = ["create", "fit", "num_replicas", "replica"]
+__all__ = ["ReplicaHistory", "create", "fit", "num_replicas", "replica"]
 
 
 def num_replicas(states: TrainState) -> int:
@@ -166,29 +170,40 @@ def _select(mask, new, old):
     return jax.tree.map(pick, new, old)
 
 
-def _scan_replicas(states, active, x, y, indices, weights, obj, augment):
+def _scan_replicas(states, active, x, y, indices, weights, obj, augment, norms):
     """k steps of every active replica. indices/weights: [k, S, batch]. A replica whose step gives a
-    non-finite loss or gradient keeps its previous state and becomes inactive."""
-    step = jax.vmap(lambda s, xb, yb, w: train_step(s, (xb, yb, w), obj, augment))
+    non-finite loss or gradient keeps its previous state and becomes inactive (the gradient norm
+    is always computed for that test; it is logged only with ``norms``)."""
+    step = jax.vmap(lambda s, xb, yb, w: train_step(s, (xb, yb, w), obj, augment, norms=True))
 
     def body(carry, row):
         states, active = carry
         idx, w = row
         new, metrics = step(states, x[idx], y[idx], w)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+        if not norms:
+            metrics = {k: v for k, v in metrics.items() if k not in ("grad_norm", "update_norm")}
         keep = active & finite
         return (_select(keep, new, states), keep), (metrics, active, active & ~finite)
 
     return jax.lax.scan(body, (states, active), (indices, weights))
 
 
-_run_replica_chunk = jax.jit(_scan_replicas, static_argnames=("obj", "augment"), donate_argnums=(0,))
+_run_replica_chunk = jax.jit(_scan_replicas, static_argnames=("obj", "augment", "norms"), donate_argnums=(0,))
 _replica_order = jax.jit(jax.vmap(epoch_order, in_axes=(0, None, None, None, None)), static_argnums=(2, 3, 4))
 _evaluate_replicas = jax.jit(jax.vmap(eval_scan, in_axes=(0, None, None, None, None)), static_argnums=(4,))
 
 
 # --------------------------------------------------------------------------------------------
 # fit
+
+
+class ReplicaHistory(list):
+    """``replicas.fit``'s records, plus each replica's early-stopping outcome: ``best_epoch[i]``
+    (None without early stopping) and ``stopped_early[i]``."""
+
+    best_epoch: list
+    stopped_early: list
 
 
 def fit(
@@ -209,14 +224,19 @@ def fit(
     drop_last: bool = False,
     progress: bool | None = None,
     on_epoch=None,
+    log_norms: bool = True,
+    initial_step: int = 0,
+    initial_time: float = 0.0,
+    after_epoch=None,
 ):
     """Train stacked ``states`` (from ``create``) together; returns ``(states, history)``.
 
-    ``history`` has one record per (epoch, replica): ``{"epoch", "step", "replica", ...info,
-    "active", "diverged", "train_*", "val_*"}``; with ``run_dir`` the same records go to
-    ``metrics.jsonl``. Arguments are those of ``fl.fit``; ``early_stopping`` is applied to each
-    replica on its own (its ``monitor``, ``patience``, ``min_delta``, ``mode``, ``restore_best``).
-    ``on_epoch(records)``, if given, is called after every epoch with that epoch's records.
+    ``history`` (a ``ReplicaHistory``): one record per (epoch, replica), ``{"epoch", "step",
+    "replica", ...info, "active", "diverged", "train_*", "val_*"}``, also in ``run_dir``'s
+    metrics.jsonl. Arguments are ``fl.fit``'s; ``early_stopping`` applies to each replica on its
+    own. ``on_epoch(records)`` is called after every epoch, then ``after_epoch(states, epoch, step,
+    last)`` (to checkpoint: the next epoch donates ``states``). ``initial_step``/``initial_time``
+    continue restored states (at an epoch boundary). The caller's ``states`` are never donated.
     """
     _check_fit_arguments(
         states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress
@@ -225,34 +245,36 @@ def fit(
     S = num_replicas(states)
     info = list(info) if info is not None else [{"replica": i} for i in range(S)]
     data = _prepare(states, train, eval, obj, batch_size, eval_batch_size, drop_last, epochs, steps)
-    active = jnp.ones((S,), bool)
-    diverged = np.zeros(S, bool)
+    states = jax.tree.map(jnp.copy, states)  # the compiled epochs donate their input: not the caller's
+    active, diverged = jnp.ones((S,), bool), np.zeros(S, bool)
     stopper = _PerReplicaStopping(early_stopping, S) if early_stopping is not None else None
-    history = []
+    history = ReplicaHistory()
     metrics_file = open_metrics(run_dir, False, []) if run_dir is not None else None
-    bar = progress_bar(progress, data.plan.total_steps, 0)
-    start, step = time.perf_counter(), 0
+    bar = progress_bar(progress, data.plan.total_steps, initial_step)
+    start, step = time.perf_counter() - initial_time, initial_step
     try:
         while step < data.plan.total_steps and bool(jnp.any(active)):
             epoch = step // data.plan.steps_per_epoch + 1
+            began = time.perf_counter()
             states, active, (metrics, was_active, died), k = _train_epoch(
-                states, active, data, step, obj, augment
+                states, active, data, step, obj, augment, log_norms
             )
             step += k
             if bar is not None:
                 bar.update(k)
             diverged |= died.any(0)
-            records = _epoch_records(metrics, was_active, epoch, step, time.perf_counter() - start)
+            speed = S * min(k * data.plan.batch_size, data.plan.n) / (time.perf_counter() - began)
+            records = _epoch_records(metrics, was_active, epoch, step, time.perf_counter() - start, speed)
             if data.eval_batches is not None:
                 _add_validation(records, states, data.eval_batches, obj)
             if stopper is not None:
                 active, states = stopper.update(records, active, states, epoch)
-            for i, record in enumerate(records):
-                record |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
-                history.append(record)
-                write_record(metrics_file, record)
+            _add_records(history, metrics_file, records, info, active, diverged)
             if on_epoch is not None:
                 on_epoch(records)
+            if after_epoch is not None:
+                last = step >= data.plan.total_steps or not bool(jnp.any(active))
+                after_epoch(states, epoch, step, last)
     finally:
         if bar is not None:
             bar.close()
@@ -260,6 +282,8 @@ def fit(
             metrics_file.close()
     if stopper is not None:
         states = stopper.restore(states)
+    history.best_epoch = list(stopper.best_epoch) if stopper is not None else [None] * S
+    history.stopped_early = [bool(x) for x in stopper.stopped] if stopper is not None else [False] * S
     return states, history
 
 
@@ -290,7 +314,7 @@ def _prepare(states, train, held_out, obj, batch_size, eval_batch_size, drop_las
     return _Data(x, y, plan, order_keys, eval_batches)
 
 
-def _train_epoch(states, active, data: _Data, step: int, obj, augment):
+def _train_epoch(states, active, data: _Data, step: int, obj, augment, norms: bool):
     """One epoch from ``step`` (or what is left of the budget) of every active replica, as one
     compiled scan: ``(states, active, (metrics, was_active, died) on the host, steps taken)``."""
     plan = data.plan
@@ -308,6 +332,7 @@ def _train_epoch(states, active, data: _Data, step: int, obj, augment):
         jnp.swapaxes(weights[:, :k], 0, 1),
         obj=obj,
         augment=augment,
+        norms=norms,
     )
     return states, active, jax.device_get(out), k
 
@@ -321,6 +346,14 @@ def _add_validation(records: list[dict], states, eval_batches, obj) -> None:
             record[f"val_{name}"] = float(values[i] / weight[i])
     for i, record in enumerate(records):
         records[i] = rules.with_perplexity(record)
+
+
+def _add_records(history, metrics_file, records, info, active, diverged) -> None:
+    """An epoch's records, with each replica's info and flags, into the history and the file."""
+    for i, record in enumerate(records):
+        record |= info[i] | {"active": bool(active[i]), "diverged": bool(diverged[i])}
+        history.append(record)
+        write_record(metrics_file, record)
 
 
 def _check_fit_arguments(
@@ -340,8 +373,9 @@ def _check_fit_arguments(
         )
 
 
-def _epoch_records(metrics, was_active, epoch, step, elapsed):
-    """One record per replica: each metric's mean over the steps the replica was active."""
+def _epoch_records(metrics, was_active, epoch, step, elapsed, speed):
+    """One record per replica: each metric's mean over the steps the replica was active, in the
+    order ``fl.fit`` writes them (``examples_per_second``: the whole program's)."""
     S = was_active.shape[1]
     records = []
     for i in range(S):
@@ -352,6 +386,7 @@ def _epoch_records(metrics, was_active, epoch, step, elapsed):
             record[f"train_{name}"] = (
                 (float(v[-1]) if name in rules.LATEST_VALUE else float(np.mean(v))) if len(v) else None
             )
+        record["examples_per_second"] = speed
         records.append(rules.with_perplexity(record))
     return records
 
@@ -367,12 +402,16 @@ class _PerReplicaStopping:
     best_params: object = None
     best_model_state: object = None
     has_best: np.ndarray = None
+    best_epoch: list = None
+    stopped: np.ndarray = None
 
     def __post_init__(self):
         worst = np.inf if self.rule.mode == "min" else -np.inf
         self.best = np.full(self.replicas, worst)
         self.wait = np.zeros(self.replicas, int)
         self.has_best = np.zeros(self.replicas, bool)
+        self.best_epoch = [None] * self.replicas
+        self.stopped = np.zeros(self.replicas, bool)
 
     def update(self, records, active, states, epoch):
         monitor = self.rule.monitor
@@ -385,6 +424,7 @@ class _PerReplicaStopping:
         )
         improved &= running & np.isfinite(values)
         self.best = np.where(improved, values, self.best)
+        self.best_epoch = [epoch if up else best for up, best in zip(improved, self.best_epoch)]
         self.wait = np.where(improved, 0, self.wait + running)
         if self.rule.restore_best and improved.any():
             mask = jnp.asarray(improved)
@@ -396,6 +436,7 @@ class _PerReplicaStopping:
                 self.best_model_state = _select(mask, states.model_state, self.best_model_state)
             self.has_best |= improved
         stop = running & (self.wait >= self.rule.patience)
+        self.stopped |= stop
         return jnp.asarray(running & ~stop), states
 
     def restore(self, states):

@@ -515,7 +515,7 @@ def test_seeds_as_replicas_equal_the_seeds_one_after_another(tmp_path, monkeypat
         epochs = [line for line in out.splitlines() if line.startswith("  epoch ")]
         assert len(epochs) == (2 if replicas == "true" else 4)  # progress: one line per epoch
         if replicas == "true":  # mean ± std over the seeds, and how many trained
-            assert epochs[0].startswith("  epoch    1  train_") and epochs[0].endswith("(2/2 seeds)")
+            assert epochs[0].startswith("  epoch    1  train_") and epochs[0].endswith("(2/2 runs)")
             assert " ± " in epochs[0]
         results[replicas] = {
             s: json.loads(Path(f"{replicas}/seed_{s}/summary.json").read_text()) for s in (3, 4)
@@ -523,10 +523,12 @@ def test_seeds_as_replicas_equal_the_seeds_one_after_another(tmp_path, monkeypat
     for seed in (3, 4):
         together, alone = results["true"][seed], results["false"][seed]
         assert together["test"]["loss"] == pytest.approx(alone["test"]["loss"], rel=1e-4)
-        assert together["epochs"] == alone["epochs"] == 2 and together["replicas"] == 2
+        assert together["epochs"] == alone["epochs"] == 2 and together["driver"]["driver"] == "replicas"
         lines = Path(f"true/seed_{seed}/metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
-        assert sorted(os.listdir(f"true/seed_{seed}/checkpoints/last")) == [str(alone["steps"])]
+        assert sorted(os.listdir(f"true/seed_{seed}/checkpoints/last")) == sorted(
+            os.listdir(f"false/seed_{seed}/checkpoints/last")
+        )  # the same checkpoints as the sequential run
 
 
 def test_resume_refuses_a_different_config(tmp_path, monkeypatch, capsys):

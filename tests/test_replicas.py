@@ -77,14 +77,18 @@ def test_per_replica_early_stopping_freezes_and_restores_each_replica():
         fl.nn.mlp([6, 16, 3]), tx, [0, 0], hyperparams={"learning_rate": [0.05, 0.0]}
     )
     stopper = fl.callbacks.EarlyStopping("val_loss", patience=2)
+    initial = states
     states, history = fl.replicas.fit(
         states, (x, y), loss=HEAD, epochs=8, batch_size=16, eval=(x, y), early_stopping=stopper, info=info
     )
+    fresh = fl.replicas.create(fl.nn.mlp([6, 16, 3]), tx, [0, 0])[0]
+    chex.assert_trees_all_equal(initial.params, fresh.params)  # the caller's arrays were not donated
     by_replica = {i: [r for r in history if r["replica"] == i] for i in (0, 1)}
     assert [r["active"] for r in by_replica[1]][:3] == [True, True, False]
     assert all(r["active"] for r in by_replica[0])
     assert max(r["step"] for r in history) == 8 * 4  # the program ran on for the replica still improving
     best = min(by_replica[0], key=lambda r: r["val_loss"])
+    assert history.best_epoch == [best["epoch"], 1] and history.stopped_early == [False, True]
     restored = fl.evaluate(fl.replicas.replica(states, 0), (x, y), loss=HEAD)
     assert restored["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
 

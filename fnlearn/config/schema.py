@@ -269,8 +269,8 @@ class TrainingConfig:
     # "params": parameters, model and optimizer state split over the devices (each holds ~1/n of
     # them; needs devices > 1 or 0); "none": a copy on every device (docs/training.md)
     shard: str = _field("none", _one_of("none", "params"))
-    # several seeds: one vmapped program (fl.replicas), checkpointed when it ends; false: one run
-    # after another, each checkpointed every checkpoint.every epochs (exactly resumable mid-run)
+    # runs that differ only in per-replica values (seeds, rates, ...): one vmapped program
+    # (fl.replicas), each run checkpointed every checkpoint.every epochs; false: one after another
     replicas: bool = _field(True)
     # micro-batches of batch_size per update (gradient accumulation): updates see accumulate x batch_size
     accumulate: int = _field(1, _at_least(1))

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from fnlearn import checks
 from fnlearn.config.parse import INT32_MAX
 from fnlearn.config.schema import (
     AugmentConfig,
@@ -291,7 +292,7 @@ def _check_option_types(key: str, factory: Callable | None, options: Mapping) ->
     parameters = inspect.signature(factory).parameters
     for name, value in options.items():
         p = parameters.get(name)
-        if p is None:
+        if p is None or checks.is_array(value):  # an array: one value per replica (runs.replica_runs)
             continue
         declared = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
         if declared not in _OPTION_TYPES and type(p.default) in (bool, int, float, str):
@@ -337,7 +338,8 @@ def build_optimizer(optimizer: OptimizerConfig):
     parts = []
     if optimizer.clip_norm > 0:
         parts.append(optim.clip_by_global_norm(optimizer.clip_norm))
-    if optimizer.weight_decay > 0 and not accepts_decay:
+    decays = checks.is_array(optimizer.weight_decay) or optimizer.weight_decay > 0  # an array: per replica
+    if decays and not accepts_decay:
         parts.append(
             optim.add_decayed_weights(optimizer.weight_decay, mask=_mask(optimizer.weight_decay_mask))
         )

@@ -3,9 +3,10 @@
 A ``Plan`` (``runs.plans``) is one run to make: its folder under the command's output directory,
 its config (one seed) and its label in the tables. ``build_all`` builds every plan (data, model,
 head, optimizer) before anything is written, so a mistake in any run stops the command before the
-first folder exists. ``run_all`` then trains them: the seeds of one configuration together as
-vmapped replicas where they can (``runs.replica_runs``), the rest one after another (here), each
-in its locked run directory; both paths end in ``runs.summary.write_run``:
+first folder exists. ``run_all`` then trains them: the runs that differ only in per-replica
+values (``plans.group_key``: seeds, learning rates, ...) together as one vmapped program
+(``runs.replica_runs``), the rest one after another (here), each in its locked run directory;
+both paths end in ``runs.summary.write_run``:
 
     RUN/config.toml    the resolved config, written (atomically) once the run is accepted
     RUN/vocab.json     sequence data only: the tokens' text and T, for ``fnlearn sample``
@@ -166,19 +167,18 @@ def _train_sequential(claim: Claim, plan: Plan, *, resume: bool, quiet: bool) ->
 def run_all(claim: Claim, plans: list[Plan], *, resume: bool, quiet: bool) -> list[Done]:
     """Train every (built) plan, each in its locked run directory; see the module docstring."""
     done = []
-    groups = replica_groups(plans, resume)
+    groups = replica_groups(plans)
     if distributed.several() and any(len(group) > 1 for group in groups):
         raise FnlearnError(
             "several processes train one run at a time, over all their devices: set training.replicas = false."
         )
     for number, group in enumerate(groups, 1):
         if len(groups) > 1:  # where a sweep or a multi-seed run is
-            say(quiet, f"[{number}/{len(groups)}] {group[0].label}")
+            say(quiet, f"[{number}/{len(groups)}] {', '.join(dict.fromkeys(plan.label for plan in group))}")
         with _cleanup_on_error(claim, [plan.run_dir for plan in group], resume):
-            if len(group) > 1:
-                finished = train_replicas(claim, group, quiet=quiet)
-            else:
-                finished = [_train_sequential(claim, group[0], resume=resume, quiet=quiet)]
+            finished = train_replicas(claim, group, resume=resume, quiet=quiet) if len(group) > 1 else None
+            if finished is None:  # one run, or a resume that goes run by run
+                finished = [_train_sequential(claim, plan, resume=resume, quiet=quiet) for plan in group]
         for run in finished:
             if run.summary.get("status") == "diverged" and claim.writer:
                 print(f"fnlearn: {run.run_dir}: {run.summary['error']}{DIVERGED_HINT}", file=sys.stderr)
