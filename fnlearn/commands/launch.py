@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from fnlearn.errors import FnlearnError
@@ -32,6 +34,7 @@ examples:
 """
 
 POLL_S = 0.05
+FLUSH_S = 10.0  # at most this long for a finished worker's last output lines
 
 
 def add_parser(subcommands) -> None:
@@ -68,7 +71,10 @@ def run(args) -> int:
         _start(command, i, args.processes, address, args.local_devices) for i in range(args.processes)
     ]
     try:
-        return _wait(processes)
+        code = _wait(processes)
+        for process in processes:  # their last lines (the summary) reach the terminal first
+            process.forwarder.join(timeout=FLUSH_S)
+        return code
     except KeyboardInterrupt:
         _stop(processes)
         print(
@@ -96,7 +102,24 @@ def _start(command: list[str], index: int, count: int, address: str, local_devic
     if local_devices is not None:
         flag = f"--xla_force_host_platform_device_count={local_devices}"
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
-    return subprocess.Popen([sys.executable, "-m", "fnlearn", *command], env=env, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnlearn", *command], env=env, start_new_session=True, stdout=subprocess.PIPE
+    )
+    process.forwarder = threading.Thread(target=_forward, args=(process.stdout,), daemon=True)
+    process.forwarder.start()
+    return process
+
+
+# gloo's C++ prints a line per device when the processes connect (16 for 2 x 4 devices): not news
+_GLOO_CONNECTED = re.compile(rb"\[Gloo\] Rank \d+ is connected to \d+ peer ranks")
+
+
+def _forward(stream) -> None:
+    """A worker's standard output, line by line, to ours, without gloo's connection lines."""
+    for line in iter(stream.readline, b""):
+        if not _GLOO_CONNECTED.match(line):
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
 
 
 def _wait(processes) -> int:
