@@ -145,7 +145,7 @@ def _result(run_dir: Path) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: kept on its worker until the end, never built twice
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("multiprocess")
     config = root / "digits_mp.toml"

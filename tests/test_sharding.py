@@ -24,7 +24,7 @@ from fnlearn.runs.build import build, fit_kwargs
 JOB = Path(__file__).parent / "jobs" / "sharding_job.py"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: kept on its worker until the end, never built twice
 def eight():
     """The job's measurements: replicated, sharded (loop and scan drivers) and resumed runs."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()
@@ -34,6 +34,10 @@ def eight():
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+EIGHT = pytest.mark.xdist_group("sharding")  # the tests of the 8-device job run on one worker
+
+
+@EIGHT
 def test_each_device_holds_an_eighth_of_the_state(eight):
     assert eight["devices"] == 8 and eight["first_weight_shards"] == 8
     assert eight["bytes_replicated"] == eight["bytes_total"]  # a whole copy on every device
@@ -44,6 +48,7 @@ def test_each_device_holds_an_eighth_of_the_state(eight):
     assert eight["bytes_sharded"] / eight["bytes_replicated"] < 0.13
 
 
+@EIGHT
 def test_sharded_training_equals_replicated(eight):
     assert eight["max_diff"] < 1e-5 and eight["scan_max_diff"] < 1e-5
     replicated, sharded, scanned = eight["losses"]
@@ -52,12 +57,14 @@ def test_sharded_training_equals_replicated(eight):
     assert replicated[-1] < 0.5 * replicated[0]  # it trained
 
 
+@EIGHT
 def test_steps_keep_the_layout_and_donate_it(eight):
     assert eight["layout_kept"] == [True, True]  # loop and scan drivers
     assert eight["donated"]
     assert eight["from_whole_copies"]  # what each of several processes does gives the same arrays
 
 
+@EIGHT
 def test_sharded_checkpoint_restores_and_resumes_exactly(eight):
     assert eight["restored_diff"] == 0.0  # the sharded checkpoint, read back onto one device
     assert eight["resumed_diff"] == 0.0 and eight["resumed_epochs"] == [1, 2, 3]

@@ -109,7 +109,7 @@ def _sweep(root: Path, out: str, *extra) -> int:
     return cli.main(["sweep", str(root / "tiny.toml"), "--out", str(root / out), "--quiet", *extra])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: kept on its worker until the end, never built twice
 def sweeps(tmp_path_factory):
     """The tiny sweep three ways: sequential; grouped (one program for the 4 runs), interrupted
     after epoch 1 of 3 and resumed; part 2 of 2."""
