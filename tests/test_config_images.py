@@ -26,6 +26,7 @@ def _summary(run: Path) -> dict:
 def test_digits_cnn_trains_briefly(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", CONFIGS / "digits_cnn.toml", "--out", out, "--set", "training.epochs=1", *QUIET]
+    args += ["--set", 'training.driver="loop"']  # "auto" would compile and time both (CPU 12 -> 8 s)
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     summary = _summary(out)
