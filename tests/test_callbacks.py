@@ -65,7 +65,7 @@ def simulate(values, rate, *, patience, factor, cooldown, min_delta, min_lr=0.0)
     return used, reductions
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, even if its tests are not consecutive
 def reference():
     """One uninterrupted run, shared by the tests: (callback, state, history)."""
     callback = ReduceLROnPlateau(**RULE)

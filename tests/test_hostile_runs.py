@@ -45,7 +45,7 @@ plots = false
 COSINE = TINY + '[optimizer.schedule]\nname = "cosine_decay"\n'
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, even if its tests are not consecutive
 def trained(tmp_path_factory):
     """A finished 3-epoch run (checkpoints at every epoch) and an uninterrupted 5-epoch one."""
     root = tmp_path_factory.mktemp("trained")

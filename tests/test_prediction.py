@@ -166,7 +166,7 @@ def _train_in_process(folder, text: str):
     return run_dir, built, state
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, even if its tests are not consecutive
 def trained_run(tmp_path_factory):
     return _train_in_process(tmp_path_factory.mktemp("run"), RUN)
 

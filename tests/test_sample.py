@@ -34,7 +34,7 @@ def _train(tmp, capsys, config, *overrides):
     return tmp / "run"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, even if its tests are not consecutive
 def sort_run(tmp_path_factory):
     """One brief training of configs/sort_gpt.toml, shared by the sample tests."""
     run = tmp_path_factory.mktemp("sort") / "run"
