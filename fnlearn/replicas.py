@@ -25,6 +25,7 @@ states with ``initial_step``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -35,6 +36,7 @@ import numpy as np
 
 from fnlearn import checks, rules
 from fnlearn.callbacks import EarlyStopping, unknown_metric
+from fnlearn.drivers import DRIVERS, DriverChoice, choose_driver
 from fnlearn.errors import FnlearnError
 from fnlearn.evaluation import eval_scan, padded_batches
 from fnlearn.inputs import check_arrays, check_length, check_pair, check_state
@@ -204,6 +206,7 @@ class ReplicaHistory(list):
 
     best_epoch: list
     stopped_early: list
+    driver: dict | None = None  # how the steps were driven (``fnlearn.drivers.DriverChoice.as_dict()``)
 
 
 def fit(
@@ -228,6 +231,7 @@ def fit(
     initial_step: int = 0,
     initial_time: float = 0.0,
     after_epoch=None,
+    driver: str = "auto",
 ):
     """Train stacked ``states`` (from ``create``) together; returns ``(states, history)``.
 
@@ -237,6 +241,9 @@ def fit(
     own. ``on_epoch(records)`` is called after every epoch, then ``after_epoch(states, epoch, step,
     last)`` (to checkpoint: the next epoch donates ``states``). ``initial_step``/``initial_time``
     continue restored states (at an epoch boundary). The caller's ``states`` are never donated.
+    ``driver``: the epoch's vmapped steps as one compiled scan, as one-step programs called from
+    Python ("loop"), or whichever ``fnlearn.drivers.choose_driver`` measures faster ("auto",
+    recorded in ``history.driver``), as ``fl.fit`` chooses.
     """
     _check_fit_arguments(
         states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress
@@ -250,6 +257,7 @@ def fit(
     stopper = _PerReplicaStopping(early_stopping, S) if early_stopping is not None else None
     history = ReplicaHistory()
     metrics_file = open_metrics(run_dir, False, []) if run_dir is not None else None
+    history.driver = _choose(states, active, data, initial_step, obj, augment, log_norms, driver).as_dict()
     bar = progress_bar(progress, data.plan.total_steps, initial_step)
     start, step = time.perf_counter() - initial_time, initial_step
     try:
@@ -257,7 +265,7 @@ def fit(
             epoch = step // data.plan.steps_per_epoch + 1
             began = time.perf_counter()
             states, active, (metrics, was_active, died), k = _train_epoch(
-                states, active, data, step, obj, augment, log_norms
+                states, active, data, step, obj, augment, log_norms, history.driver["driver"]
             )
             step += k
             if bar is not None:
@@ -314,25 +322,60 @@ def _prepare(states, train, held_out, obj, batch_size, eval_batch_size, drop_las
     return _Data(x, y, plan, order_keys, eval_batches)
 
 
-def _train_epoch(states, active, data: _Data, step: int, obj, augment, norms: bool):
-    """One epoch from ``step`` (or what is left of the budget) of every active replica, as one
-    compiled scan: ``(states, active, (metrics, was_active, died) on the host, steps taken)``."""
+def _epoch_rows(data: _Data, epoch: int):
+    """Every replica's minibatch rows and weights of ``epoch``, step-major: [steps, S, batch]."""
     plan = data.plan
-    epoch = step // plan.steps_per_epoch
-    indices, weights = _replica_order(
-        data.order_keys, epoch, plan.n, plan.batch_size, plan.drop_last
-    )  # [S, spe, B]
+    indices, weights = _replica_order(data.order_keys, epoch, plan.n, plan.batch_size, plan.drop_last)
+    return jnp.swapaxes(indices, 0, 1), jnp.swapaxes(weights, 0, 1)
+
+
+def _steps(states, active, data: _Data, indices, weights, obj, augment, norms: bool, driver: str):
+    """The steps of ``indices``/``weights`` [k, S, batch]: one compiled scan of k steps ("scan"),
+    or k one-step programs dispatched from Python without waiting ("loop"; a one-trip scan is
+    straight-line code, so convolutions run at their jitted speed on XLA:CPU)."""
+    run = functools.partial(_run_replica_chunk, x=data.x, y=data.y, obj=obj, augment=augment, norms=norms)
+    if driver == "scan":
+        return run(states, active, indices=indices, weights=weights)
+    outs = []
+    for i in range(len(indices)):
+        (states, active), out = run(states, active, indices=indices[i : i + 1], weights=weights[i : i + 1])
+        outs.append(out)
+    return (states, active), jax.tree.map(lambda *steps: jnp.concatenate(steps), *outs)
+
+
+def _choose(states, active, data: _Data, step: int, obj, augment, norms: bool, driver: str):
+    """The driver asked for, or with "auto" the faster, timed on a copy of the states."""
+    checks.one_of("replicas.fit", "driver", driver, DRIVERS)
+    if driver != "auto":
+        return DriverChoice(driver, "asked for")
+    remaining = data.plan.total_steps - step
+    if remaining <= 0:
+        return DriverChoice("scan", "nothing left to train")
+    indices, weights = _epoch_rows(data, step // data.plan.steps_per_epoch)
+    probe = {"states": jax.tree.map(jnp.copy, states)}
+
+    def steps(driver, rows):
+        (probe["states"], _), out = _steps(
+            probe["states"], active, data, indices[rows], weights[rows], obj, augment, norms, driver
+        )
+        return out[0]["loss"]
+
+    return choose_driver(
+        lambda: steps("loop", jnp.arange(1)),
+        lambda k: steps("scan", jnp.arange(k) % len(indices)),
+        remaining_steps=remaining,
+        scan_length=min(data.plan.steps_per_epoch, remaining),
+    )
+
+
+def _train_epoch(states, active, data: _Data, step: int, obj, augment, norms: bool, driver: str):
+    """One epoch from ``step`` (or what is left of the budget) of every active replica:
+    ``(states, active, (metrics, was_active, died) on the host, steps taken)``."""
+    plan = data.plan
+    indices, weights = _epoch_rows(data, step // plan.steps_per_epoch)
     k = min(plan.steps_per_epoch, plan.total_steps - step)
-    (states, active), out = _run_replica_chunk(
-        states,
-        active,
-        data.x,
-        data.y,
-        jnp.swapaxes(indices[:, :k], 0, 1),
-        jnp.swapaxes(weights[:, :k], 0, 1),
-        obj=obj,
-        augment=augment,
-        norms=norms,
+    (states, active), out = _steps(
+        states, active, data, indices[:k], weights[:k], obj, augment, norms, driver
     )
     return states, active, jax.device_get(out), k
 

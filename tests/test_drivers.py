@@ -184,6 +184,7 @@ def test_auto_measures_both_on_a_tiny_conv_records_it_and_trains_as_the_chosen_d
     monkeypatch.setattr(drivers, "MEASURE_ABOVE_S", 0.0)
     monkeypatch.setattr(drivers, "PROBE_BUDGET_S", 0.0)
     monkeypatch.setattr(drivers, "SCAN_PROBE_LENGTHS", (2, 2))  # a 6-step probe: not longer than the run
+    monkeypatch.setattr(drivers, "SCAN_PROBE_MAX_CALL_S", 0.0)  # (not the run's 3-step chunk: 9 steps)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(24, 6, 6, 1)).astype(np.float32)
     y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.int32)
@@ -261,6 +262,7 @@ def test_auto_compiles_the_scan_once_for_its_probe_and_the_run(monkeypatch):
     before = drivers.run_chunk._cache_size()
     state = _state()  # new model and optimizer objects: a new entry of run_chunk's cache
     hook = LambdaCallback(on_epoch_end=lambda ctx: None)
-    _, history = fl.fit(state, (x, y), loss=HEAD, batch_size=16, epochs=2, callbacks=[hook])
+    # 4 epochs of 4 steps: longer than the probe's 3 calls of a 4-step chunk, so the scan is measured
+    _, history = fl.fit(state, (x, y), loss=HEAD, batch_size=16, epochs=4, callbacks=[hook])
     assert history.driver["driver"] == "scan" and history.driver["scan_s_per_step"] is not None
     assert drivers.run_chunk._cache_size() == before + 1

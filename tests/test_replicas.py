@@ -55,13 +55,57 @@ def test_each_replica_equals_a_single_run_with_its_seed_and_hyperparameters(tmp_
     assert lines[4]["train_learning_rate"] == pytest.approx(3e-3)
 
 
-def test_a_diverging_replica_is_frozen_and_the_others_go_on():
+def test_the_loop_and_scan_drivers_train_the_same_replicas_and_auto_measures(monkeypatch):
+    """Same steps either way (a one-step program per step, or one scan per epoch); "auto", made to
+    measure, records both times and trains as the driver it chose, on a copy of the states."""
+    from fnlearn import drivers
+
+    x, y = _problem()
+    tx = inject_hyperparams(fl.optim.sgd)(learning_rate=0.1)
+    states, _ = fl.replicas.create(
+        fl.nn.mlp([6, 8, 3]), tx, [0, 1], hyperparams={"learning_rate": [0.1, 0.05]}
+    )
+
+    def run(driver):
+        return fl.replicas.fit(states, (x, y), loss=HEAD, epochs=2, batch_size=16, driver=driver)
+
+    (scan, scan_history), (loop, loop_history) = run("scan"), run("loop")
+    chex.assert_trees_all_close(loop.params, scan.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        [r["train_loss"] for r in loop_history], [r["train_loss"] for r in scan_history], rtol=1e-5
+    )
+    assert loop_history.driver == {
+        "driver": "loop",
+        "reason": "asked for",
+        "loop_s_per_step": None,
+        "scan_s_per_step": None,
+    }
+    forced = {
+        "MEASURE_ABOVE_S": 0.0,
+        "PROBE_BUDGET_S": 0.0,
+        "SCAN_PROBE_LENGTHS": (2, 2),
+        "SCAN_PROBE_MAX_CALL_S": 0.0,
+    }
+    for name, value in forced.items():  # measure, with a 6-step probe of the 8-step run
+        monkeypatch.setattr(drivers, name, value)
+    auto, history = run("auto")
+    assert history.driver["reason"].startswith("measured") and history.driver["scan_s_per_step"] > 0
+    chosen = loop if history.driver["driver"] == "loop" else scan
+    chex.assert_trees_all_close(auto.params, chosen.params, rtol=1e-6, atol=1e-7)
+    with pytest.raises(FnlearnError, match="driver"):
+        run("fast")
+
+
+@pytest.mark.parametrize("driver", ["scan", "loop"])
+def test_a_diverging_replica_is_frozen_and_the_others_go_on(driver):
     x, y = _problem()
     tx = inject_hyperparams(fl.optim.sgd)(learning_rate=0.1)
     states, info = fl.replicas.create(
         fl.nn.mlp([6, 16, 3]), tx, [0, 1], hyperparams={"learning_rate": [0.1, 1e30]}
     )
-    states, history = fl.replicas.fit(states, (x * 100, y), loss=HEAD, epochs=4, batch_size=16, info=info)
+    states, history = fl.replicas.fit(
+        states, (x * 100, y), loss=HEAD, epochs=4, batch_size=16, info=info, driver=driver
+    )
     last = {r["replica"]: r for r in history if r["epoch"] == 4}
     assert last[1]["diverged"] and not last[1]["active"]
     assert not last[0]["diverged"] and last[0]["active"]

@@ -437,6 +437,7 @@ def fit_kwargs(built: Built) -> dict:
         "augment": built.augment,
         "drop_last": t.drop_last,
         "progress": built.config.logging.progress,
+        "driver": t.driver,
         **({"accumulate": t.accumulate} if t.accumulate != 1 else {}),
         **({"ema": t.ema} if t.ema else {}),
         **({"compute_dtype": "bfloat16"} if t.precision == "bf16" else {}),

@@ -124,7 +124,6 @@ def _fit_run(built, run_dir: Path, *, resume: bool, quiet: bool):
         on_nonfinite="skip" if config.optimizer.skip_nonfinite else "stop",
         log_norms=config.logging.norms,
         devices=fbuild.fit_devices(t),
-        driver=t.driver,  # not in fit_kwargs: fl.replicas.fit has no driver (yet)
         checkpoint_every=t.checkpoint.every or None,
         keep_checkpoints=t.checkpoint.keep,
         resume=resume,

@@ -229,6 +229,12 @@ def train_replicas(claim: Claim, group: list[Plan], *, resume: bool, quiet: bool
             initial_time=runs.elapsed,
             after_epoch=runs.after_epoch,
         )
+        steps = history.driver
+        runs.driver.update(  # shared by every run's history: their summaries say how the steps ran
+            reason=f"{runs.driver['reason']}; its steps: {steps['driver']} ({steps['reason']})",
+            loop_s_per_step=steps.get("loop_s_per_step"),
+            scan_s_per_step=steps.get("scan_s_per_step"),
+        )
         return [_finish(runs, i, states, history, early, start, quiet) for i in range(len(group))]
     finally:
         runs.close()
