@@ -240,11 +240,8 @@ def fit(
     metrics.jsonl. Arguments are ``fl.fit``'s; ``early_stopping`` applies to each replica on its
     own. ``on_epoch(records)`` is called after every epoch, then ``after_epoch(states, epoch, step,
     last)`` (to checkpoint: the next epoch donates ``states``). ``initial_step``/``initial_time``
-    continue restored states (at an epoch boundary). The caller's ``states`` are never donated.
-    ``driver``: the epoch's vmapped steps as one compiled scan, as one-step programs called from
-    Python ("loop"), or whichever ``fnlearn.drivers.choose_driver`` measures faster ("auto",
-    recorded in ``history.driver``), as ``fl.fit`` chooses.
-    """
+    continue restored states (at an epoch boundary); ``driver`` as in ``fl.fit`` (``_steps``,
+    ``history.driver``). The caller's ``states`` are never donated."""
     _check_fit_arguments(
         states, epochs, steps, batch_size, eval_batch_size, early_stopping, drop_last, progress
     )
@@ -290,9 +287,15 @@ def fit(
             metrics_file.close()
     if stopper is not None:
         states = stopper.restore(states)
-    history.best_epoch = list(stopper.best_epoch) if stopper is not None else [None] * S
-    history.stopped_early = [bool(x) for x in stopper.stopped] if stopper is not None else [False] * S
+    history.best_epoch, history.stopped_early = _early_outcome(stopper, S)
     return states, history
+
+
+def _early_outcome(stopper, count: int) -> tuple[list, list]:
+    """Each replica's best epoch (None without early stopping) and whether it stopped early."""
+    if stopper is None:
+        return [None] * count, [False] * count
+    return list(stopper.best_epoch), [bool(x) for x in stopper.stopped]
 
 
 class _Data(NamedTuple):
