@@ -43,6 +43,7 @@ name = "cosine_decay"
 [training]
 epochs = 3
 batch_size = 24
+driver = "scan"     # one program each way, no probe (auto is tested in test_replicas and test_drivers)
 [logging]
 plots = false
 [sweep]
