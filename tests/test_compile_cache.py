@@ -10,27 +10,10 @@ from pathlib import Path
 
 import jax
 import pytest
+from test_cli import SMALL  # tests/ is on sys.path; the same run, so one of the two compiles it
 
 from fnlearn import cli, compile_cache
 from fnlearn.errors import FnlearnWarning
-
-# tests/test_cli.py's SMALL run: the same programs, so with the session's cache one of the two
-# compiles them and the other loads them
-SMALL = """\
-name = "small"
-[data]
-val = 0.1
-test = 0.2
-[model]
-sizes = [16]
-[training]
-epochs = 2
-batch_size = 64
-[training.checkpoint]
-every = 1
-[logging]
-plots = false
-"""
 
 
 def test_the_session_cache_is_what_commands_in_tests_use():

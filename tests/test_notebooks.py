@@ -78,8 +78,13 @@ def test_the_notebooks_are_committed_clean_with_a_parameter_cell_and_a_claims_ce
         assert "os.environ" not in source and "getenv" not in source, f"{name} reads the environment"
 
 
-@pytest.mark.xdist_group("notebooks")  # one worker executes each notebook once for all its tests
-@pytest.mark.parametrize("name", NAMES)
+def _on_one_worker(name: str):
+    """The xdist group of one notebook: its run and its claims test on one worker, which executes
+    it once (``executed``); different notebooks may run on different workers."""
+    return pytest.mark.xdist_group(f"notebook_{name}")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=_on_one_worker(name)) for name in NAMES])
 def test_the_notebook_runs_in_a_kernel_and_shows_a_figure(executed, name):
     nb, _, out = executed(name)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
@@ -90,7 +95,7 @@ def test_the_notebook_runs_in_a_kernel_and_shows_a_figure(executed, name):
     assert [path for path in out.glob("*.png") if path.stat().st_size > 5_000], f"{name} saved no figure"
 
 
-@pytest.mark.xdist_group("notebooks")
+@_on_one_worker("optimizers")
 def test_optimizers_notebook_claims(executed):
     _, claims, out = executed("optimizers")
     accuracy = claims["val_accuracy"]
@@ -113,7 +118,7 @@ def test_optimizers_notebook_claims(executed):
     assert len(table.splitlines()) == 2 + len(accuracy) and "± " in table
 
 
-@pytest.mark.xdist_group("notebooks")
+@_on_one_worker("initialisers")
 def test_initialisers_notebook_claims(executed):
     _, claims, _ = executed("initialisers")
     ratio, depth = claims["forward_ratio"], claims["depth"]
@@ -125,7 +130,7 @@ def test_initialisers_notebook_claims(executed):
     assert loss["N(0, 0.01²)"] > 0.9 * np.log(10)  # the vanishing signal barely trains
 
 
-@pytest.mark.xdist_group("notebooks")
+@_on_one_worker("heads")
 def test_heads_notebook_claims(executed):
     _, claims, _ = executed("heads")
     mse, learned, t = (claims[f"heteroscedastic / {h}"] for h in ("MSE", "Gaussian σ(x)", "Student-t"))
@@ -136,7 +141,7 @@ def test_heads_notebook_claims(executed):
     assert min(mse["ece"], learned["ece"]) > 0.1 > t["ece"]
 
 
-@pytest.mark.xdist_group("notebooks")
+@_on_one_worker("compare_runs")
 def test_compare_runs_notebook_claims(executed):
     _, claims, out = executed("compare_runs")
     assert len(claims["runs"]) == 4 and claims["groups"] == 2
@@ -152,7 +157,7 @@ def test_compare_runs_notebook_claims(executed):
     )
 
 
-@pytest.mark.xdist_group("notebooks")
+@_on_one_worker("replicas_seeds")
 def test_replicas_seeds_notebook_claims(executed):
     _, claims, _ = executed("replicas_seeds")
     assert len(claims["seeds"]) == 2 * claims["SEEDS"]
