@@ -253,8 +253,8 @@ def fit(
     active, diverged = jnp.ones((S,), bool), np.zeros(S, bool)
     stopper = _PerReplicaStopping(early_stopping, S) if early_stopping is not None else None
     history = ReplicaHistory()
-    metrics_file = open_metrics(run_dir, False, []) if run_dir is not None else None
     history.driver = _choose(states, active, data, initial_step, obj, augment, log_norms, driver).as_dict()
+    metrics_file = open_metrics(run_dir, False, []) if run_dir is not None else None
     bar = progress_bar(progress, data.plan.total_steps, initial_step)
     start, step = time.perf_counter() - initial_time, initial_step
     try:
